@@ -1,0 +1,44 @@
+# wgf — experiment runner for Wasserstein gradient flows.  `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_VERSION ?= 2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: help install test test-full lint bench reproduce clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	@# torch first, pinned: a CPU wheel of it is on these machines; an open range
+	@# with no torch installed would pull several GB of CUDA packages.
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==$(TORCH_VERSION)
+	$(PIP) install -q -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv (if missing) and install torch, then wgf in editable mode
+
+test: install  ## the fast suite (no slow tests); what CI runs
+	$(PY) -m pytest -m "not slow" -q
+
+test-full: install  ## every test, slow ones included
+	$(PY) -m pytest -q
+
+lint: install  ## ruff
+	$(VENV)/bin/ruff check wgf_cli tests benchmarks
+
+bench: install  ## benchmarks; tables printed, JSON written to benchmarks/results/
+	$(PY) benchmarks/run_all.py
+
+reproduce: install  ## every experiment preset and one report page: outputs/reproduce/report.md
+	$(PY) -m wgf_cli.reproduce --out outputs/reproduce
+
+clean:  ## remove the virtual environment and caches (outputs/ is kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

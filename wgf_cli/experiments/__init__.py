@@ -1,0 +1,1 @@
+"""Experiments: `def validate(cfg)` and `def run(cfg, run) -> dict` per subcommand."""

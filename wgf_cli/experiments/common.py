@@ -1,0 +1,109 @@
+"""Helpers shared by the experiments: config checks (one-line :class:`ConfigError`) and
+device / dtype resolution."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from wgf_cli.errors import ConfigError
+
+def get(cfg: DictConfig, key: str) -> Any:
+    """The value at dotted ``key``; :class:`ConfigError` if absent or ``???``."""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    if not isinstance(node, DictConfig) or leaf not in node:
+        raise ConfigError(f"missing config key {key}")
+    if OmegaConf.is_missing(node, leaf):
+        raise ConfigError(f"{key} is required (give {key}=...)")
+    return node[leaf]
+
+
+def number(cfg: DictConfig, key: str, *, positive: bool = False, minimum: float | None = None,
+           maximum: float | None = None, allow_none: bool = False) -> float | None:
+    value = get(cfg, key)
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if positive and not value > 0:
+        raise ConfigError(f"{key} must be > 0, got {value}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{key} must be <= {maximum}, got {value}")
+    return float(value)
+
+
+def integer(cfg: DictConfig, key: str, *, minimum: int | None = None,
+            maximum: int | None = None) -> int:
+    value = get(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{key} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{key} must be <= {maximum}, got {value}")
+    return int(value)
+
+
+def choice(cfg: DictConfig, key: str, allowed: Iterable[Any]) -> Any:
+    allowed = list(allowed)
+    value = get(cfg, key)
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+    return value
+
+
+def boolean(cfg: DictConfig, key: str) -> bool:
+    value = get(cfg, key)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def vector(cfg: DictConfig, key: str, length: int, *, allow_none: bool = False,
+           allow_scalar: bool = False) -> list[float] | float | None:
+    value = get(cfg, key)
+    if value is None and allow_none:
+        return None
+    if allow_scalar and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, ListConfig | list) or len(value) != length or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value
+    ):
+        raise ConfigError(f"{key} must be a list of {length} numbers, got {_show(value)}")
+    return [float(v) for v in value]
+
+
+def _show(value: Any) -> str:
+    return repr(OmegaConf.to_container(value) if isinstance(value, DictConfig | ListConfig)
+                else value)
+
+
+def resolve_device(cfg: DictConfig) -> str:
+    """``device``: auto | cpu | cuda (cuda:N); ``auto`` is cuda when available."""
+    import torch
+
+    device = get(cfg, "device")
+    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda")
+                                           or device.startswith("cuda:")):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device} but no CUDA GPU is available; use device=cpu or auto")
+    return device
+
+
+def resolve_dtype(cfg: DictConfig, device: str):
+    """``dtype``: auto | float32 | float64; ``auto`` is float64 on the CPU, float32 on CUDA."""
+    import torch
+
+    name = choice(cfg, "dtype", ["auto", "float32", "float64"])
+    if name == "auto":
+        return torch.float32 if device.startswith("cuda") else torch.float64
+    return getattr(torch, name)

@@ -1,0 +1,435 @@
+"""`wgf jko`: wire the config to the grid, the energy and the entropic JKO engine.
+
+Per step it logs ``step, t, energy`` (and ``energy_<part>``), ``mass``, ``max_density``,
+``transport_cost``, ``inner_iters``, ``marginal_error``, ``log_domain``, ``wall_s`` and, when
+a closed form exists, ``l1_error`` / ``w2_error``; at the end ``densities.npz``, the plots and
+``summary.json`` (keys documented in :data:`SUMMARY_KEYS`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from wgf_cli.errors import ConfigError
+from wgf_cli.experiments import common as C
+
+log = logging.getLogger(__name__)
+
+ENERGIES = ["heat", "fokker_planck", "porous_medium", "crowd", "aggregation"]
+POTENTIALS = ["quadratic", "double_well", "expr"]
+INITIALS = ["gaussian", "gaussian_mixture", "box", "barenblatt", "npy"]
+SOLVERS = ["jko", "langevin"]
+
+SUMMARY_KEYS = {
+    "energy": "name of the energy",
+    "steps": "JKO steps run",
+    "grid_size": "cells per axis",
+    "grid_dim": "dimension",
+    "gamma": "entropic parameter of the Gibbs kernel",
+    "h": "physical time step (solver.tau)",
+    "final_time": "steps * h",
+    "energy_initial": "F(rho_0)", "energy_final": "F(rho_N)",
+    "mass_error_max": "max_k |mass_k - mass_0| / mass_0",
+    "energy_monotone": "F non-increasing at every step (1e-9 relative slack)",
+    "energy_increase_max": "largest relative increase of F between two steps (0 if monotone)",
+    "l1_error_final": "relative L1 error against the closed form at the final time (if known)",
+    "w2_error_final": "W2 (1-D) / sliced W2 (2-D, 3-D) to the closed form at the final time",
+    "reference": "the closed form compared with (none if unknown)",
+    "inner_iters_mean": "mean KL-proximal iterations per step",
+    "converged_fraction": "fraction of steps that reached solver.tol",
+    "log_domain_steps": "steps solved in the log domain",
+    "blur_diffusion": "extra diffusion of the entropic blur, s^2/(2h) ~ gamma/(4h)",
+    "debias": "whether the blur was compensated", "wall_s": "wall time of the run",
+}
+
+
+# ----------------------------------------------------------------------------------------
+# validation
+# ----------------------------------------------------------------------------------------
+def validate(cfg: DictConfig) -> None:
+    """Every check that can fail before work starts; one-line :class:`ConfigError`."""
+    C.integer(cfg, "seed", minimum=0)
+    C.resolve_device(cfg)
+    C.resolve_dtype(cfg, "cpu")
+    C.integer(cfg, "steps", minimum=1)
+    C.boolean(cfg, "resume")
+    C.integer(cfg, "grid.size", minimum=8)
+    dim = C.integer(cfg, "grid.dim", minimum=1, maximum=3)
+    lo, hi = C.number(cfg, "grid.lo"), C.number(cfg, "grid.hi")
+    if not hi > lo:
+        raise ConfigError(f"grid.hi must be > grid.lo, got lo={lo} hi={hi}")
+    C.integer(cfg, "output.snapshots", minimum=2)
+    C.integer(cfg, "output.gif_frames", minimum=0)
+    C.integer(cfg, "output.checkpoint_every", minimum=0)
+
+    solver = C.choice(cfg, "solver.name", SOLVERS)
+    C.number(cfg, "solver.tau", positive=True)
+    C.number(cfg, "solver.gamma_factor", positive=True)
+    C.number(cfg, "solver.gamma", positive=True, allow_none=True)
+    C.number(cfg, "solver.tol", positive=True)
+    C.integer(cfg, "solver.inner_max", minimum=1)
+    C.integer(cfg, "solver.check_every", minimum=1)
+    C.choice(cfg, "solver.log_domain", ["auto", True, False])
+    C.boolean(cfg, "solver.debias")
+
+    name = C.choice(cfg, "energy.name", ENERGIES)
+    if name in ("heat", "fokker_planck", "crowd", "aggregation"):
+        C.number(cfg, "energy.diffusion", minimum=0.0)
+    if name in ("heat", "fokker_planck"):
+        C.number(cfg, "energy.diffusion", positive=True)
+    if name == "fokker_planck":
+        pot = C.choice(cfg, "energy.potential.name", POTENTIALS)
+        if pot == "quadratic":
+            C.vector(cfg, "energy.potential.mean", dim, allow_none=True)
+        elif pot == "double_well":
+            C.vector(cfg, "energy.potential.center", dim, allow_none=True)
+            C.number(cfg, "energy.potential.width", positive=True)
+            C.number(cfg, "energy.potential.depth", minimum=0.0)
+            C.number(cfg, "energy.potential.stiffness", minimum=0.0)
+    if name == "porous_medium":
+        m = C.number(cfg, "energy.m")
+        if not m > 1:
+            raise ConfigError(f"energy.m must be > 1 for the porous medium, got {m}")
+    if name == "crowd":
+        C.number(cfg, "energy.kappa", positive=True)
+        C.vector(cfg, "energy.exit_lo", dim)
+        C.vector(cfg, "energy.exit_hi", dim)
+    if name == "aggregation":
+        C.choice(cfg, "energy.kernel.kind", ["power", "expr"])
+    if solver == "langevin":
+        if name not in ("heat", "fokker_planck", "aggregation"):
+            raise ConfigError(f"solver=langevin needs energy heat, fokker_planck or aggregation "
+                              f"(a particle SDE); got energy={name}")
+        C.integer(cfg, "solver.particles", minimum=10)
+        C.integer(cfg, "solver.substeps", minimum=1)
+        C.integer(cfg, "solver.repeats", minimum=2)
+        C.integer(cfg, "solver.projections", minimum=1)
+
+    init = C.choice(cfg, "initial.name", INITIALS)
+    if init == "gaussian":
+        C.vector(cfg, "initial.mean", dim, allow_none=True)
+        std = C.vector(cfg, "initial.std", dim, allow_scalar=True)
+        if min(std if isinstance(std, list) else [std]) <= 0:
+            raise ConfigError(f"initial.std must be > 0, got {std}")
+    elif init == "barenblatt":
+        mb = C.number(cfg, "initial.m")
+        if not mb > 1:
+            raise ConfigError(f"initial.m must be > 1, got {mb}")
+        C.number(cfg, "initial.t0", positive=True)
+        C.vector(cfg, "initial.center", dim, allow_none=True)
+    elif init == "box":
+        C.vector(cfg, "initial.lo", dim)
+        C.vector(cfg, "initial.hi", dim)
+    elif init == "npy":
+        from pathlib import Path
+
+        path = Path(str(C.get(cfg, "initial.path"))).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"initial.path: file {path} not found")
+    # build the pieces that can reject their parameters (cheap, small grid)
+    try:
+        _build_energy(cfg, _grid(cfg, "cpu", None, size=8))
+    except ConfigError:
+        raise
+    except (ValueError, KeyError, SyntaxError, TypeError, NameError) as exc:
+        raise ConfigError(f"energy: {exc}") from None
+
+
+# ----------------------------------------------------------------------------------------
+# building
+# ----------------------------------------------------------------------------------------
+def _grid(cfg: DictConfig, device: str, dtype, size: int | None = None):
+    import torch
+
+    from wgf_cli.ot.grid import Grid
+
+    return Grid.regular(size or int(cfg.grid.size), int(cfg.grid.dim), float(cfg.grid.lo),
+                        float(cfg.grid.hi), dtype or torch.float64, device)
+
+
+def _centre(grid, value) -> list[float]:
+    if value is None:
+        return [(lo + hi) / 2 for lo, hi in zip(grid.lo, grid.hi, strict=True)]
+    return [float(v) for v in value]
+
+
+def _build_energy(cfg: DictConfig, grid):
+    from wgf_cli.flows import energies as E
+    from wgf_cli.flows import potentials as P
+
+    e = cfg.energy
+    if e.name == "heat":
+        return E.Heat(grid, float(e.diffusion))
+    if e.name == "fokker_planck":
+        p = e.potential
+        if p.name == "quadratic":
+            pot = P.QuadraticPotential(_centre(grid, p.mean), _matrix(p.matrix), grid.dim)
+        elif p.name == "double_well":
+            pot = P.DoubleWellPotential(_centre(grid, p.center), p.width, p.depth, p.stiffness)
+        else:
+            pot = P.ExprPotential(str(p.expr), grid.dim)
+        return E.FokkerPlanck(grid, pot, float(e.diffusion))
+    if e.name == "porous_medium":
+        return E.PorousMedium(grid, float(e.m))
+    if e.name == "crowd":
+        V = E.exit_distance(grid, list(e.exit_lo), list(e.exit_hi))
+        return E.Crowd(grid, V, float(e.kappa), float(e.diffusion))
+    k = e.kernel
+    kernel = P.RadialKernel(str(k.kind), float(k.attract_power), float(k.repel_power),
+                            float(k.strength), None if k.expr is None else str(k.expr))
+    return E.Aggregation(grid, kernel, float(e.diffusion))
+
+
+def _matrix(value):
+    from omegaconf import OmegaConf
+
+    return value if isinstance(value, int | float) else OmegaConf.to_container(value)
+
+
+def _build_initial(cfg: DictConfig, grid):
+    from wgf_cli.flows import initial as I
+
+    c = cfg.initial
+    if c.name == "gaussian":
+        std = c.std if isinstance(c.std, int | float) else list(c.std)
+        return I.gaussian(grid, _centre(grid, c.mean), std)
+    if c.name == "gaussian_mixture":
+        return I.gaussian_mixture(grid, [list(m) for m in c.means], list(c.stds), list(c.weights))
+    if c.name == "box":
+        return I.box(grid, list(c.lo), list(c.hi))
+    if c.name == "barenblatt":
+        return I.barenblatt(grid, float(c.m), float(c.t0), _centre(grid, c.center))
+    return I.from_npy(grid, str(c.path))
+
+
+@dataclass
+class Reference:
+    """A closed form ``rho(t)`` (masses on the grid) and its name."""
+
+    name: str
+    at: Any  # callable t -> Tensor
+
+
+def _reference(cfg: DictConfig, grid, energy, rho0) -> Reference | None:
+    import torch
+
+    from wgf_cli.flows import references as R
+
+    e, c = cfg.energy, cfg.initial
+    iso_gauss = c.name == "gaussian" and isinstance(c.std, int | float)
+    if e.name == "heat" and iso_gauss:
+        mean, var0 = _centre(grid, c.mean), float(c.std) ** 2
+        return Reference("heat kernel (images at the walls)",
+                         lambda t: R.heat_gaussian(grid, mean, var0, energy.diffusion, t))
+    if e.name == "fokker_planck" and e.potential.name == "quadratic" and c.name == "gaussian":
+        m0, S0 = R.moments(grid, rho0)
+        pot = energy.potential
+
+        def ou(t):
+            mean, cov = R.ou_moments(m0, S0, pot.mean, pot.matrix, energy.diffusion, t)
+            dens = R.gaussian_density(grid, mean.tolist(), cov.to(grid.dtype))
+            return dens * grid.cell_volume
+
+        return Reference("Ornstein-Uhlenbeck Gaussian", ou)
+    if e.name == "porous_medium" and c.name == "barenblatt" and math.isclose(float(c.m), float(e.m)):
+        t0, centre = float(c.t0), _centre(grid, c.center)
+
+        def baren(t):
+            ref = R.barenblatt(grid, float(e.m), t0 + t, centre)
+            return ref / ref.sum()
+
+        return Reference("Barenblatt profile", baren)
+    del torch
+    return None
+
+
+# ----------------------------------------------------------------------------------------
+# the run
+# ----------------------------------------------------------------------------------------
+def run(cfg: DictConfig, run) -> dict[str, Any]:
+    import torch
+
+    from wgf_cli.flows import references as R
+    from wgf_cli.flows.jko import EntropicJKO
+    from wgf_cli.ot.metrics import grid_w2
+
+    t_start = time.perf_counter()
+    device = C.resolve_device(cfg)
+    dtype = C.resolve_dtype(cfg, device)
+    torch.manual_seed(int(cfg.seed))
+    grid = _grid(cfg, device, dtype)
+    energy = _build_energy(cfg, grid)
+    rho0 = _build_initial(cfg, grid)
+    ref = _reference(cfg, grid, energy, rho0)
+    s = cfg.solver
+    dx = min(grid.spacing)
+    gamma = float(s.gamma) if s.gamma is not None else float(s.gamma_factor) * dx**2
+    flow = EntropicJKO(energy, float(s.tau), gamma, tol=float(s.tol), inner_max=int(s.inner_max),
+                       log_domain=s.log_domain, debias=bool(s.debias),
+                       check_every=int(s.check_every))
+    if flow.debias and not flow.debias_complete:
+        log.warning("debias: blur diffusion %.3g exceeds D=%.3g; compensated only partly",
+                    flow.blur_diffusion, energy.diffusion)
+    log.info("grid %s on %s/%s, gamma=%.3g, h=%.3g, sigma=%.3g, blur diffusion %.3g",
+             grid.shape, device, dtype, gamma, flow.h, flow.sigma, flow.blur_diffusion)
+
+    steps = int(cfg.steps)
+    mass0 = float(rho0.sum())
+    e0 = energy.parts(rho0)
+    snap_every = max(1, steps // (int(cfg.output.snapshots) - 1))
+    gif_every = max(1, steps // max(1, int(cfg.output.gif_frames)))
+    ckpt_every = int(cfg.output.checkpoint_every)
+
+    state = {"rho": rho0, "step": 0, "energies": [sum(e0.values())], "mass_err": [0.0],
+             "frames": [(0.0, rho0.cpu())], "snaps": [(0.0, rho0.cpu())], "times": [0.0],
+             "l1": [], "w2": [], "iters": [], "conv": [], "logd": [], "maxd": [],
+             "init": None}
+    if bool(cfg.resume):
+        ck = run.load_checkpoint()
+        if ck is not None:
+            state.update({k: v for k, v in ck.items() if k in state})
+            state["rho"] = ck["rho"].to(device=device, dtype=dtype)
+            if ck.get("init") is not None:
+                flow._init = tuple(x.to(device=device, dtype=dtype) for x in ck["init"])
+            run.truncate_metrics(int(ck["step"]))
+            log.info("resumed from step %d", ck["step"])
+    else:
+        _log_step(run, 0, 0.0, e0, rho0, mass0, grid, ref, grid_w2, R, state, None)
+
+    def on_step(st) -> None:
+        k = state["step"] + 1
+        st.step, st.t = k, k * flow.h
+        state["step"], state["rho"] = k, st.rho
+        state["times"].append(st.t)
+        parts = energy.parts(st.rho)
+        state["energies"].append(sum(parts.values()))
+        _log_step(run, k, st.t, parts, st.rho, mass0, grid, ref, grid_w2, R, state, st)
+        if k % snap_every == 0 or k == steps:
+            state["snaps"].append((st.t, st.rho.cpu()))
+        if k % gif_every == 0 or k == steps:
+            state["frames"].append((st.t, st.rho.cpu()))
+        if ckpt_every and (k % ckpt_every == 0 or k == steps):
+            run.save_checkpoint({**{key: state[key] for key in state if key not in ("init",)},
+                                 "rho": st.rho.cpu(), "init": tuple(x.cpu() for x in flow._init)})
+
+    with run.progress(steps - state["step"], f"jko {cfg.energy.name}") as bar:
+        rho = state["rho"]
+        while state["step"] < steps:
+            st = flow.step(rho)
+            on_step(st)
+            rho = st.rho
+            bar.advance(energy=state["energies"][-1], iters=st.inner_iters,
+                        **({"l1": state["l1"][-1]} if state["l1"] else {}))
+
+    # the Lagrangian cross-check
+    extra: dict[str, Any] = {}
+    if s.name == "langevin":
+        extra = _langevin(cfg, grid, energy, rho0, state["rho"], steps * flow.h, flow.h, run)
+
+    wall = time.perf_counter() - t_start
+    energies = np.asarray(state["energies"])
+    incr = np.diff(energies) / np.maximum(np.abs(energies[:-1]), 1e-300)
+    summary: dict[str, Any] = {
+        "energy": str(cfg.energy.name),
+        "steps": steps,
+        "grid_size": int(cfg.grid.size),
+        "grid_dim": int(cfg.grid.dim),
+        "gamma": gamma,
+        "h": flow.h,
+        "final_time": steps * flow.h,
+        "energy_initial": float(energies[0]),
+        "energy_final": float(energies[-1]),
+        "mass_error_max": float(max(state["mass_err"])),
+        "energy_monotone": bool((incr <= 1e-9).all()),
+        "energy_increase_max": float(max(0.0, incr.max())) if incr.size else 0.0,
+        "reference": ref.name if ref else "none",
+        "inner_iters_mean": float(np.mean(state["iters"])) if state["iters"] else 0.0,
+        "converged_fraction": float(np.mean(state["conv"])) if state["conv"] else 1.0,
+        "log_domain_steps": int(sum(state["logd"])),
+        "max_density_max": float(max(state["maxd"])) if state["maxd"] else None,
+        "blur_diffusion": flow.blur_diffusion,
+        "debias": flow.debias,
+        "device": device,
+        "dtype": str(dtype).replace("torch.", ""),
+    }
+    if ref is not None:
+        summary["l1_error_final"] = state["l1"][-1]
+        summary["w2_error_final"] = state["w2"][-1]
+    if cfg.energy.name == "crowd":
+        summary["kappa"] = float(cfg.energy.kappa)
+        summary["congestion_ratio_max"] = summary["max_density_max"] / float(cfg.energy.kappa)
+    if cfg.energy.name == "fokker_planck":
+        summary["gibbs_l1_final"] = R.relative_l1(state["rho"], R.gibbs(energy.V, energy.diffusion))
+    summary.update(extra)
+    summary["wall_s"] = round(wall, 3)
+
+    _save_outputs(run, cfg, grid, state, ref, energies)
+    run.save_summary(summary)
+    return summary
+
+
+def _log_step(run, k, t, parts, rho, mass0, grid, ref, grid_w2, R, state, st) -> None:
+    mass = float(rho.sum())
+    state["mass_err"].append(abs(mass - mass0) / mass0)
+    maxd = float(rho.max()) / grid.cell_volume
+    row: dict[str, Any] = {"t": t, "energy": sum(parts.values())}
+    row.update({f"energy_{k_}": v for k_, v in parts.items()})
+    row.update(mass=mass, max_density=maxd)
+    if st is not None:
+        state["iters"].append(st.inner_iters)
+        state["conv"].append(st.converged)
+        state["logd"].append(st.log_domain)
+        state["maxd"].append(maxd)
+        row.update(transport_cost=st.transport_cost, inner_iters=st.inner_iters,
+                   marginal_error=st.marginal_error, converged=st.converged,
+                   log_domain=st.log_domain, wall_s=round(st.wall_s, 5))
+    if ref is not None:
+        exact = ref.at(t)
+        l1 = R.relative_l1(rho, exact)
+        w2 = grid_w2(grid, rho, exact, n_projections=32)
+        state["l1"].append(l1)
+        state["w2"].append(w2)
+        row.update(l1_error=l1, w2_error=w2)
+    run.log_metrics(k, **row)
+
+
+def _langevin(cfg, grid, energy, rho0, rho_final, t_final, h, run) -> dict[str, Any]:
+    import torch
+
+    from wgf_cli.flows import langevin as L
+
+    s = cfg.solver
+    gen = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
+    g64 = grid.to(dtype=torch.float64, device="cpu")
+    energy_cpu = _build_energy(cfg, g64)
+    x0 = L.sample_grid_measure(g64, rho0.to("cpu", torch.float64), int(s.particles), gen)
+    dt = h / int(s.substeps)
+    res = L.simulate_langevin(energy_cpu, x0, diffusion=energy_cpu.diffusion, dt=dt,
+                              steps=round(t_final / dt), generator=gen)
+    p = rho_final.to("cpu", torch.float64)
+    dist = L.particle_grid_distance(g64, p, res.x, n_projections=int(s.projections),
+                                    seed=int(cfg.seed))
+    err = L.sampling_error(g64, p, int(s.particles), repeats=int(s.repeats), generator=gen,
+                           n_projections=int(s.projections), seed=int(cfg.seed))
+    run.save_arrays("particles", x=res.x.numpy(), x0=x0.numpy())
+    return {"langevin_particles": int(s.particles), "langevin_distance": dist,
+            "langevin_sampling_mean": err.mean, "langevin_sampling_q95": err.q95,
+            "langevin_agrees": bool(L.agrees(dist, err))}
+
+
+def _save_outputs(run, cfg, grid, state, ref, energies) -> None:
+    from wgf_cli.experiments import jko_plots
+
+    v = grid.cell_volume
+    axes = np.stack([a.cpu().numpy() for a in grid.axes])
+    snaps = state["snaps"]
+    run.save_arrays("densities", axes=axes, t=np.array([t for t, _ in snaps]),
+                    rho=np.stack([(r / v).numpy() for _, r in snaps]))
+    jko_plots.make_all(run, cfg, grid, state, ref, energies)

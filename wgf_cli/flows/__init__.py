@@ -1,0 +1,1 @@
+"""Gradient flows on grids: energies, entropic JKO stepping, references, Langevin particles."""

@@ -1,0 +1,280 @@
+"""Free energies on a grid: value, first variation and KL-proximal map.
+
+Measures are *masses per cell* ``p`` (``p.sum()`` is the total mass) on a
+:class:`~wgf_cli.ot.grid.Grid` with cell volume ``v``; the density is ``p / v``.  Every
+energy is the grid discretisation of an integral functional of the density:
+
+=================  ==========================================================================
+``heat``           ``D int rho log rho``                      -> ``D sum p log(p/v)``
+``fokker_planck``  ``D int rho log rho + int V rho``
+``porous_medium``  ``int rho^m / (m-1)``                      -> ``sum v (p/v)^m / (m-1)``
+``crowd``          ``int V rho + i(rho <= kappa)`` (+ optional ``D int rho log rho``)
+``aggregation``    ``1/2 int int W(x-y) drho drho + D int rho log rho`` (interaction by FFT)
+=================  ==========================================================================
+
+The KL-proximal map ``prox^KL_{sigma F}(p) = argmin_r sigma F(r) + KL(r | p)`` is what the
+entropic JKO iterations need.  It is given in log form (``log p -> log r``, so that it works
+unchanged in the log domain, with ``log p = -inf`` where ``p = 0``): closed form for the
+entropy, potential and congestion terms, a monotone Newton iteration for the porous medium.
+The interaction term is handled semi-implicitly: :meth:`Energy.begin_step` linearises it at
+the current iterate ``rho_k``, and the step uses the potential ``W * rho_k``.
+
+``prox_diffusion`` is the diffusion coefficient used inside the proximal map; it equals
+``diffusion`` unless the JKO solver lowers it to compensate the entropic blur.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from wgf_cli.flows.potentials import Potential, RadialKernel
+from wgf_cli.ot.grid import Grid
+
+Tensor = torch.Tensor
+
+
+def _xlogx_over_v(p: Tensor, v: float) -> Tensor:
+    """``p log(p/v)`` with ``0 log 0 = 0``."""
+    safe = torch.where(p > 0, p, torch.ones_like(p))
+    return torch.where(p > 0, p * torch.log(safe / v), torch.zeros_like(p))
+
+
+class Energy:
+    """Base class.  Subclasses set ``name`` and ``diffusion`` and implement the methods."""
+
+    name = "energy"
+    #: coefficient D of a linear-diffusion part ``D int rho log rho`` (0 when absent)
+    diffusion = 0.0
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        self.v = grid.cell_volume
+        self.prox_diffusion = self.diffusion
+
+    # values ---------------------------------------------------------------------
+    def parts(self, p: Tensor) -> dict[str, float]:
+        """The named terms of the energy at ``p`` (their sum is :meth:`value`)."""
+        raise NotImplementedError
+
+    def value(self, p: Tensor) -> float:
+        return float(sum(self.parts(p).values()))
+
+    def first_variation(self, p: Tensor) -> Tensor:
+        """``delta F / delta rho`` at the cell centres."""
+        raise NotImplementedError
+
+    # proximal map ---------------------------------------------------------------
+    def begin_step(self, p: Tensor) -> None:
+        """Called with ``rho_k`` before each JKO step (linearisation hook)."""
+
+    def prox_log(self, log_p: Tensor, sigma: float) -> Tensor:
+        """``log prox^KL_{sigma F}(exp(log_p))`` elementwise."""
+        raise NotImplementedError
+
+    # particles (Langevin cross-check) --------------------------------------------
+    supports_particles = False
+
+    def particle_drift(self, x: Tensor) -> Tensor:
+        """Drift ``-grad(delta F_nonentropic / delta rho)`` at particles ``x`` of shape (N, d)."""
+        raise NotImplementedError(f"energy {self.name!r} has no particle (Langevin) form")
+
+    def _entropy_prox(self, log_p: Tensor, sigma: float, potential: Tensor | float) -> Tensor:
+        """Prox of ``D sum p log(p/v) + sum V p`` with ``D = prox_diffusion`` (closed form):
+        ``(1 + sigma D) log r = log p + sigma D (log v - 1) - sigma V``."""
+        sd = sigma * self.prox_diffusion
+        return (log_p + sd * (math.log(self.v) - 1.0) - sigma * potential) / (1.0 + sd)
+
+
+class Heat(Energy):
+    """``F = D int rho log rho``: the heat equation ``d rho/dt = D Laplacian rho``."""
+
+    name = "heat"
+    supports_particles = True
+
+    def __init__(self, grid: Grid, diffusion: float = 0.1) -> None:
+        self.diffusion = float(diffusion)
+        super().__init__(grid)
+
+    def parts(self, p):
+        return {"entropy": self.diffusion * float(_xlogx_over_v(p, self.v).sum())}
+
+    def first_variation(self, p):
+        safe = torch.clamp_min(p, torch.finfo(p.dtype).tiny)
+        return self.diffusion * (torch.log(safe / self.v) + 1.0)
+
+    def prox_log(self, log_p, sigma):
+        return self._entropy_prox(log_p, sigma, 0.0)
+
+    def particle_drift(self, x):
+        return torch.zeros_like(x)
+
+
+class FokkerPlanck(Energy):
+    """``F = D int rho log rho + int V rho``: ``d rho/dt = div(rho grad V) + D Laplacian rho``."""
+
+    name = "fokker_planck"
+    supports_particles = True
+
+    def __init__(self, grid: Grid, potential: Potential, diffusion: float = 0.1) -> None:
+        self.diffusion = float(diffusion)
+        super().__init__(grid)
+        self.potential = potential
+        self.V = potential(grid.mesh())
+
+    def parts(self, p):
+        return {
+            "entropy": self.diffusion * float(_xlogx_over_v(p, self.v).sum()),
+            "potential": float((self.V * p).sum()),
+        }
+
+    def first_variation(self, p):
+        safe = torch.clamp_min(p, torch.finfo(p.dtype).tiny)
+        return self.diffusion * (torch.log(safe / self.v) + 1.0) + self.V
+
+    def prox_log(self, log_p, sigma):
+        return self._entropy_prox(log_p, sigma, self.V)
+
+    def particle_drift(self, x):
+        return -self.potential.grad(x)
+
+
+class PorousMedium(Energy):
+    """``F = int rho^m / (m - 1)``, ``m > 1``: ``d rho/dt = Laplacian(rho^m)``."""
+
+    name = "porous_medium"
+
+    def __init__(self, grid: Grid, m: float = 2.0, newton_iters: int = 60) -> None:
+        if not m > 1:
+            raise ValueError(f"porous medium exponent m must be > 1, got {m}")
+        super().__init__(grid)
+        self.m = float(m)
+        self.newton_iters = newton_iters
+
+    def parts(self, p):
+        rho = p / self.v
+        return {"internal": float((self.v * rho**self.m).sum()) / (self.m - 1.0)}
+
+    def first_variation(self, p):
+        return self.m / (self.m - 1.0) * (p / self.v) ** (self.m - 1.0)
+
+    def prox_log(self, log_p, sigma):
+        # r minimises sigma v (r/v)^m/(m-1) + r log(r/p) - r.  With c = sigma m / ((m-1) v^(m-1))
+        # and y = log(c r^(m-1)) the optimality condition reads
+        #     psi(y) = e^y + y/(m-1) - R = 0,   R = log p + log(c)/(m-1),
+        # psi increasing and convex: Newton from any y0 with psi(y0) >= 0 decreases
+        # monotonically to the root.  y0 = (m-1) R always qualifies, and so does log R for
+        # R >= 1; the smaller is the closer.
+        m1 = self.m - 1.0
+        log_c = math.log(sigma * self.m / m1) - m1 * math.log(self.v)
+        finite = torch.isfinite(log_p)
+        R = torch.where(finite, log_p, torch.zeros_like(log_p)) + log_c / m1
+        y = m1 * R
+        big = R >= 1.0
+        y = torch.where(big, torch.minimum(y, torch.log(torch.where(big, R, torch.ones_like(R)))), y)
+        for _ in range(self.newton_iters):
+            ey = torch.exp(y)
+            step = (ey + y / m1 - R) / (ey + 1.0 / m1)
+            y = y - step
+            if float(step.abs().max()) <= 1e-13 * (1.0 + float(y.abs().max())):
+                break
+        s = (y - log_c) / m1
+        return torch.where(finite, s, log_p)
+
+
+class Crowd(Energy):
+    """``F = int V rho + i(rho <= kappa)`` (+ ``D int rho log rho``): crowd motion with
+    congestion (Maury, Roudneff-Chupin & Santambrogio), ``V`` the distance to an exit."""
+
+    name = "crowd"
+
+    def __init__(self, grid: Grid, potential: Tensor, kappa: float, diffusion: float = 0.0):
+        if not kappa > 0:
+            raise ValueError(f"congestion bound kappa must be > 0, got {kappa}")
+        self.diffusion = float(diffusion)
+        super().__init__(grid)
+        self.V = potential
+        self.kappa = float(kappa)
+
+    def parts(self, p):
+        out = {"potential": float((self.V * p).sum())}
+        if self.diffusion:
+            out["entropy"] = self.diffusion * float(_xlogx_over_v(p, self.v).sum())
+        return out
+
+    def first_variation(self, p):
+        fv = self.V.clone()
+        if self.diffusion:
+            safe = torch.clamp_min(p, torch.finfo(p.dtype).tiny)
+            fv = fv + self.diffusion * (torch.log(safe / self.v) + 1.0)
+        return fv
+
+    def prox_log(self, log_p, sigma):
+        # a 1-D convex problem per cell: the prox of f + i(r <= cap) is min(prox f, cap)
+        cap = math.log(self.kappa * self.v)
+        return torch.clamp_max(self._entropy_prox(log_p, sigma, self.V), cap)
+
+
+def exit_distance(grid: Grid, exit_lo, exit_hi) -> Tensor:
+    """Euclidean distance from each cell centre to the box ``[exit_lo, exit_hi]``."""
+    sq = torch.zeros(grid.shape, dtype=grid.dtype, device=grid.device)
+    for x, lo, hi in zip(grid.mesh(), exit_lo, exit_hi, strict=True):
+        gap = torch.clamp_min(lo - x, 0.0) + torch.clamp_min(x - hi, 0.0)
+        sq = sq + gap**2
+    return torch.sqrt(sq)
+
+
+class Aggregation(Energy):
+    """``F = 1/2 int int W(x - y) drho(x) drho(y) + D int rho log rho``.
+
+    ``W * rho`` is evaluated on the grid by a zero-padded FFT convolution (exact discrete
+    linear convolution).  Each JKO step linearises the interaction at ``rho_k``.
+    """
+
+    name = "aggregation"
+    supports_particles = True
+
+    def __init__(self, grid: Grid, kernel: RadialKernel, diffusion: float = 0.0) -> None:
+        self.diffusion = float(diffusion)
+        super().__init__(grid)
+        self.kernel = kernel
+        # W sampled on the (2n) difference grid in wrap-around order: offsets 0..n-1, -n..-1
+        offs = []
+        for n, dx in zip(grid.shape, grid.spacing, strict=True):
+            idx = torch.arange(2 * n, dtype=grid.dtype, device=grid.device)
+            idx = torch.where(idx < n, idx, idx - 2 * n)
+            offs.append(idx * dx)
+        w = kernel(list(torch.meshgrid(*offs, indexing="ij")))
+        self._pad = tuple(2 * n for n in grid.shape)
+        self._w_hat = torch.fft.rfftn(w, s=self._pad)
+        self._phi = torch.zeros(grid.shape, dtype=grid.dtype, device=grid.device)
+
+    def convolve(self, p: Tensor) -> Tensor:
+        """``(W * p)_i = sum_j W(x_i - x_j) p_j``."""
+        dims = tuple(range(-self.grid.dim, 0))
+        full = torch.fft.irfftn(torch.fft.rfftn(p, s=self._pad) * self._w_hat, s=self._pad, dim=dims)
+        return full[tuple(slice(0, n) for n in self.grid.shape)]
+
+    def parts(self, p):
+        out = {"interaction": 0.5 * float((p * self.convolve(p)).sum())}
+        if self.diffusion:
+            out["entropy"] = self.diffusion * float(_xlogx_over_v(p, self.v).sum())
+        return out
+
+    def first_variation(self, p):
+        fv = self.convolve(p)
+        if self.diffusion:
+            safe = torch.clamp_min(p, torch.finfo(p.dtype).tiny)
+            fv = fv + self.diffusion * (torch.log(safe / self.v) + 1.0)
+        return fv
+
+    def begin_step(self, p):
+        self._phi = self.convolve(p)
+
+    def prox_log(self, log_p, sigma):
+        return self._entropy_prox(log_p, sigma, self._phi)
+
+    def particle_drift(self, x):
+        diff = x[:, None, :] - x[None, :, :]
+        return -self.kernel.grad(diff).mean(dim=1)

@@ -1,0 +1,262 @@
+"""The only module that touches Hydra.
+
+:func:`launch` validates the overrides (composition, then the experiment's own checks) for
+every job of a run or sweep *before* any work, claims a fresh run folder, and runs the task
+through Hydra's own run / multirun path, so dated run folders, ``.hydra/``, job logging,
+sweeps and launcher plugins all behave as in any Hydra app.  Configuration problems become
+a :class:`ConfigError` carrying one line for the user.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from wgf_cli.errors import ConfigError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+def conf_dir() -> Path:
+    """The ``conf/`` folder: ``$WGF_CONF`` or the one next to the package (editable install)."""
+    path = Path(os.environ.get("WGF_CONF", PACKAGE_ROOT.parent / "conf"))
+    if not (path / "hydra").is_dir():
+        raise ConfigError(f"config folder {path} not found; set WGF_CONF to the repository's conf/")
+    return path
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its name, primary config and experiment module (``validate``, ``run``)."""
+
+    name: str
+    config_name: str
+    module: str
+
+    def experiment(self):
+        return importlib.import_module(self.module)
+
+
+@dataclass
+class JobResult:
+    run_dir: Path
+    status: str
+    summary: dict[str, Any] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class LaunchResult:
+    multirun: bool
+    root: Path
+    jobs: list[JobResult]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else text
+
+
+def _hydra_message(exc: BaseException) -> str:
+    """One line out of Hydra's multi-line errors, keeping the most specific cause."""
+    msg = _first_line(exc)
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and ("Error merging" in msg or "Error parsing" in msg):
+        msg = _first_line(cause)
+        cause = cause.__cause__ or cause.__context__
+    return msg
+
+
+def _parse(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """Split sweep overrides into the list of jobs' overrides (one job unless multirun)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except OverrideParseException as exc:
+        raise ConfigError(f"cannot parse override: {_first_line(exc)}") from None
+    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+    if sweeps and not multirun:
+        raise ConfigError(f"sweep override {sweeps[0]!r} needs -m/--multirun")
+    if not multirun:
+        return [list(overrides)]
+    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return [list(job) for batch in batches for job in batch]
+
+
+def _user_set(overrides: list[str], key: str) -> bool:
+    return any(o.lstrip("+~").split("=", 1)[0] == key for o in overrides)
+
+
+def claim_run_dir(base: Path, now: datetime | None = None) -> Path:
+    """Create and return ``base/YYYY-MM-DD/HH-MM-SS`` (or ``...-1``, ``-2``, ... if taken)."""
+    now = now or datetime.now()
+    day = base / now.strftime("%Y-%m-%d")
+    day.mkdir(parents=True, exist_ok=True)
+    stem = now.strftime("%H-%M-%S")
+    k = 0
+    while True:
+        path = day / (stem if k == 0 else f"{stem}-{k}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            k += 1
+
+
+class _Task:
+    """Hydra task function (picklable, for process launchers): one job in its run folder."""
+
+    def __init__(self, command: Command, progress: bool, argv: list[str]) -> None:
+        self.command, self.progress, self.argv = command, progress, argv
+
+    def __call__(self, cfg) -> dict[str, Any]:
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
+
+        from wgf_cli.run import Run
+
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        experiment = self.command.experiment()
+        run = Run(run_dir, self.command.name, OmegaConf.to_yaml(cfg, resolve=True),
+                  progress=self.progress, device=str(cfg.get("device", "")), argv=self.argv)
+        with run:
+            summary = experiment.run(cfg, run)
+        return {"run_dir": str(run_dir), "summary": summary}
+
+
+def _hydra(command: Command):
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    return Hydra.create_main_hydra2(
+        task_name=command.name, config_search_path=create_config_search_path(str(conf_dir()))
+    )
+
+
+def compose(command: Command, overrides: list[str]):
+    """The composed config (without the ``hydra`` node) for one job's overrides.
+
+    Raises :class:`ConfigError` on any composition problem and on the experiment's own
+    validation errors.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf, open_dict
+
+    hydra = _hydra(command)
+    try:
+        cfg = hydra.compose_config(command.config_name, overrides, run_mode=RunMode.RUN,
+                                   with_log_configuration=False)
+    except ConfigError:
+        raise
+    except Exception as exc:  # Hydra/OmegaConf raise many types; all are config errors here
+        raise ConfigError(_hydra_message(exc)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    try:
+        OmegaConf.resolve(cfg)
+    except Exception as exc:
+        raise ConfigError(_hydra_message(exc)) from None
+    command.experiment().validate(cfg)
+    return cfg
+
+
+def show_config(command: Command, overrides: list[str]) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(compose(command, _parse(overrides, multirun=False)[0]))
+
+
+def launch(command: Command, overrides: list[str], *, multirun: bool = False,
+           progress: bool = True, outputs: Path | None = None) -> LaunchResult:
+    """Validate every job, then run them through Hydra.  Returns the jobs' results.
+
+    Raises :class:`ConfigError` (nothing run) for bad input; a job that fails during its run
+    is reported in its :class:`JobResult` (status ``failed``), and ``KeyboardInterrupt``
+    propagates after the run folder was marked ``interrupted``.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    jobs = _parse(overrides, multirun)
+    for job in jobs:
+        compose(command, job)
+
+    outputs = Path(outputs or Path.cwd() / "outputs")
+    overrides = list(overrides)
+    argv = list(sys.argv)
+    task = _Task(command, progress and not multirun, argv)
+    hydra = _hydra(command)
+    try:
+        if not multirun:
+            if not _user_set(overrides, "hydra.run.dir"):
+                overrides.append(f"hydra.run.dir={claim_run_dir(outputs)}")
+            run_dir = Path(_override_value(overrides, "hydra.run.dir")).resolve()
+            try:
+                ret = hydra.run(command.config_name, task, overrides)
+            except Exception as exc:  # the job failed; its folder says why (status.json)
+                job = JobResult(run_dir, "failed", {}, overrides, f"{type(exc).__name__}: {exc}")
+                return LaunchResult(False, run_dir, [job])
+            return LaunchResult(False, run_dir, [_job_result(ret, overrides)])
+        if not _user_set(overrides, "hydra.sweep.dir"):
+            overrides.append(f"hydra.sweep.dir={claim_run_dir(outputs / 'multirun')}")
+        rets = hydra.multirun(command.config_name, task, overrides)
+        root = Path(_override_value(overrides, "hydra.sweep.dir")).resolve()
+        results = [_job_result(r, list(r.overrides or [])) for batch in rets for r in batch]
+        _write_sweep_summary(root, results)
+        return LaunchResult(True, root, results)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _override_value(overrides: list[str], key: str) -> str:
+    for o in reversed(overrides):
+        if o.split("=", 1)[0] == key:
+            return o.split("=", 1)[1]
+    raise KeyError(key)
+
+
+def _job_result(ret, overrides: list[str]) -> JobResult:
+    from hydra.core.utils import JobStatus
+
+    if ret.status == JobStatus.COMPLETED:
+        value = ret.return_value
+        return JobResult(Path(value["run_dir"]), "completed", value["summary"] or {},
+                         list(overrides))
+    exc = ret._return_value
+    run_dir = Path(ret.working_dir or ".")
+    if ret.hydra_cfg is not None:
+        run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
+    return JobResult(run_dir, "failed", {}, list(overrides), f"{type(exc).__name__}: {exc}")
+
+
+def _write_sweep_summary(root: Path, results: list[JobResult]) -> Path:
+    """``summary.csv`` at the sweep root: one row per job (overrides, status, summary)."""
+    from wgf_cli.run import atomic_write
+
+    keys: list[str] = []
+    for r in results:
+        keys += [k for k in r.summary if k not in keys]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["job", "overrides", "status", "run_dir", *keys])
+    for i, r in enumerate(results):
+        writer.writerow([i, " ".join(r.overrides), r.status, str(r.run_dir),
+                         *[r.summary.get(k, "") for k in keys]])
+    return atomic_write(root / "summary.csv", buf.getvalue())
