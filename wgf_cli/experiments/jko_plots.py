@@ -132,9 +132,13 @@ def make_all(run, cfg, grid, state, ref, energies) -> None:
     run.save_plot(snapshots(grid, state["snaps"], f"{name}: entropic JKO"), "snapshots")
     run.save_plot(curve(t, {"F": energies}, "energy F(rho)", f"{name}: energy"), "energy")
     if state["l1"]:
-        errs = {"relative L1": np.asarray(state["l1"]), "W2" if grid.dim == 1 else "sliced W2":
-                np.asarray(state["w2"])}
-        run.save_plot(curve(t, errs, "error", f"{name}: error vs {ref.name}", logy=True), "error")
+        fig = curve(t, {"relative L1": np.asarray(state["l1"])}, "error",
+                    f"{name}: error vs {ref.name}", logy=True)
+        tw = [a for a, _ in state["w2"]]
+        fig.axes[0].plot(tw, [b for _, b in state["w2"]], "s--", ms=4,
+                         label="W2" if grid.dim == 1 else "sliced W2")
+        fig.axes[0].legend()
+        run.save_plot(fig, "error")
     exact = ref.at(float(t[-1])) if ref is not None else None
     run.save_plot(profile(grid, state["rho"].cpu(), exact, float(t[-1]), name), "profile")
     if int(cfg.output.gif_frames) > 0 and len(state["frames"]) > 1:
