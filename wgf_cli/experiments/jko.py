@@ -275,7 +275,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     flow = EntropicJKO(energy, float(s.tau), gamma, tol=float(s.tol), inner_max=int(s.inner_max),
                        log_domain=s.log_domain, debias=bool(s.debias),
                        check_every=int(s.check_every))
-    if flow.debias and not flow.debias_complete:
+    if flow.debias and energy.diffusion > 0 and not flow.debias_complete:
         log.warning("debias: blur diffusion %.3g exceeds D=%.3g; compensated only partly",
                     flow.blur_diffusion, energy.diffusion)
     log.info("grid %s on %s/%s, gamma=%.3g, h=%.3g, sigma=%.3g, blur diffusion %.3g",
@@ -426,6 +426,7 @@ def _langevin(cfg, grid, energy, rho0, rho_final, t_final, h, run) -> dict[str, 
     run.save_arrays("particles", x=res.x.numpy(), x0=x0.numpy())
     return {"langevin_particles": int(s.particles), "langevin_distance": dist,
             "langevin_sampling_mean": err.mean, "langevin_sampling_q95": err.q95,
+            "langevin_sampling_threshold": err.threshold,
             "langevin_agrees": bool(L.agrees(dist, err))}
 
 
