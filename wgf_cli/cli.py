@@ -45,7 +45,8 @@ def _err(message: str) -> None:
 def _dispatch(name: str, config_name: str, module: str, flags: dict[str, Any],
               overrides: list[str] | None, multirun: bool, show_config: bool, quiet: bool) -> None:
     from wgf_cli.errors import ConfigError
-    from wgf_cli.launch import Command, launch, show_config as render
+    from wgf_cli.launch import Command, launch
+    from wgf_cli.launch import show_config as render
 
     command = Command(name, config_name, module)
     args = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(overrides or [])

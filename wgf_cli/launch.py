@@ -78,9 +78,9 @@ def _hydra_message(exc: BaseException) -> str:
 
 def _parse(overrides: list[str], multirun: bool) -> list[list[str]]:
     """Split sweep overrides into the list of jobs' overrides (one job unless multirun)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
     parser = OverridesParser.create()
     try:

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from wgf_cli.errors import ConfigError
 
+
 def get(cfg: DictConfig, key: str) -> Any:
     """The value at dotted ``key``; :class:`ConfigError` if absent or ``???``."""
     parent, _, leaf = key.rpartition(".")
