@@ -61,6 +61,7 @@ def validate(cfg: DictConfig) -> None:
     C.resolve_dtype(cfg, "cpu")
     C.integer(cfg, "steps", minimum=1)
     C.boolean(cfg, "resume")
+    C.integer(cfg, "threads", minimum=0)
     C.integer(cfg, "grid.size", minimum=8)
     dim = C.integer(cfg, "grid.dim", minimum=1, maximum=3)
     lo, hi = C.number(cfg, "grid.lo"), C.number(cfg, "grid.hi")
@@ -265,6 +266,8 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     device = C.resolve_device(cfg)
     dtype = C.resolve_dtype(cfg, device)
     torch.manual_seed(int(cfg.seed))
+    if int(cfg.threads) > 0:
+        torch.set_num_threads(int(cfg.threads))
     grid = _grid(cfg, device, dtype)
     energy = _build_energy(cfg, grid)
     rho0 = _build_initial(cfg, grid)
@@ -299,7 +302,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
             state.update({k: v for k, v in ck.items() if k in state})
             state["rho"] = ck["rho"].to(device=device, dtype=dtype)
             if ck.get("init") is not None:
-                flow._init = tuple(x.to(device=device, dtype=dtype) for x in ck["init"])
+                flow.warm_start = tuple(x.to(device=device, dtype=dtype) for x in ck["init"])
             run.truncate_metrics(int(ck["step"]))
             log.info("resumed from step %d", ck["step"])
     else:
@@ -319,7 +322,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
             state["frames"].append((st.t, st.rho.cpu()))
         if ckpt_every and (k % ckpt_every == 0 or k == steps):
             run.save_checkpoint({**{key: state[key] for key in state if key not in ("init",)},
-                                 "rho": st.rho.cpu(), "init": tuple(x.cpu() for x in flow._init)})
+                                 "rho": st.rho.cpu(), "init": tuple(x.cpu() for x in flow.warm_start)})
 
     with run.progress(steps - state["step"], f"jko {cfg.energy.name}") as bar:
         rho = state["rho"]

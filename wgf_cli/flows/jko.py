@@ -114,7 +114,9 @@ class EntropicJKO:
         energy.prox_diffusion = (
             max(energy.diffusion - self.blur_diffusion, 0.0) if debias else energy.diffusion
         )
-        self._init: tuple[Tensor, Tensor] | None = None
+        #: log-scalings ``(f, g)`` the next step starts from (set by every step; may be set
+        #: by hand, e.g. from a checkpoint, or ``None`` for a cold start)
+        self.warm_start: tuple[Tensor, Tensor] | None = None
         self._sticky_log = log_domain is True
 
     @property
@@ -135,11 +137,11 @@ class EntropicJKO:
             inner_max=self.inner_max,
             check_every=self.check_every,
             log_domain=mode,
-            init=self._init,
+            init=self.warm_start,
         )
         if res.log_domain:
             self._sticky_log = True
-        self._init = (res.f, res.g)
+        self.warm_start = (res.f, res.g)
         cost = self.geom.transport_cost(res.f, res.g)
         return JKOStep(
             step=0, t=0.0, rho=res.rho, inner_iters=res.n_iters, marginal_error=res.error,
