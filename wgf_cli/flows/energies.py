@@ -275,6 +275,8 @@ class Aggregation(Energy):
     def prox_log(self, log_p, sigma):
         return self._entropy_prox(log_p, sigma, self._phi)
 
-    def particle_drift(self, x):
-        diff = x[:, None, :] - x[None, :, :]
-        return -self.kernel.grad(diff).mean(dim=1)
+    def particle_drift(self, x, pair_chunk: int = 1 << 22):
+        """``-(1/N) sum_j grad W(x_i - x_j)``, by row blocks of at most ``pair_chunk`` pairs."""
+        rows = max(1, pair_chunk // x.shape[0])
+        return torch.cat([-self.kernel.grad(x[s : s + rows, None, :] - x[None, :, :]).mean(dim=1)
+                          for s in range(0, x.shape[0], rows)], dim=0)

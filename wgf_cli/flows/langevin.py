@@ -48,13 +48,11 @@ import numpy as np
 import ot
 import torch
 
-from wgf_cli.flows.energies import Aggregation, Energy
+from wgf_cli.flows.energies import Energy
 from wgf_cli.ot.grid import Grid
 
 Tensor = torch.Tensor
 
-#: Largest number of pair displacements materialised at once by the aggregation drift.
-_PAIR_CHUNK = 1 << 22
 
 
 # -- sampling ------------------------------------------------------------------------------
@@ -137,20 +135,6 @@ def reflect_into_box(x: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
     return out
 
 
-def _drift(energy: Energy, x: Tensor) -> Tensor:
-    """``energy.particle_drift(x)``, with the O(N^2) aggregation drift evaluated by row
-    blocks so that at most ``_PAIR_CHUNK`` pair displacements exist at once."""
-    n = x.shape[0]
-    if isinstance(energy, Aggregation) and n * n > _PAIR_CHUNK:
-        rows = max(1, _PAIR_CHUNK // n)
-        parts = []
-        for s in range(0, n, rows):
-            diff = x[s : s + rows, None, :] - x[None, :, :]
-            parts.append(-energy.kernel.grad(diff).mean(dim=1))
-        return torch.cat(parts, dim=0)
-    return energy.particle_drift(x)
-
-
 def simulate_langevin(
     energy: Energy,
     x0: Tensor,
@@ -226,7 +210,7 @@ def simulate_langevin(
     if 0 in snap_steps:
         result.snapshots.append((0.0, x.clone()))
     for k in range(1, steps + 1):
-        step = _drift(energy, x) * dt
+        step = energy.particle_drift(x) * dt
         if noise_scale > 0:
             z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
             step = step + noise_scale * z
