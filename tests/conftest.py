@@ -14,3 +14,13 @@ def _no_hydra_state():
     GlobalHydra.instance().clear()
     yield
     GlobalHydra.instance().clear()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` skip on machines without CUDA (CI never has one)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -165,7 +165,10 @@ def compose(command: Command, overrides: list[str]):
     except ConfigError:
         raise
     except Exception as exc:  # Hydra/OmegaConf raise many types; all are config errors here
-        raise ConfigError(_hydra_message(exc)) from None
+        msg = _hydra_message(exc)
+        if "submitit" in msg:
+            msg += " (the SLURM launcher needs: pip install -e '.[slurm]')"
+        raise ConfigError(msg) from None
     finally:
         GlobalHydra.instance().clear()
     with open_dict(cfg):
