@@ -21,15 +21,6 @@ CASES = [
 IDS = ["1d", "2d-aniso", "2d-narrow", "3d-aniso"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: threading only adds overhead (and thrashes on a loaded 2-core box)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def np_points(shape, lo, hi):
     """Cell centres in C order, computed independently of Grid."""
     axes = [

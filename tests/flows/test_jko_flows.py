@@ -33,16 +33,6 @@ DT = torch.float64
 A = [[4.0, 1.0], [1.0, 3.0]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 128^3 matrix products are too small to gain from threads; on a shared 2-core machine
-    # OpenMP threads spin against each other and slow the flows down 10-100x
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # =============================================================================== references
 @pytest.mark.parametrize("t", [0.0, 0.05, 0.5, 3.0])
 def test_heat_gaussian_has_mass_one(t):

@@ -30,14 +30,6 @@ DT = torch.float64
 A = [[4.0, 1.0], [1.0, 3.0]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def grid():
     return Grid((16, 20), (0.0, -0.5), (1.0, 1.0))

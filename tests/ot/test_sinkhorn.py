@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import ot
 import pytest
 import torch
 
+import ot
 from wgf_cli.flows import initial
 from wgf_cli.flows.energies import FokkerPlanck, Heat
 from wgf_cli.flows.jko import EntropicJKO
@@ -18,14 +18,6 @@ from wgf_cli.ot.grid import Grid, GridGeometry
 from wgf_cli.ot.sinkhorn import DenseGeometry, prox_sinkhorn
 
 DT = torch.float64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def fp_problem(n=20, gamma_factor=2.0, h=5e-3):

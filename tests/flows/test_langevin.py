@@ -34,16 +34,6 @@ from wgf_cli.ot.grid import Grid
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small (<= 1e5 entries): one intra-op thread is as fast, and it
-    avoids OpenMP spin-wait slowdowns of 10-100x on a loaded machine.  Restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
