@@ -80,6 +80,15 @@ class Energy:
         """Drift ``-grad(delta F_nonentropic / delta rho)`` at particles ``x`` of shape (N, d)."""
         raise NotImplementedError(f"energy {self.name!r} has no particle (Langevin) form")
 
+    def _entropy(self, p: Tensor) -> float:
+        """``D sum p log(p/v)``."""
+        return self.diffusion * float(_xlogx_over_v(p, self.v).sum())
+
+    def _entropy_variation(self, p: Tensor) -> Tensor:
+        """``D (log(p/v) + 1)`` (empty cells clamped to the smallest positive number)."""
+        safe = torch.clamp_min(p, torch.finfo(p.dtype).tiny)
+        return self.diffusion * (torch.log(safe / self.v) + 1.0)
+
     def _entropy_prox(self, log_p: Tensor, sigma: float, potential: Tensor | float) -> Tensor:
         """Prox of ``D sum p log(p/v) + sum V p`` with ``D = prox_diffusion`` (closed form):
         ``(1 + sigma D) log r = log p + sigma D (log v - 1) - sigma V``."""
@@ -98,11 +107,10 @@ class Heat(Energy):
         super().__init__(grid)
 
     def parts(self, p):
-        return {"entropy": self.diffusion * float(_xlogx_over_v(p, self.v).sum())}
+        return {"entropy": self._entropy(p)}
 
     def first_variation(self, p):
-        safe = torch.clamp_min(p, torch.finfo(p.dtype).tiny)
-        return self.diffusion * (torch.log(safe / self.v) + 1.0)
+        return self._entropy_variation(p)
 
     def prox_log(self, log_p, sigma):
         return self._entropy_prox(log_p, sigma, 0.0)
@@ -125,13 +133,12 @@ class FokkerPlanck(Energy):
 
     def parts(self, p):
         return {
-            "entropy": self.diffusion * float(_xlogx_over_v(p, self.v).sum()),
+            "entropy": self._entropy(p),
             "potential": float((self.V * p).sum()),
         }
 
     def first_variation(self, p):
-        safe = torch.clamp_min(p, torch.finfo(p.dtype).tiny)
-        return self.diffusion * (torch.log(safe / self.v) + 1.0) + self.V
+        return self._entropy_variation(p) + self.V
 
     def prox_log(self, log_p, sigma):
         return self._entropy_prox(log_p, sigma, self.V)
@@ -200,14 +207,13 @@ class Crowd(Energy):
     def parts(self, p):
         out = {"potential": float((self.V * p).sum())}
         if self.diffusion:
-            out["entropy"] = self.diffusion * float(_xlogx_over_v(p, self.v).sum())
+            out["entropy"] = self._entropy(p)
         return out
 
     def first_variation(self, p):
         fv = self.V.clone()
         if self.diffusion:
-            safe = torch.clamp_min(p, torch.finfo(p.dtype).tiny)
-            fv = fv + self.diffusion * (torch.log(safe / self.v) + 1.0)
+            fv = fv + self._entropy_variation(p)
         return fv
 
     def prox_log(self, log_p, sigma):
@@ -259,14 +265,13 @@ class Aggregation(Energy):
     def parts(self, p):
         out = {"interaction": 0.5 * float((p * self.convolve(p)).sum())}
         if self.diffusion:
-            out["entropy"] = self.diffusion * float(_xlogx_over_v(p, self.v).sum())
+            out["entropy"] = self._entropy(p)
         return out
 
     def first_variation(self, p):
         fv = self.convolve(p)
         if self.diffusion:
-            safe = torch.clamp_min(p, torch.finfo(p.dtype).tiny)
-            fv = fv + self.diffusion * (torch.log(safe / self.v) + 1.0)
+            fv = fv + self._entropy_variation(p)
         return fv
 
     def begin_step(self, p):
