@@ -357,3 +357,16 @@ def test_energy_validation(grid):
         PorousMedium(grid, 1.0)
     with pytest.raises(ValueError):
         Crowd(grid, torch.zeros(grid.shape, dtype=DT), 0.0)
+
+
+@pytest.mark.parametrize("m", [1.5, 2.0, 3.0])
+def test_porous_prox_warm_start_gives_the_cold_answer(m):
+    """The Newton warm start (previous root) changes the iterations, not the root."""
+    g = Grid.regular(24, 2)
+    gen = torch.Generator().manual_seed(3)
+    lp_a = torch.log(torch.rand(g.shape, generator=gen, dtype=DT) * 1e-2 + 1e-12)
+    lp_b = lp_a + 0.3 * torch.randn(g.shape, generator=gen, dtype=DT)  # far and near moves
+    warm = PorousMedium(g, m)
+    warm.prox_log(lp_a, 2.5)
+    torch.testing.assert_close(warm.prox_log(lp_b, 2.5), PorousMedium(g, m).prox_log(lp_b, 2.5),
+                               rtol=1e-12, atol=1e-12)

@@ -158,6 +158,7 @@ class PorousMedium(Energy):
         super().__init__(grid)
         self.m = float(m)
         self.newton_iters = newton_iters
+        self._y_prev: tuple[float, Tensor] | None = None
 
     def parts(self, p):
         rho = p / self.v
@@ -180,12 +181,22 @@ class PorousMedium(Energy):
         y = m1 * R
         big = R >= 1.0
         y = torch.where(big, torch.minimum(y, torch.log(torch.where(big, R, torch.ones_like(R)))), y)
+        # warm start from the previous call's root (the Sinkhorn iterates change little
+        # between calls) where it is close, |psi(y_prev)| < 1/2: from the left of the root a
+        # Newton step lands to its right at a distance <= (m-1)|psi| (psi' >= 1/(m-1)) and
+        # the monotone convergence resumes from there
+        prev = self._y_prev
+        if prev is not None and prev[0] == sigma and prev[1].shape == y.shape:
+            yp = prev[1]
+            close = (torch.exp(torch.clamp_max(yp, 700.0)) + yp / m1 - R).abs() < 0.5
+            y = torch.where(close, yp, y)
         for _ in range(self.newton_iters):
             ey = torch.exp(y)
             step = (ey + y / m1 - R) / (ey + 1.0 / m1)
             y = y - step
             if float(step.abs().max()) <= 1e-13 * (1.0 + float(y.abs().max())):
                 break
+        self._y_prev = (sigma, y)
         s = (y - log_c) / m1
         return torch.where(finite, s, log_p)
 
