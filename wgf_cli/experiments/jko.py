@@ -47,7 +47,8 @@ SUMMARY_KEYS = {
     "converged_fraction": "fraction of steps that reached solver.tol",
     "log_domain_steps": "steps solved in the log domain",
     "blur_diffusion": "extra diffusion of the entropic blur, s^2/(2h) ~ gamma/(4h)",
-    "debias": "whether the blur was compensated", "wall_s": "wall time of the run",
+    "debias": "whether the blur was compensated",
+    "wall_s": "wall time of the flow and its metrics (plots and arrays excluded)",
 }
 
 
@@ -185,7 +186,8 @@ def _build_energy(cfg: DictConfig, grid):
         return E.Crowd(grid, V, float(e.kappa), float(e.diffusion))
     k = e.kernel
     kernel = P.RadialKernel(str(k.kind), float(k.attract_power), float(k.repel_power),
-                            float(k.strength), None if k.expr is None else str(k.expr))
+                            float(k.strength), None if k.expr is None else str(k.expr),
+                            float(k.get("length", 1.0)))
     return E.Aggregation(grid, kernel, float(e.diffusion))
 
 

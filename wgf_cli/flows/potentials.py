@@ -127,12 +127,14 @@ def make_potential(name: str, dim: int, **params) -> Potential:
 class RadialKernel:
     """Interaction kernel ``W(x) = w(|x|)``.
 
-    ``power``: ``w(r) = strength (r^p_a / p_a - r^p_r / p_r)`` (attractive at long range,
-    repulsive at short range when ``p_a > p_r``); ``expr``: a user expression in ``r``.
+    ``power``: ``w(r) = strength ((r/l)^p_a / p_a - (r/l)^p_r / p_r)`` with ``l = length``
+    (attractive beyond ``l``, repulsive inside when ``p_a > p_r``); ``expr``: a user
+    expression in ``r``.
     """
 
     def __init__(self, kind: str = "power", attract_power: float = 2.0,
-                 repel_power: float = 1.0, strength: float = 1.0, expr: str | None = None):
+                 repel_power: float = 1.0, strength: float = 1.0, expr: str | None = None,
+                 length: float = 1.0):
         if kind not in ("power", "expr"):
             raise ValueError(f"unknown interaction kernel {kind!r}; allowed: power, expr")
         if kind == "power" and not attract_power > repel_power > 0:
@@ -140,13 +142,17 @@ class RadialKernel:
         if kind == "expr" and not expr:
             raise ValueError("interaction kind 'expr' needs an expression in r")
         self.kind, self.expr = kind, expr
+        if not length > 0:
+            raise ValueError(f"interaction length must be > 0, got {length}")
         self.pa, self.pr, self.strength = float(attract_power), float(repel_power), float(strength)
+        self.length = float(length)
         if kind == "expr":
             self.radial(torch.linspace(0.0, 1.0, 3, dtype=torch.float64))
 
     def radial(self, r: Tensor) -> Tensor:
         if self.kind == "power":
-            return self.strength * (r**self.pa / self.pa - r**self.pr / self.pr)
+            u = r / self.length
+            return self.strength * (u**self.pa / self.pa - u**self.pr / self.pr)
         names = dict(_EXPR_NAMES)
         names["r"] = r
         out = _eval_expr(self.expr, names)
