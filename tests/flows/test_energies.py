@@ -370,3 +370,17 @@ def test_porous_prox_warm_start_gives_the_cold_answer(m):
     warm.prox_log(lp_a, 2.5)
     torch.testing.assert_close(warm.prox_log(lp_b, 2.5), PorousMedium(g, m).prox_log(lp_b, 2.5),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_power_kernel_length_scale():
+    """w(r) = s ((r/l)^a/a - (r/l)^b/b): minimum at r = l, value s (1/a - 1/b) there."""
+    k = RadialKernel("power", 2.0, 1.0, 0.3, length=0.15)
+    r = torch.linspace(0.0, 1.0, 101, dtype=DT)
+    u = r.numpy() / 0.15
+    np.testing.assert_allclose(k.radial(r).numpy(), 0.3 * (u**2 / 2 - u), rtol=1e-14, atol=1e-15)
+    x = torch.tensor([[0.15, 0.0], [0.0, 0.3]], dtype=DT)
+    # grad W(x) = w'(|x|) x/|x|, w'(r) = s (r/l - 1)/l: zero at r = l, 0.3 * 1/0.15 * (0, 1) at 2l
+    torch.testing.assert_close(k.grad(x), torch.tensor([[0.0, 0.0], [0.0, 2.0]], dtype=DT),
+                               rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="length"):
+        RadialKernel("power", 2.0, 1.0, 1.0, length=0.0)
