@@ -113,6 +113,7 @@ def test_multirun_two_jobs(tmp_path):
         (["launcher=slurm"], "pip install"),
         (["device=tpu"], "device must be auto, cpu or cuda"),
         (["threads=-1"], "threads must be >= 0"),
+        (["solver.overrelax=2"], "solver.overrelax must be in [1, 2)"),
         (["energy=fokker_planck", "energy/potential=expr", "energy.potential.expr='foo(x)'"],
          "unknown name"),
     ],

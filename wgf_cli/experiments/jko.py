@@ -79,6 +79,9 @@ def validate(cfg: DictConfig) -> None:
     C.number(cfg, "solver.tol", positive=True)
     C.integer(cfg, "solver.inner_max", minimum=1)
     C.integer(cfg, "solver.check_every", minimum=1)
+    omega = C.number(cfg, "solver.overrelax")
+    if not 1.0 <= omega < 2.0:
+        raise ConfigError(f"solver.overrelax must be in [1, 2), got {omega}")
     C.choice(cfg, "solver.log_domain", ["auto", True, False])
     C.boolean(cfg, "solver.debias")
 
@@ -279,7 +282,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     gamma = float(s.gamma) if s.gamma is not None else float(s.gamma_factor) * dx**2
     flow = EntropicJKO(energy, float(s.tau), gamma, tol=float(s.tol), inner_max=int(s.inner_max),
                        log_domain=s.log_domain, debias=bool(s.debias),
-                       check_every=int(s.check_every))
+                       check_every=int(s.check_every), overrelax=float(s.overrelax))
     if flow.debias and energy.diffusion > 0 and not flow.debias_complete:
         log.warning("debias: blur diffusion %.3g exceeds D=%.3g; compensated only partly",
                     flow.blur_diffusion, energy.diffusion)

@@ -85,6 +85,7 @@ class EntropicJKO:
             ``"auto"``, once a step needed the log domain the rest of the flow stays there.
         debias: compensate the entropic blur in the linear diffusion (see module doc).
         check_every: iterations between marginal-error checks.
+        overrelax: over-relaxation ``omega`` of the scaling updates (1: none).
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class EntropicJKO:
         log_domain: LogDomain = "auto",
         debias: bool = False,
         check_every: int = 5,
+        overrelax: float = 1.0,
     ) -> None:
         if not h > 0:
             raise ValueError(f"time step h must be > 0, got {h}")
@@ -107,6 +109,7 @@ class EntropicJKO:
         self.h, self.gamma = float(h), float(gamma)
         self.sigma = 2.0 * self.h / self.gamma
         self.tol, self.inner_max, self.check_every = tol, inner_max, check_every
+        self.overrelax = overrelax
         self.log_domain: LogDomain = log_domain
         self.debias = debias
         var = self.geom.kernel_variance()
@@ -138,6 +141,7 @@ class EntropicJKO:
             check_every=self.check_every,
             log_domain=mode,
             init=self.warm_start,
+            overrelax=self.overrelax,
         )
         if res.log_domain:
             self._sticky_log = True
