@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import ot
 import pytest
 import torch
 
-import ot
 from wgf_cli.flows import initial
 from wgf_cli.flows.energies import FokkerPlanck, Heat
 from wgf_cli.flows.jko import EntropicJKO
