@@ -219,3 +219,10 @@ def test_every_group_option_composes_and_validates(tmp_path):
         assert cfg.energy.potential.name == option
     for option in ["joblib"]:  # slurm needs the submitit plugin (pip install -e ".[slurm]")
         compose(cmd, [f"launcher={option}"])
+
+
+def test_reused_folder_starts_fresh_metrics(tmp_path):
+    run_dir = tmp_path / "run"
+    assert wgf(*TINY, f"hydra.run.dir={run_dir}").exit_code == 0
+    assert wgf("--grid", "16", "--steps", "2", "output.gif_frames=0", f"hydra.run.dir={run_dir}").exit_code == 0
+    assert pd.read_csv(run_dir / "metrics.csv")["step"].tolist() == [0, 1, 2]

@@ -131,7 +131,8 @@ class _Task:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         experiment = self.command.experiment()
         run = Run(run_dir, self.command.name, OmegaConf.to_yaml(cfg, resolve=True),
-                  progress=self.progress, device=str(cfg.get("device", "")), argv=self.argv)
+                  progress=self.progress, device=str(cfg.get("device", "")), argv=self.argv,
+                  resume=bool(cfg.get("resume", False)))
         with run:
             summary = experiment.run(cfg, run)
         return {"run_dir": str(run_dir), "summary": summary}

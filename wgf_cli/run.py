@@ -124,19 +124,20 @@ class Run:
     """Paths and writers of one run folder.
 
     Use as a context manager: entering writes ``config.yaml``, ``run.json`` and
-    ``status.json = running``; leaving writes ``metrics.csv``, the end of ``run.json`` and the
+    ``status.json = running`` and starts an empty ``metrics.jsonl`` (kept when ``resume``); leaving writes ``metrics.csv``, the end of ``run.json`` and the
     final status (``completed``, ``failed`` with the traceback, or ``interrupted``).
     """
 
     def __init__(self, directory: str | Path, command: str, config_yaml: str = "",
                  *, progress: bool = True, device: str | None = None,
-                 argv: list[str] | None = None) -> None:
+                 argv: list[str] | None = None, resume: bool = False) -> None:
         self.dir = Path(directory).resolve()
         self.command = command
         self.config_yaml = config_yaml
         self.progress_enabled = progress
         self.device = device
         self.argv = list(sys.argv if argv is None else argv)
+        self.resume = resume
         self.plots_dir = self.dir / "plots"
         self.metrics_path = self.dir / "metrics.jsonl"
         self.status = "created"
@@ -154,6 +155,8 @@ class Run:
         self._run_info = self._collect_run_info()
         write_json(self.dir / "run.json", self._run_info)
         self.set_status("running")
+        if not self.resume:  # a folder reused for a fresh run starts a fresh metric log
+            atomic_write(self.metrics_path, "")
         self._metrics_fh = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
         return self
 
