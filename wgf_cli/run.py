@@ -125,7 +125,8 @@ class Run:
 
     Use as a context manager: entering writes ``config.yaml``, ``run.json`` and
     ``status.json = running`` and starts an empty ``metrics.jsonl`` (kept when ``resume``);
-    leaving writes ``metrics.csv``, the end of ``run.json`` and the final status (``completed``, ``failed`` with the traceback, or ``interrupted``).
+    leaving writes ``metrics.csv``, the end of ``run.json`` and the final status
+    (``completed``, ``failed`` with the traceback, or ``interrupted``).
     """
 
     def __init__(self, directory: str | Path, command: str, config_yaml: str = "",
