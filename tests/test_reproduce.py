@@ -1,15 +1,41 @@
-"""`make reproduce` end to end on its cheapest preset: run folder + report page."""
+"""`make reproduce` end to end on its cheapest preset: run folder, claims, report page."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+from pathlib import Path
 
-from wgf_cli.reproduce import PRESETS, main
+import pytest
+
+from wgf_cli.experiments import jko
+from wgf_cli.presets import Claim
+from wgf_cli.reproduce import main, presets
 
 
-def test_reproduce_writes_report_with_figures(tmp_path):
-    assert main(["--out", str(tmp_path), "--only", "aggregation"]) == 0
+def test_claim_check():
+    c = Claim("x", "<=", 0.02, "x is small")
+    assert c.check({"x": 0.01}) == (0.01, True)
+    assert c.check({"x": 0.03}) == (0.03, False)
+    assert c.check({})[1] is False and c.check({"x": math.nan})[1] is False
+    assert Claim("ok", "==", True, "flag").check({"ok": True}) == (True, True)
+    with pytest.raises(ValueError, match="claim op"):
+        Claim("x", "~", 1, "bad op")
+
+
+def test_reproduce_writes_report_and_fails_on_a_false_claim(tmp_path, monkeypatch, capsys):
+    agg = next(p for p in jko.PRESETS if p.name == "aggregation")
+    impossible = Claim("energy_final", ">", 1e300, "an impossible claim")
+    patched = [dataclasses.replace(p, claims=[*p.claims, impossible]) if p is agg else p for p in jko.PRESETS]
+    monkeypatch.setattr(jko, "PRESETS", patched)
+    assert main(["--out", str(tmp_path), "--only", "aggregation"]) == 1
+    assert "FAILED jko-aggregation: an impossible claim" in capsys.readouterr().err
     page = (tmp_path / "report.md").read_text()
+    assert f"## Claims: {len(agg.claims)}/{len(agg.claims) + 1} pass" in page
+    for c in agg.claims:
+        assert f"| jko-aggregation | {c.text} (`{c.key}`) |" in page
+    assert "an impossible claim (`energy_final`) |" in page and "| **FAIL** |" in page
     assert "| [jko-aggregation](#jko-aggregation) | completed |" in page
     summary = json.loads((tmp_path / "jko-aggregation" / "summary.json").read_text())
     assert summary["energy"] == "aggregation" and summary["mass_error_max"] < 1e-9
@@ -18,8 +44,7 @@ def test_reproduce_writes_report_with_figures(tmp_path):
         assert (tmp_path / "jko-aggregation" / "plots" / fig).stat().st_size > 1000
 
 
-def test_every_preset_is_reproduced():
-    from pathlib import Path
-
-    presets = {p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml")}
-    assert {preset for _, preset, _, _ in PRESETS} == presets
+def test_every_preset_is_reproduced_once():
+    files = {p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml")}
+    names = [p.name for _, p in presets()]
+    assert len(names) == len(set(names)) and set(names) == files

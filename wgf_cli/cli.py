@@ -42,13 +42,15 @@ def _err(message: str) -> None:
     typer.echo(f"wgf: error: {message}", err=True)
 
 
-def _dispatch(name: str, config_name: str, module: str, flags: dict[str, Any],
-              overrides: list[str] | None, multirun: bool, show_config: bool, quiet: bool) -> None:
+def _dispatch(name: str, flags: dict[str, Any], overrides: list[str] | None, multirun: bool,
+              show_config: bool, quiet: bool) -> None:
+    """Run subcommand ``name`` (an entry of :data:`wgf_cli.commands.COMMANDS`)."""
+    from wgf_cli.commands import COMMANDS
     from wgf_cli.errors import ConfigError
-    from wgf_cli.launch import Command, launch
+    from wgf_cli.launch import launch
     from wgf_cli.launch import show_config as render
 
-    command = Command(name, config_name, module)
+    command = COMMANDS[name]
     args = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(overrides or [])
     try:
         if show_config:
@@ -62,12 +64,13 @@ def _dispatch(name: str, config_name: str, module: str, flags: dict[str, Any],
     except KeyboardInterrupt:
         _err("interrupted; the run folder keeps the metrics so far (status.json: interrupted)")
         raise typer.Exit(130) from None
-    _report(result, quiet)
+    _report(result, quiet, getattr(command.experiment(), "HEADLINE", []))
     if any(job.status != "completed" for job in result.jobs):
         raise typer.Exit(1)
 
 
-def _report(result, quiet: bool) -> None:
+def _report(result, quiet: bool, headline: list[str]) -> None:
+    """The run folder and a rich table (summary, or one row per sweep job with its headline key)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -80,7 +83,7 @@ def _report(result, quiet: bool) -> None:
         for col in ("job", "overrides", "status", "key result"):
             table.add_column(col)
         for i, job in enumerate(result.jobs):
-            key = next((f"{k}={job.summary[k]:.4g}" for k in ("l1_error_final", "energy_final")
+            key = next((f"{k}={job.summary[k]:.4g}" for k in headline
                         if isinstance(job.summary.get(k), float)), "")
             table.add_row(str(i), " ".join(o for o in job.overrides if not o.startswith("hydra.")),
                           job.status, key)
@@ -121,7 +124,7 @@ def jko(
     `wgf jko -m solver.gamma_factor=0.5,1,2`.
     """
     flags = {"energy": energy, "grid.size": grid, "steps": steps, "device": device, "seed": seed}
-    _dispatch("jko", "jko", "wgf_cli.experiments.jko", flags, overrides, multirun, show_config, quiet)
+    _dispatch("jko", flags, overrides, multirun, show_config, quiet)
 
 
 def main() -> None:  # pragma: no cover - console entry
