@@ -49,3 +49,4 @@ class Preset:
     keys: list[str]
     claims: list[Claim] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)  # plots/<file> shown in the report (all if empty)
+    toy: list[str] = field(default_factory=list)  # overrides that run it in seconds (tests/test_presets.py)

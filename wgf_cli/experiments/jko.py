@@ -56,32 +56,36 @@ SUMMARY_KEYS = {
 #: summary keys shown (first present) per job in the sweep table
 HEADLINE = ["l1_error_final", "energy_final"]
 
+_TOY = ["grid.size=16", "steps=2", "output.gif_frames=0"]
+
 #: ``conf/experiment/`` presets of ``wgf jko``, with the claims ``make reproduce`` checks.
 PRESETS = [
     Preset("heat", "Heat flow of a Gaussian against the exact heat kernel.",
            ["l1_error_final", "w2_error_final", "mass_error_max", "energy_monotone", "inner_iters_mean"],
            [Claim("l1_error_final", "<=", 0.02, "heat flow, relative L1 error vs the exact heat kernel"),
             Claim("mass_error_max", "<=", 1e-9, "heat flow conserves mass"),
-            Claim("energy_monotone", "==", True, "heat flow: entropy decreases at every step")]),
+            Claim("energy_monotone", "==", True, "heat flow: entropy decreases at every step")], toy=_TOY),
     Preset("ornstein_uhlenbeck", "Fokker-Planck, quadratic potential: Ornstein-Uhlenbeck Gaussian.",
            ["l1_error_final", "w2_error_final", "gibbs_l1_final", "energy_monotone"],
            [Claim("l1_error_final", "<=", 0.02, "Ornstein-Uhlenbeck, relative L1 error vs the exact Gaussian"),
-            Claim("energy_monotone", "==", True, "Fokker-Planck free energy decreases")]),
+            Claim("energy_monotone", "==", True, "Fokker-Planck free energy decreases")], toy=_TOY),
     Preset("porous_medium", "Porous medium m=2 from a Barenblatt profile.",
            ["l1_error_final", "w2_error_final", "mass_error_max", "energy_monotone"],
            [Claim("l1_error_final", "<=", 0.03, "porous medium m=2, relative L1 error vs Barenblatt"),
-            Claim("energy_monotone", "==", True, "porous-medium energy decreases")]),
+            Claim("energy_monotone", "==", True, "porous-medium energy decreases")], toy=_TOY),
     Preset("crowd", "Crowd motion with congestion (density <= kappa) towards an exit.",
            ["kappa", "max_density_max", "congestion_ratio_max", "energy_monotone"],
-           [Claim("congestion_ratio_max", "<=", 1.0 + 1e-6, "crowd motion: density never exceeds kappa")]),
+           [Claim("congestion_ratio_max", "<=", 1.0 + 1e-6, "crowd motion: density never exceeds kappa")],
+           toy=_TOY),
     Preset("aggregation", "Attractive-repulsive aggregation of three blobs.",
            ["energy_initial", "energy_final", "energy_monotone", "mass_error_max"],
            [Claim("mass_error_max", "<=", 1e-9, "aggregation conserves mass"),
-            Claim("energy_monotone", "==", True, "aggregation energy decreases")]),
+            Claim("energy_monotone", "==", True, "aggregation energy decreases")], toy=_TOY),
     Preset("double_well_langevin", "Double-well Fokker-Planck vs 2000 Langevin particles.",
            ["langevin_distance", "langevin_sampling_q95", "langevin_agrees", "gibbs_l1_final"],
            [Claim("langevin_agrees", "==", True,
-                  "JKO density and Langevin particles agree within the particles' sampling error")]),
+                  "JKO density and Langevin particles agree within the particles' sampling error")],
+           toy=[*_TOY, "solver.particles=200"]),
 ]
 
 
