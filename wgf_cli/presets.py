@@ -42,7 +42,11 @@ class Claim:
 
 @dataclass(frozen=True)
 class Preset:
-    """A ``conf/experiment/<name>.yaml`` preset of one subcommand, as the report shows it."""
+    """A ``conf/experiment/<name>.yaml`` preset of one subcommand, as the report shows it.
+
+    The preset file itself is the *quick* profile (all presets together: about 30 min on a
+    2-core CPU); ``full`` holds the overrides of the paper-scale version for a GPU box.
+    """
 
     name: str
     what: str
@@ -50,3 +54,4 @@ class Preset:
     claims: list[Claim] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)  # plots/<file> shown in the report (all if empty)
     toy: list[str] = field(default_factory=list)  # overrides that run it in seconds (tests/test_presets.py)
+    full: list[str] = field(default_factory=list)  # overrides for the paper-scale run (profile=full)
