@@ -37,8 +37,9 @@ lint: install  ## ruff
 bench: install  ## benchmarks; tables printed, JSON written to benchmarks/results/
 	$(PY) benchmarks/run_all.py
 
-reproduce: install  ## every experiment preset and one report page: outputs/reproduce/report.md
-	$(PY) -m wgf_cli.reproduce --out outputs/reproduce
+PROFILE ?= quick
+reproduce: install  ## every preset (PROFILE=quick|full), its claims, the report: outputs/report/index.html
+	$(PY) -m wgf_cli.reproduce --profile $(PROFILE) --out outputs/reproduce --report outputs/report
 
 clean:  ## remove the virtual environment and caches (outputs/ is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -29,10 +29,10 @@ def test_reproduce_writes_report_and_fails_on_a_false_claim(tmp_path, monkeypatc
     impossible = Claim("energy_final", ">", 1e300, "an impossible claim")
     patched = [dataclasses.replace(p, claims=[*p.claims, impossible]) if p is agg else p for p in jko.PRESETS]
     monkeypatch.setattr(jko, "PRESETS", patched)
-    assert main(["--out", str(tmp_path), "--only", "aggregation"]) == 1
+    assert main(["--out", str(tmp_path), "--report", str(tmp_path / "report"), "--only", "aggregation"]) == 1
     assert "FAILED jko-aggregation: an impossible claim" in capsys.readouterr().err
-    page = (tmp_path / "report.md").read_text()
-    assert f"## Claims: {len(agg.claims)}/{len(agg.claims) + 1} pass" in page
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert f"**Claims: {len(agg.claims)}/{len(agg.claims) + 1} pass.**" in page
     for c in agg.claims:
         assert f"| jko-aggregation | {c.text} (`{c.key}`) |" in page
     assert "an impossible claim (`energy_final`) |" in page and "| **FAIL** |" in page
@@ -40,8 +40,13 @@ def test_reproduce_writes_report_and_fails_on_a_false_claim(tmp_path, monkeypatc
     summary = json.loads((tmp_path / "jko-aggregation" / "summary.json").read_text())
     assert summary["energy"] == "aggregation" and summary["mass_error_max"] < 1e-9
     for fig in ["snapshots.png", "energy.png", "flow.gif"]:
-        assert f"(jko-aggregation/plots/{fig})" in page
-        assert (tmp_path / "jko-aggregation" / "plots" / fig).stat().st_size > 1000
+        assert f"(figures/jko-aggregation/{fig})" in page
+        assert (tmp_path / "report" / "figures" / "jko-aggregation" / fig).stat().st_size > 1000
+
+
+def test_unknown_preset_is_rejected(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--only", "nope"]) == 2
+    assert "unknown preset or command ['nope']" in capsys.readouterr().err
 
 
 def test_every_preset_is_reproduced_once():

@@ -127,6 +127,66 @@ def jko(
     _dispatch("jko", flags, overrides, multirun, show_config, quiet)
 
 
+@app.command()
+def report(
+    runs_dir: Annotated[str, typer.Argument(help="Folder of the preset runs (make reproduce).")] = "outputs/reproduce",
+    out: Annotated[str, typer.Option("--out", help="Folder of report.md and index.html.")] = "outputs/report",
+) -> None:
+    """Build the report page (report.md + self-contained index.html) from `make reproduce` runs."""
+    from pathlib import Path
+
+    if not (Path(runs_dir) / "reproduce.json").exists():
+        _err(f"{runs_dir}/reproduce.json not found; run `make reproduce` (or python -m wgf_cli.reproduce) first")
+        raise typer.Exit(2)
+    from wgf_cli.report import build
+
+    md, page, claims = build(runs_dir, out)
+    failed = [c for c in claims if not c["passed"]]
+    typer.echo(f"{page}\n{md}\nclaims: {len(claims) - len(failed)}/{len(claims)} pass")
+    for c in failed:
+        _err(f"claim failed: {c['run']}: {c['text']} ({c['key']}={c['value']}, needs {c['op']} {c['threshold']})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def summarize(
+    dirs: Annotated[list[str], typer.Argument(help="Run folders, sweep folders or any folder above them.")],
+    keys: Annotated[str | None, typer.Option(
+        "--keys", help="Comma list of summary keys, or 'all' (default: headline keys + wall_s).",
+        show_default=False)] = None,
+    csv: Annotated[str | None, typer.Option("--csv", help="Also write the table to this CSV file.",
+                                            show_default=False)] = None,
+) -> None:
+    """One table from any set of run folders (single runs and sweeps)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from wgf_cli.summarize import table
+
+    try:
+        df = table(dirs, keys.split(",") if keys else None)
+    except FileNotFoundError as exc:
+        _err(f"{exc}; give run folders, sweep folders or a folder above them")
+        raise typer.Exit(2) from None
+    if df.empty:
+        _err(f"no run folders (with status.json) under {' '.join(dirs)}")
+        raise typer.Exit(2)
+    if csv:
+        from wgf_cli.run import atomic_write
+
+        atomic_write(csv, df.to_csv(index=False))
+    t = Table(title=f"{len(df)} runs")
+    for col in df.columns:
+        t.add_column(col, overflow="fold")
+    for _, row in df.iterrows():
+        t.add_row(*[("" if v is None or v != v else f"{v:.4g}" if isinstance(v, float) else str(v))
+                    for v in row.tolist()])
+    Console(soft_wrap=True).print(t)
+    for k in df.attrs.get("missing", []):
+        _err(f"key {k!r} is in no summary.json")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

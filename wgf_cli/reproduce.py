@@ -1,12 +1,14 @@
-"""`make reproduce`: run every experiment preset, check its claims, write one report page.
+"""`make reproduce`: run every experiment preset, check its claims, write the report.
 
-    python -m wgf_cli.reproduce --out outputs/reproduce [--only heat,crowd]
+    python -m wgf_cli.reproduce [--profile quick|full] [--only heat,wgan] [--out outputs/reproduce]
+                                [--report outputs/report]
 
 Each preset (an experiment module's ``PRESETS``, see :mod:`wgf_cli.presets`) runs as
-``wgf <cmd> experiment=<preset>`` into ``<out>/<cmd>-<preset>/``.  The page
-``<out>/report.md`` has a claims table (measured value, threshold, pass/fail) and, per run,
-its key numbers and figures (paths relative to the page, so the folder can be moved or
-zipped as it is).  The exit code is 1 when a run failed or a claim does not hold.
+``wgf <cmd> experiment=<preset>`` (plus the preset's ``full`` overrides with
+``--profile full``) into ``<out>/<cmd>-<preset>/``; ``<out>/reproduce.json`` records what
+each folder ran.  Then :func:`wgf_cli.report.build` writes ``<report>/report.md`` and
+``<report>/index.html``.  The exit code is 1 when a run failed or a claim does not hold,
+and each failure is named on stderr.
 """
 
 from __future__ import annotations
@@ -14,101 +16,61 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
+import time
 from pathlib import Path
 
+from wgf_cli import report
 from wgf_cli.commands import COMMANDS
 from wgf_cli.launch import launch
 from wgf_cli.presets import Preset
-from wgf_cli.run import atomic_write
+
+PROFILES = ("quick", "full")
 
 
 def presets() -> list[tuple[str, Preset]]:
-    """Every ``(command, preset)`` in the order the report shows them."""
+    """Every ``(command, preset)`` in the order they run (a builder before its consumer)."""
     return [(cmd, p) for cmd, command in COMMANDS.items() for p in command.experiment().PRESETS]
-
-
-def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _figures(out: Path, row: dict) -> list[str]:
-    plots = out / row["dir"] / "plots"
-    names = row["preset"].figures or sorted(p.name for p in plots.glob("*") if p.suffix in {".png", ".gif"})
-    return [n for n in names if (plots / n).exists()]
-
-
-def check_claims(rows: list[dict]) -> list[dict]:
-    """One record per claim of every run: text, value, op, threshold, passed."""
-    out = []
-    for r in rows:
-        for c in r["preset"].claims:
-            value, ok = c.check(r["summary"]) if r["status"] == "completed" else (None, False)
-            out.append({"run": r["name"], "text": c.text, "key": c.key, "value": value,
-                        "op": c.op, "threshold": c.threshold, "passed": ok})
-    return out
-
-
-def write_report(out: Path, rows: list[dict], claims: list[dict]) -> Path:
-    n_pass = sum(c["passed"] for c in claims)
-    lines = [
-        "# wgf — reproduction report",
-        "",
-        f"Generated {datetime.now().astimezone().isoformat(timespec='seconds')} by "
-        "`make reproduce`. Each section is one run folder; its `summary.json`, "
-        "`metrics.csv` and `plots/` hold everything shown here.",
-        "",
-        f"## Claims: {n_pass}/{len(claims)} pass",
-        "",
-        "| run | claim | measured | threshold | result |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [f"| {c['run']} | {c['text']} (`{c['key']}`) | {_fmt(c['value'])} | {c['op']} "
-              f"{_fmt(c['threshold'])} | {'pass' if c['passed'] else '**FAIL**'} |" for c in claims]
-    lines += ["", "## Runs", "", "| run | status | wall (s) | key numbers |", "|---|---|---|---|"]
-    for r in rows:
-        nums = ", ".join(f"{k}={_fmt(r['summary'][k])}" for k in r["preset"].keys if k in r["summary"])
-        lines.append(f"| [{r['name']}](#{r['name']}) | {r['status']} | "
-                     f"{_fmt(r['summary'].get('wall_s', ''))} | {nums} |")
-    for r in rows:
-        lines += ["", f"## {r['name']}", "", r["preset"].what, "",
-                  f"`wgf {r['cmd']} experiment={r['preset'].name}` → `{r['dir']}`", ""]
-        if r["status"] != "completed":
-            lines += [f"**{r['status']}**: {r.get('error')}", ""]
-            continue
-        lines += ["| key | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in r["summary"].items()]
-        lines.append("")
-        lines += [f"![{r['name']} {fig}]({r['dir']}/plots/{fig})" for fig in _figures(out, r)]
-        lines.append("")
-    return atomic_write(out / "report.md", "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="outputs/reproduce")
-    ap.add_argument("--only", default="", help="comma list of presets (or commands) to run")
+    ap.add_argument("--out", default="outputs/reproduce", help="folder of the preset runs")
+    ap.add_argument("--report", default="outputs/report", help="folder of report.md and index.html")
+    ap.add_argument("--profile", default="quick", choices=PROFILES)
+    ap.add_argument("--only", default="", help="comma list of presets or commands to (re)run")
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
     only = {s for s in args.only.split(",") if s}
-    rows = []
+    known = {p.name for _, p in presets()} | set(COMMANDS)
+    if only - known:
+        print(f"reproduce: error: unknown preset or command {sorted(only - known)}; "
+              f"allowed: {sorted(known)}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = report.load_manifest(out) if only else {}
+    t0 = time.perf_counter()
     for cmd, preset in presets():
         if only and preset.name not in only and cmd not in only:
             continue
         name = f"{cmd}-{preset.name}"
         print(f"== {name}", flush=True)
-        res = launch(COMMANDS[cmd], [f"experiment={preset.name}", f"hydra.run.dir={out / name}"],
+        extra = preset.full if args.profile == "full" else []
+        res = launch(COMMANDS[cmd], [f"experiment={preset.name}", *extra, f"hydra.run.dir={out / name}"],
                      progress=sys.stderr.isatty())
         job = res.jobs[0]
-        rows.append({"name": name, "cmd": cmd, "preset": preset, "dir": name,
-                     "status": job.status, "summary": job.summary, "error": job.error})
+        manifest[name] = {"cmd": cmd, "preset": preset.name, "status": job.status, "error": job.error,
+                          "overrides": extra}
+        report.save_manifest(out, manifest, profile=args.profile)
         print(json.dumps({k: job.summary.get(k) for k in preset.keys}), flush=True)
-    claims = check_claims(rows)
-    page = write_report(out, rows, claims)
-    failed = [f"{r['name']}: {r['status']}" for r in rows if r["status"] != "completed"]
-    failed += [f"{c['run']}: {c['text']} ({c['key']}={_fmt(c['value'])}, needs {c['op']} "
-               f"{_fmt(c['threshold'])})" for c in claims if not c["passed"]]
-    print(f"report: {page}  claims: {len(claims) - sum(not c['passed'] for c in claims)}/{len(claims)} pass")
+    md, page, claims = report.build(out, args.report, args.profile)
+    failed = [f"{n}: {e['status']} ({e['error']})" for n, e in manifest.items() if e["status"] != "completed"]
+    for c in claims:
+        if not c["passed"]:
+            value, threshold = report.fmt_pair(c["value"], c["threshold"])
+            failed.append(f"{c['run']}: {c['text']} ({c['key']}={value}, needs {c['op']} {threshold})")
+    n_pass = sum(c["passed"] for c in claims)
+    print(f"report: {page} and {md.name}; claims: {n_pass}/{len(claims)} pass; "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
     for line in failed:
         print(f"FAILED {line}", file=sys.stderr)
     return 1 if failed else 0

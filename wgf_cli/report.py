@@ -1,0 +1,253 @@
+"""The report page of ``make reproduce``: ``report.md`` and a self-contained ``index.html``.
+
+    wgf report [RUNS_DIR] [--out DIR]        (defaults: outputs/reproduce -> outputs/report)
+
+``RUNS_DIR`` holds one folder per preset run, ``<cmd>-<preset>/``, and ``reproduce.json``
+(written by :mod:`wgf_cli.reproduce`: which command and preset each folder ran, its status
+and error).  The page has one section per subcommand: a claims table (each claim of
+:mod:`wgf_cli.presets` with the measured value, the threshold and pass/fail), any tables the
+experiment module adds next to published references (an optional
+``report_section(runs) -> str`` of Markdown), and per run its key numbers and figures.
+Figures are copied next to ``report.md`` (``figures/``) and embedded in ``index.html`` as
+data URIs, so the folder opens offline and can be moved as it is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from wgf_cli.commands import COMMANDS
+from wgf_cli.run import atomic_write, write_json
+
+MANIFEST = "reproduce.json"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else str(value)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def load_manifest(runs_dir: Path) -> dict[str, dict[str, Any]]:
+    """``{run name: {"cmd", "preset", "status", "error"}}`` from ``reproduce.json`` (empty if none)."""
+    return _read_json(Path(runs_dir) / MANIFEST).get("runs", {})
+
+
+def save_manifest(runs_dir: Path, runs: dict[str, dict[str, Any]], **extra: Any) -> Path:
+    return write_json(Path(runs_dir) / MANIFEST, {"runs": runs, **extra})
+
+
+def _presets() -> dict[tuple[str, str], Any]:
+    return {(cmd, p.name): p for cmd, c in COMMANDS.items() for p in c.experiment().PRESETS}
+
+
+def collect(runs_dir: Path) -> list[dict[str, Any]]:
+    """One record per run of the manifest, in preset order: summary, claims and figures."""
+    runs_dir = Path(runs_dir)
+    manifest = load_manifest(runs_dir)
+    known = _presets()
+    order = {key: i for i, key in enumerate(known)}
+    rows = []
+    for name, entry in manifest.items():
+        key = (entry["cmd"], entry["preset"])
+        preset = known.get(key)
+        if preset is None:  # a preset that no longer exists
+            continue
+        folder = runs_dir / name
+        summary = _read_json(folder / "summary.json")
+        status = entry.get("status") or _read_json(folder / "status.json").get("status", "missing")
+        claims = []
+        for c in preset.claims:
+            value, ok = c.check(summary) if status == "completed" else (summary.get(c.key), False)
+            claims.append({"run": name, "text": c.text, "key": c.key, "value": value, "op": c.op,
+                           "threshold": c.threshold, "passed": ok})
+        plots = folder / "plots"
+        figures = preset.figures or sorted(p.name for p in plots.glob("*") if p.suffix in {".png", ".gif"})
+        rows.append({"name": name, "cmd": entry["cmd"], "preset": preset, "folder": folder,
+                     "status": status, "error": entry.get("error"), "summary": summary,
+                     "claims": claims, "figures": [f for f in figures if (plots / f).exists()],
+                     "order": order[key]})
+    return sorted(rows, key=lambda r: r["order"])
+
+
+def claims_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c for r in rows for c in r["claims"]]
+
+
+def _sections(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    out: list[tuple[str, list[dict[str, Any]]]] = []
+    for r in rows:
+        if not out or out[-1][0] != r["cmd"]:
+            out.append((r["cmd"], []))
+        out[-1][1].append(r)
+    return out
+
+
+def fmt_pair(value: Any, threshold: Any) -> tuple[str, str]:
+    """Value and threshold printed with enough digits to tell them apart."""
+    for digits in (4, 7, 10):
+        a, b = (f"{v:.{digits}g}" if isinstance(v, float) else _fmt(v) for v in (value, threshold))
+        if a != b or value == threshold:
+            break
+    return a, b
+
+
+def _claims_table(claims: list[dict[str, Any]]) -> list[str]:
+    lines = ["| run | claim | measured | threshold | result |", "|---|---|---|---|---|"]
+    for c in claims:
+        value, threshold = fmt_pair(c["value"], c["threshold"])
+        lines.append(f"| {c['run']} | {c['text']} (`{c['key']}`) | {value} | {c['op']} {threshold} | "
+                     f"{'pass' if c['passed'] else '**FAIL**'} |")
+    return lines
+
+
+def _title(cmd: str) -> str:
+    """The first line of the subcommand's help."""
+    from wgf_cli.cli import app
+
+    for c in app.registered_commands:
+        name = c.name or c.callback.__name__.replace("_", "-")
+        if name == cmd and c.callback.__doc__:
+            return c.callback.__doc__.strip().splitlines()[0]
+    return ""
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def markdown(rows: list[dict[str, Any]], profile: str = "quick") -> str:
+    """The report as Markdown; figures referenced as ``figures/<run>/<file>``."""
+    claims = claims_of(rows)
+    n_pass = sum(c["passed"] for c in claims)
+    lines = [
+        "# wgf — reproduction report", "",
+        f"Generated {datetime.now().astimezone().isoformat(timespec='seconds')} by `make reproduce` "
+        f"(profile `{profile}`). Every run folder keeps its `summary.json`, `metrics.csv` and `plots/`.", "",
+        f"**Claims: {n_pass}/{len(claims)} pass.**", "",
+        "| run | status | wall (s) | key numbers |", "|---|---|---|---|",
+    ]
+    for r in rows:
+        nums = ", ".join(f"{k}={_fmt(r['summary'][k])}" for k in r["preset"].keys if k in r["summary"])
+        lines.append(f"| [{r['name']}](#{r['name']}) | {r['status']} | {_fmt(r['summary'].get('wall_s'))} | {nums} |")
+    for cmd, runs in _sections(rows):
+        lines += ["", f"## wgf {cmd}", ""]
+        module = COMMANDS[cmd].experiment()
+        lines += [_title(cmd), ""]
+        section_claims = claims_of(runs)
+        if section_claims:
+            lines += [f"### Claims ({sum(c['passed'] for c in section_claims)}/{len(section_claims)} pass)", ""]
+            lines += _claims_table(section_claims)
+        extra = getattr(module, "report_section", None)
+        if extra is not None:
+            lines += ["", extra([{k: r[k] for k in ("name", "summary", "folder", "status")} for r in runs]).strip()]
+        for r in runs:
+            lines += ["", f"### {r['name']}", "", r["preset"].what, "",
+                      f"`wgf {cmd} experiment={r['preset'].name}` → `{_shown(r['folder'])}`", ""]
+            if r["status"] != "completed":
+                lines += [f"**{r['status']}**: {r['error'] or 'see status.json'}", ""]
+            if r["summary"]:
+                lines += ["| key | value |", "|---|---|"]
+                lines += [f"| {k} | {_fmt(v)} |" for k, v in r["summary"].items()]
+                lines.append("")
+            lines += [f"![{r['name']} {f}](figures/{r['name']}/{f})" for f in r["figures"]]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+# a small Markdown -> HTML for exactly what :func:`markdown` writes
+# ---------------------------------------------------------------------------------------
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .5em}
+th{background:#f3f3f3}tr.fail td{background:#fde2e2}code{background:#f5f5f5;padding:0 .2em}
+img{max-width:100%;margin:.4em 0;border:1px solid #eee}h2{border-bottom:2px solid #444;margin-top:2em}"""
+
+# The page reports how many of its figures decoded (the headless-browser test reads it).
+_SCRIPT = """window.addEventListener('load',function(){var im=document.images,ok=0;
+for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0){ok++;}}
+document.body.setAttribute('data-images-total',im.length);
+document.body.setAttribute('data-images-loaded',ok);});"""
+
+
+def _inline(text: str) -> str:
+    text = html.escape(text, quote=False)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"\[([^\]]+)\]\(#([^)]+)\)", r'<a href="#\2">\1</a>', text)
+
+
+def _data_uri(path: Path) -> str:
+    mime = "image/gif" if path.suffix == ".gif" else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def to_html(md: str, base: Path) -> str:
+    """HTML for the Markdown of :func:`markdown`; images under ``base`` become data URIs."""
+    out, table = [], []
+
+    def flush_table() -> None:
+        if not table:
+            return
+        rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table]
+        head, body = rows[0], rows[2:]
+        out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>")
+        for r in body:
+            cls = ' class="fail claim"' if "**FAIL**" in r else (' class="claim"' if r[-1:] == ["pass"] else "")
+            out.append(f"<tr{cls}>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>")
+        out.append("</table>")
+        table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        if m := re.match(r"^(#{1,3}) (.*)$", line):
+            level, title = len(m.group(1)), m.group(2)
+            anchor = title if re.fullmatch(r"[\w-]+", title) else re.sub(r"\W+", "-", title.lower()).strip("-")
+            out.append(f'<h{level} id="{html.escape(anchor)}">{_inline(title)}</h{level}>')
+        elif m := re.match(r"^!\[([^\]]*)\]\(([^)]+)\)$", line):
+            path = base / m.group(2)
+            src = _data_uri(path) if path.exists() else html.escape(m.group(2))
+            out.append(f'<img alt="{html.escape(m.group(1))}" src="{src}">')
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+    flush_table()
+    body = "\n".join(out)
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>wgf — reproduction report'
+            f"</title><style>{_CSS}</style><script>{_SCRIPT}</script></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def build(runs_dir: str | Path = "outputs/reproduce", out: str | Path = "outputs/report",
+          profile: str = "quick") -> tuple[Path, Path, list[dict[str, Any]]]:
+    """Write ``out/report.md``, ``out/index.html`` and ``out/figures/``; return them and the claims."""
+    runs_dir, out = Path(runs_dir).resolve(), Path(out).resolve()
+    rows = collect(runs_dir)
+    figures = out / "figures"
+    if figures.exists():
+        shutil.rmtree(figures)
+    for r in rows:
+        for f in r["figures"]:
+            (figures / r["name"]).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(r["folder"] / "plots" / f, figures / r["name"] / f)
+    md = markdown(rows, profile)
+    md_path = atomic_write(out / "report.md", md)
+    html_path = atomic_write(out / "index.html", to_html(md, out))
+    return md_path, html_path, claims_of(rows)

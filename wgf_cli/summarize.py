@@ -1,0 +1,69 @@
+"""``wgf summarize DIR...``: one table from any set of run folders (single runs and sweeps).
+
+A run folder is any folder with a ``status.json`` (the run-folder contract); each ``DIR``
+is searched recursively, so a sweep root, a day folder or ``outputs/`` all work.  Columns:
+the folder, its command, status, the overrides it was run with (``.hydra/overrides.yaml``)
+and summary keys — by default each command's headline keys and ``wall_s``, ``all`` for every
+key, or a chosen list.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from wgf_cli.commands import COMMANDS
+
+
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """Run folders (with ``status.json``) at or below ``paths``, sorted, without duplicates."""
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist")
+        if (p / "status.json").exists():
+            found.add(p.resolve())
+        found.update(s.parent.resolve() for s in p.rglob("status.json"))
+    return sorted(found)
+
+
+def _load(path: Path) -> Any:
+    try:
+        text = path.read_text()
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, json.JSONDecodeError, yaml.YAMLError):
+        return None
+
+
+def table(paths: list[str | Path], keys: list[str] | None = None) -> pd.DataFrame:
+    """One row per run: ``run, command, status, overrides`` and the summary ``keys``
+    (``None``: headline keys of the commands present and ``wall_s``; ``["all"]``: all)."""
+    rows, commands = [], []
+    for run in find_runs(paths):
+        info = _load(run / "run.json") or {}
+        status = _load(run / "status.json") or {}
+        overrides = _load(run / ".hydra" / "overrides.yaml") or []
+        summary = _load(run / "summary.json") or {}
+        cmd = info.get("command", "")
+        commands.append(cmd)
+        rows.append({"run": str(run), "command": cmd, "status": status.get("status", "?"),
+                     "overrides": " ".join(o for o in overrides if not o.startswith("hydra.")),
+                     **{k: v for k, v in summary.items() if not isinstance(v, (list, dict))}})
+    df = pd.DataFrame(rows, columns=["run", "command", "status", "overrides"] if not rows else None)
+    if keys == ["all"]:
+        return df
+    if keys is None:
+        keys = []
+        for cmd in dict.fromkeys(commands):
+            if cmd in COMMANDS:
+                keys += [k for k in getattr(COMMANDS[cmd].experiment(), "HEADLINE", []) if k not in keys]
+        keys.append("wall_s")
+    missing = [k for k in keys if k not in df.columns]
+    df = df.reindex(columns=["run", "command", "status", "overrides", *keys])
+    if missing and len(df):
+        df.attrs["missing"] = missing
+    return df
