@@ -3,22 +3,40 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from wgf_cli.commands import COMMANDS
 from wgf_cli.launch import launch
-from wgf_cli.reproduce import presets
+from wgf_cli.reproduce import needs_overrides, presets, run_name
 
 PRESETS = presets()
 
 
+@pytest.fixture(scope="module")
+def toy_runs(tmp_path_factory):
+    """Folder of toy-size runs, named as ``make reproduce`` names them; runs on demand."""
+    out = tmp_path_factory.mktemp("toy")
+    by_name = dict((p.name, (c, p)) for c, p in PRESETS)
+
+    def ensure(name: str) -> Path:
+        folder = out / run_name(name)
+        if not (folder / "summary.json").exists():
+            cmd, preset = by_name[name]
+            for dep in preset.needs.values():
+                ensure(dep)
+            res = launch(COMMANDS[cmd], [f"experiment={name}", *preset.toy, *needs_overrides(preset, out),
+                                         f"hydra.run.dir={folder}"], progress=False)
+            assert res.jobs[0].status == "completed", res.jobs[0].error
+        return folder
+
+    return ensure
+
+
 @pytest.mark.parametrize(("cmd", "preset"), PRESETS, ids=[f"{c}-{p.name}" for c, p in PRESETS])
-def test_preset_runs_at_toy_size(cmd, preset, tmp_path):
-    res = launch(COMMANDS[cmd], [f"experiment={preset.name}", *preset.toy, f"hydra.run.dir={tmp_path}"],
-                 progress=False)
-    job = res.jobs[0]
-    assert job.status == "completed", job.error
+def test_preset_runs_at_toy_size(cmd, preset, toy_runs):
+    tmp_path = toy_runs(preset.name)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert json.loads((tmp_path / "status.json").read_text())["status"] == "completed"
     for claim in preset.claims:  # every claimed key exists (values need the full preset)

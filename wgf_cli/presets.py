@@ -55,3 +55,6 @@ class Preset:
     figures: list[str] = field(default_factory=list)  # plots/<file> shown in the report (all if empty)
     toy: list[str] = field(default_factory=list)  # overrides that run it in seconds (tests/test_presets.py)
     full: list[str] = field(default_factory=list)  # overrides for the paper-scale run (profile=full)
+    #: config key -> name of another preset whose run folder it reads (e.g. a dataset build);
+    #: ``make reproduce`` runs that preset first and passes ``key=<its run folder>``
+    needs: dict[str, str] = field(default_factory=dict)

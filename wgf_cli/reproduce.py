@@ -32,6 +32,17 @@ def presets() -> list[tuple[str, Preset]]:
     return [(cmd, p) for cmd, command in COMMANDS.items() for p in command.experiment().PRESETS]
 
 
+def run_name(preset_name: str) -> str:
+    """``<cmd>-<preset>``: the folder of a preset's run under the reproduce folder."""
+    cmd = next(c for c, p in presets() if p.name == preset_name)
+    return f"{cmd}-{preset_name}"
+
+
+def needs_overrides(preset: Preset, out: Path) -> list[str]:
+    """``key=<run folder>`` for every preset this one reads (see :attr:`Preset.needs`)."""
+    return [f"{key}={out / run_name(dep)}" for key, dep in preset.needs.items()]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="outputs/reproduce", help="folder of the preset runs")
@@ -54,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         name = f"{cmd}-{preset.name}"
         print(f"== {name}", flush=True)
-        extra = preset.full if args.profile == "full" else []
+        extra = [*(preset.full if args.profile == "full" else []), *needs_overrides(preset, out)]
         res = launch(COMMANDS[cmd], [f"experiment={preset.name}", *extra, f"hydra.run.dir={out / name}"],
                      progress=sys.stderr.isatty())
         job = res.jobs[0]
