@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wgf_cli.commands import COMMANDS
-from wgf_cli.launch import launch
-from wgf_cli.reproduce import needs_overrides, presets, run_name
+from wgf_cli.reproduce import needs_overrides, presets, run_name, run_preset
 
 PRESETS = presets()
 
@@ -26,9 +24,8 @@ def toy_runs(tmp_path_factory):
             cmd, preset = by_name[name]
             for dep in preset.needs.values():
                 ensure(dep)
-            res = launch(COMMANDS[cmd], [f"experiment={name}", *preset.toy, *needs_overrides(preset, out),
-                                         f"hydra.run.dir={folder}"], progress=False)
-            assert res.jobs[0].status == "completed", res.jobs[0].error
+            job = run_preset(cmd, preset, folder, [*preset.toy, *needs_overrides(preset, out)])
+            assert job.status == "completed", job.error
         return folder
 
     return ensure
@@ -36,8 +33,8 @@ def toy_runs(tmp_path_factory):
 
 @pytest.mark.parametrize(("cmd", "preset"), PRESETS, ids=[f"{c}-{p.name}" for c, p in PRESETS])
 def test_preset_runs_at_toy_size(cmd, preset, toy_runs):
-    tmp_path = toy_runs(preset.name)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert json.loads((tmp_path / "status.json").read_text())["status"] == "completed"
+    folder = toy_runs(preset.name)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert json.loads((folder / "status.json").read_text())["status"] == "completed"
     for claim in preset.claims:  # every claimed key exists (values need the full preset)
         assert claim.key in summary, f"{cmd}-{preset.name}: claim key {claim.key!r} not in summary.json"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,3 +59,9 @@ class Preset:
     #: config key -> name of another preset whose run folder it reads (e.g. a dataset build);
     #: ``make reproduce`` runs that preset first and passes ``key=<its run folder>``
     needs: dict[str, str] = field(default_factory=dict)
+    #: sweep overrides (``key=a,b,c``): the preset is a sweep, run in one process, one job
+    #: folder each; ``aggregate(jobs, folder)`` turns the jobs' ``{"overrides": [...], **summary}``
+    #: into the sweep's own ``summary.json`` (fitted rates, ...; it may save ``folder/plots/``),
+    #: which the claims check
+    sweep: list[str] = field(default_factory=list)
+    aggregate: Callable[[list[dict[str, Any]], Any], dict[str, Any]] | None = None

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from wgf_cli import report
 from wgf_cli.commands import COMMANDS
-from wgf_cli.launch import launch
+from wgf_cli.launch import JobResult, launch
 from wgf_cli.presets import Preset
+from wgf_cli.run import write_json
 
 PROFILES = ("quick", "full")
 
@@ -41,6 +42,25 @@ def run_name(preset_name: str) -> str:
 def needs_overrides(preset: Preset, out: Path) -> list[str]:
     """``key=<run folder>`` for every preset this one reads (see :attr:`Preset.needs`)."""
     return [f"{key}={out / run_name(dep)}" for key, dep in preset.needs.items()]
+
+
+def run_preset(cmd: str, preset: Preset, folder: Path, extra: list[str] = (), progress: bool = False) -> JobResult:
+    """Run one preset into ``folder`` (a run folder, or a sweep folder for a sweep preset)."""
+    overrides = [f"experiment={preset.name}", *extra]
+    if not preset.sweep:
+        return launch(COMMANDS[cmd], [*overrides, f"hydra.run.dir={folder}"], progress=progress).jobs[0]
+    res = launch(COMMANDS[cmd], [*overrides, *preset.sweep, "~launcher", f"hydra.sweep.dir={folder}"],
+                 multirun=True, progress=False)
+    failed = [j for j in res.jobs if j.status != "completed"]
+    error = "; ".join(f"job {j.run_dir.name}: {j.error}" for j in failed) or None
+    summary: dict = {}
+    if not failed:
+        jobs = [{"overrides": [o for o in j.overrides if not o.startswith("hydra")], **j.summary} for j in res.jobs]
+        summary = {"jobs": len(jobs), **(preset.aggregate(jobs, folder) if preset.aggregate else {})}
+        write_json(folder / "summary.json", summary)
+    status = "failed" if failed else "completed"
+    write_json(folder / "status.json", {"status": status, "error": error, "traceback": None})
+    return JobResult(folder, status, summary, overrides, error)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{cmd}-{preset.name}"
         print(f"== {name}", flush=True)
         extra = [*(preset.full if args.profile == "full" else []), *needs_overrides(preset, out)]
-        res = launch(COMMANDS[cmd], [f"experiment={preset.name}", *extra, f"hydra.run.dir={out / name}"],
-                     progress=sys.stderr.isatty())
-        job = res.jobs[0]
+        job = run_preset(cmd, preset, out / name, extra, progress=sys.stderr.isatty())
         manifest[name] = {"cmd": cmd, "preset": preset.name, "status": job.status, "error": job.error,
                           "overrides": extra}
         report.save_manifest(out, manifest, profile=args.profile)

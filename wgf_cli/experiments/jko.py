@@ -58,6 +58,24 @@ HEADLINE = ["l1_error_final", "energy_final"]
 
 _TOY = ["grid.size=16", "steps=2", "output.gif_frames=0"]
 
+
+def convergence_summary(jobs: list[dict[str, Any]], folder) -> dict[str, Any]:
+    """Sweep over solver.tau at fixed final time: least-squares order of the L1 error in h."""
+    from pathlib import Path
+
+    from wgf_cli.experiments import jko_plots
+    from wgf_cli.run import Run
+
+    jobs = sorted(jobs, key=lambda j: -j["h"])
+    h = np.array([j["h"] for j in jobs])
+    err = np.array([j["l1_error_final"] for j in jobs])
+    iters = np.array([j["inner_iters_mean"] * j["steps"] for j in jobs])
+    order = float(np.polyfit(np.log(h), np.log(err), 1)[0])
+    Run(Path(folder), "jko").save_plot(jko_plots.convergence(h, err, iters, order), "convergence.png")
+    return {"order_h": order, "h_max": float(h[0]), "h_min": float(h[-1]),
+            "l1_error_h_max": float(err[0]), "l1_error_h_min": float(err[-1]),
+            "inner_iters_total_h_min": float(iters[-1]), "wall_s": float(sum(j["wall_s"] for j in jobs))}
+
 #: ``conf/experiment/`` presets of ``wgf jko``, with the claims ``make reproduce`` checks.
 PRESETS = [
     Preset("heat", "Heat flow of a Gaussian against the exact heat kernel.",
@@ -65,6 +83,13 @@ PRESETS = [
            [Claim("l1_error_final", "<=", 0.02, "heat flow, relative L1 error vs the exact heat kernel"),
             Claim("mass_error_max", "<=", 1e-9, "heat flow conserves mass"),
             Claim("energy_monotone", "==", True, "heat flow: entropy decreases at every step")], toy=_TOY),
+    Preset("heat_convergence", "Accuracy vs cost: heat flow to T=0.04 for h = 4e-3, 2e-3, 1e-3 "
+           "(grid 128, gamma = 4 dx^2, debiased); least-squares order of the L1 error in h.",
+           ["order_h", "l1_error_h_max", "l1_error_h_min", "inner_iters_total_h_min"],
+           [Claim("order_h", ">=", 0.8, "debiased entropic JKO converges (at least) first order in h"),
+            Claim("l1_error_h_min", "<=", 0.005, "heat flow, L1 error at h=1e-3 (gamma = 4 dx^2)")],
+           toy=["grid.size=16", "final_time=8e-3"], sweep=["solver.tau=4e-3,2e-3,1e-3"],
+           aggregate=convergence_summary, full=["grid.size=256"]),
     Preset("ornstein_uhlenbeck", "Fokker-Planck, quadratic potential: Ornstein-Uhlenbeck Gaussian.",
            ["l1_error_final", "w2_error_final", "gibbs_l1_final", "energy_monotone"],
            [Claim("l1_error_final", "<=", 0.02, "Ornstein-Uhlenbeck, relative L1 error vs the exact Gaussian"),
@@ -98,6 +123,10 @@ def validate(cfg: DictConfig) -> None:
     C.resolve_device(cfg)
     C.resolve_dtype(cfg, "cpu")
     C.integer(cfg, "steps", minimum=1)
+    if C.get(cfg, "final_time") is not None:
+        C.number(cfg, "final_time", positive=True)
+        if _steps(cfg) < 1:
+            raise ConfigError(f"final_time={cfg.final_time} is shorter than one step solver.tau={cfg.solver.tau}")
     C.boolean(cfg, "resume")
     C.integer(cfg, "threads", minimum=0)
     C.integer(cfg, "grid.size", minimum=8)
@@ -188,6 +217,13 @@ def validate(cfg: DictConfig) -> None:
 # ----------------------------------------------------------------------------------------
 # building
 # ----------------------------------------------------------------------------------------
+def _steps(cfg: DictConfig) -> int:
+    """``steps``, or ``round(final_time / solver.tau)`` when ``final_time`` is set."""
+    if cfg.get("final_time") is None:
+        return int(cfg.steps)
+    return int(round(float(cfg.final_time) / float(cfg.solver.tau)))
+
+
 def _grid(cfg: DictConfig, device: str, dtype, size: int | None = None):
     import torch
 
@@ -326,7 +362,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     log.info("grid %s on %s/%s, gamma=%.3g, h=%.3g, sigma=%.3g, blur diffusion %.3g",
              grid.shape, device, dtype, gamma, flow.h, flow.sigma, flow.blur_diffusion)
 
-    steps = int(cfg.steps)
+    steps = _steps(cfg)
     mass0 = float(rho0.sum())
     e0 = energy.parts(rho0)
     snap_every = max(1, steps // (int(cfg.output.snapshots) - 1))

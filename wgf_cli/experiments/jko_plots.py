@@ -142,3 +142,19 @@ def make_all(run, cfg, grid, state, ref, energies) -> None:
     run.save_plot(profile(grid, state["rho"].cpu(), exact, float(t[-1]), name), "profile")
     if int(cfg.output.gif_frames) > 0 and len(state["frames"]) > 1:
         atomic_write(run.plots_dir / "flow.gif", animation_gif(grid, state["frames"], name))
+
+
+def convergence(h, err, iters, order: float):
+    """Error vs time step (log-log, with the fitted slope) and error vs total inner iterations."""
+    h, err, iters = map(np.asarray, (h, err, iters))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.4))
+    a.loglog(h, err, "o-", label="relative L1 error")
+    a.loglog(h, err[-1] * (h / h[-1]) ** order, "k--", lw=0.8, label=f"fitted slope {order:.2f}")
+    a.set(xlabel="time step h", ylabel="L1 error vs exact", title="accuracy in h")
+    a.legend()
+    b.loglog(iters, err, "s-")
+    for hi, ii, ei in zip(h, iters, err, strict=True):
+        b.annotate(f"h={hi:.0e}", (ii, ei), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    b.set(xlabel="total inner iterations", ylabel="L1 error", title="accuracy vs cost")
+    fig.tight_layout()
+    return fig
