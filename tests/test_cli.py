@@ -188,15 +188,14 @@ def test_interrupt_then_resume_matches_uninterrupted(tmp_path, monkeypatch):
                                np.load(ref_dir / "densities.npz")["rho"], rtol=0, atol=1e-10)
 
 
-def test_every_preset_composes():
-    from wgf_cli.launch import Command, compose
+def test_every_preset_composes_with_its_command():
+    from wgf_cli.commands import COMMANDS
+    from wgf_cli.launch import compose
+    from wgf_cli.reproduce import presets
 
-    cmd = Command("jko", "jko", "wgf_cli.experiments.jko")
-    presets = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
-    assert presets
-    for name in presets:
-        cfg = compose(cmd, [f"experiment={name}"])
-        assert cfg.steps >= 1
+    for cmd, preset in presets():
+        cfg = compose(COMMANDS[cmd], [f"experiment={preset.name}"])
+        assert cfg.seed == 0
 
 
 def test_every_group_option_composes_and_validates(tmp_path):
