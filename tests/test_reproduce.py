@@ -53,3 +53,34 @@ def test_every_preset_is_reproduced_once():
     files = {p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml")}
     names = [p.name for _, p in presets()]
     assert len(names) == len(set(names)) and set(names) == files
+
+
+def test_sweep_preset_aggregates_and_reports_failed_jobs(tmp_path, monkeypatch):
+    from wgf_cli.presets import Preset
+    from wgf_cli.reproduce import run_preset
+
+    seen = []
+
+    def aggregate(jobs, folder):
+        seen.append(folder)
+        return {"taus": len(jobs), "h_sum": sum(j["h"] for j in jobs)}
+
+    preset = Preset("heat", "a sweep", [], sweep=["solver.tau=1e-3,2e-3"], aggregate=aggregate)
+    job = run_preset("jko", preset, tmp_path / "ok", ["grid.size=16", "steps=2", "output.gif_frames=0"])
+    assert job.status == "completed" and seen == [tmp_path / "ok"]
+    summary = json.loads((tmp_path / "ok" / "summary.json").read_text())
+    assert summary["jobs"] == 2 and summary["taus"] == 2 and abs(summary["h_sum"] - 3e-3) < 1e-15
+
+    real_run = jko.run
+
+    def flaky(cfg, run):
+        if float(cfg.solver.tau) > 1.5e-3:
+            raise RuntimeError("boom")
+        return real_run(cfg, run)
+
+    monkeypatch.setattr(jko, "run", flaky)
+    job = run_preset("jko", preset, tmp_path / "bad", ["grid.size=16", "steps=2", "output.gif_frames=0"])
+    assert job.status == "failed" and "boom" in job.error
+    status = json.loads((tmp_path / "bad" / "status.json").read_text())
+    assert status["status"] == "failed" and "boom" in status["error"]
+    assert not (tmp_path / "bad" / "summary.json").exists()

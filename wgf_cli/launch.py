@@ -220,9 +220,12 @@ def launch(command: Command, overrides: list[str], *, multirun: bool = False,
             return LaunchResult(False, run_dir, [_job_result(ret, overrides)])
         if not _user_set(overrides, "hydra.sweep.dir"):
             overrides.append(f"hydra.sweep.dir={claim_run_dir(outputs / 'multirun')}")
-        rets = hydra.multirun(command.config_name, task, overrides)
         root = Path(_override_value(overrides, "hydra.sweep.dir")).resolve()
-        results = [_job_result(r, list(r.overrides or [])) for batch in rets for r in batch]
+        try:
+            rets = hydra.multirun(command.config_name, task, overrides)
+            results = [_job_result(r, list(r.overrides or [])) for batch in rets for r in batch]
+        except Exception:  # Hydra's sweeper re-raises a failed job once all jobs ran
+            results = _jobs_from_folders(root)
         _write_sweep_summary(root, results)
         return LaunchResult(True, root, results)
     finally:
@@ -248,6 +251,28 @@ def _job_result(ret, overrides: list[str]) -> JobResult:
     if ret.hydra_cfg is not None:
         run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
     return JobResult(run_dir, "failed", {}, list(overrides), f"{type(exc).__name__}: {exc}")
+
+
+def _jobs_from_folders(root: Path) -> list[JobResult]:
+    """The results of a sweep read back from its job folders (``status.json``, ``summary.json``)."""
+    import json
+
+    import yaml
+
+    def load(path: Path, default):
+        try:
+            return (json.loads if path.suffix == ".json" else yaml.safe_load)(path.read_text()) or default
+        except (OSError, ValueError, yaml.YAMLError):
+            return default
+
+    jobs = sorted((p for p in root.iterdir() if (p / "status.json").exists()),
+                  key=lambda p: (len(p.name), p.name))
+    results = []
+    for job in jobs:
+        status = load(job / "status.json", {})
+        results.append(JobResult(job, status.get("status", "failed"), load(job / "summary.json", {}),
+                                 load(job / ".hydra" / "overrides.yaml", []), status.get("error")))
+    return results
 
 
 def _write_sweep_summary(root: Path, results: list[JobResult]) -> Path:
