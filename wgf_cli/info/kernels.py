@@ -99,9 +99,13 @@ def label_gram(labels: torch.Tensor, num_classes: int | None = None, *,
     return gram(y, sigma=sigma).A
 
 
-def alignment(K: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
-    """Kernel alignment ``<K, L>_F / (||K||_F ||L||_F)`` in ``[0, 1]`` for PSD inputs
-    (Cristianini et al. 2002; centering is not applied)."""
+def alignment(K: torch.Tensor, L: torch.Tensor, centered: bool = False) -> torch.Tensor:
+    """Kernel alignment ``<K, L>_F / (||K||_F ||L||_F)`` (Cristianini et al. 2002), in ``[0, 1]``
+    for PSD inputs; ``centered=True``: of ``HKH`` and ``HLH`` with ``H = I - 11^T/n`` (Cortes,
+    Mohri & Rostamizadeh 2012), which discounts the constant part of the kernels."""
+    if centered:
+        K = K - K.mean(-1, keepdim=True) - K.mean(-2, keepdim=True) + K.mean((-2, -1), keepdim=True)
+        L = L - L.mean(-1, keepdim=True) - L.mean(-2, keepdim=True) + L.mean((-2, -1), keepdim=True)
     num = (K * L).sum((-2, -1))
     return num / (torch.linalg.matrix_norm(K) * torch.linalg.matrix_norm(L))
 
