@@ -11,6 +11,8 @@ Three tasks (``task=``):
                entropy (also normalized by ``log2 n``) and its alignment with the label kernel.
 ``scaling``    entropy of Gram matrices for growing ``n``: exact ``eigvalsh`` vs the fast path,
                wall time and relative error.
+``estimate``   ``H(X)``, ``H(Y)``, ``H(X,Y)``, ``I(X;Y)`` of user arrays (``input.x``, ``input.y``:
+               samples or precomputed Gram matrices).
 
 ``metrics.csv``: infoplane: one row per checkpoint and layer (``step, epoch, layer, I_XT,
 I_TY, H_T, sigma, ...``); ntk: one row per checkpoint; scaling: one row per ``n``.
@@ -33,7 +35,7 @@ from wgf_cli.presets import Claim, Preset
 
 log = logging.getLogger(__name__)
 
-TASKS = ["infoplane", "ntk", "scaling"]
+TASKS = ["infoplane", "ntk", "scaling", "estimate"]
 DATASETS = ["digits", "blobs"]
 
 SUMMARY_KEYS = {
@@ -66,6 +68,8 @@ SUMMARY_KEYS = {
     "speedup_at_n_max": "eigvalsh time / fast-path time at the largest n with a reference",
     "rel_error_at_n_max": "relative error of the fast path at that n",
     "within_3_sigma": "fraction of sizes where |fast - exact| <= 3 x the error estimate",
+    "H_XY": "estimate: joint entropy S(A_X o A_Y / tr) (bits)",
+    "I_XY": "estimate: I(X;Y) = H_X + H_Y - H_XY (bits)",
     "wall_s": "wall time of the run (plots excluded)",
 }
 
@@ -136,6 +140,11 @@ def validate(cfg: DictConfig) -> None:
     if name == "fixed" and not arg > 0:
         raise ConfigError(f"kernel.width: sigma must be > 0, got {width}")
     C.number(cfg, "kernel.scale", positive=True)
+    if task == "estimate":
+        if name == "align":
+            raise ConfigError("kernel.width=align needs labels; task=estimate has none")
+        _validate_inputs(cfg)
+        return
     if task == "scaling":
         sizes = C.get(cfg, "scaling.sizes")
         if not (hasattr(sizes, "__len__") and len(sizes) > 0
@@ -179,6 +188,51 @@ def validate(cfg: DictConfig) -> None:
         out = C.get(cfg, "ntk.output")
         if out != "sum" and (isinstance(out, bool) or not isinstance(out, int) or out < 0):
             raise ConfigError(f"ntk.output must be sum or an output index >= 0, got {out!r}")
+
+
+def _load_array(path: str) -> np.ndarray:
+    """``.npy``, ``.npz`` (its first array) or ``.csv`` (comma separated, no header) as float64."""
+    if path.endswith(".npz"):
+        with np.load(path) as z:
+            arr = z[z.files[0]]
+    elif path.endswith(".csv"):
+        arr = np.loadtxt(path, delimiter=",", ndmin=2)
+    else:
+        arr = np.load(path)
+    arr = np.asarray(arr, dtype=np.float64)
+    return arr[:, None] if arr.ndim == 1 else arr.reshape(arr.shape[0], -1)
+
+
+def _validate_inputs(cfg: DictConfig) -> dict[str, np.ndarray]:
+    """Load and check ``input.x`` / ``input.y`` (rows = samples, equal counts, PSD shapes)."""
+    from pathlib import Path
+
+    arrays = {}
+    for key in ("x", "y"):
+        path = C.get(cfg, f"input.{key}")
+        kind = C.choice(cfg, f"input.kernel_{key}", ["gaussian", "precomputed"])
+        if path is None:
+            if key == "x":
+                raise ConfigError("task=estimate needs input.x=<path to .npy/.npz/.csv>")
+            continue
+        p = Path(str(path)).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"input.{key}: file {p} not found")
+        try:
+            arr = _load_array(str(p))
+        except (ValueError, OSError, IndexError) as exc:
+            raise ConfigError(f"input.{key}: cannot read {p}: {exc}") from None
+        if arr.shape[0] < 2 or not np.isfinite(arr).all():
+            raise ConfigError(f"input.{key}: need >= 2 finite rows, got shape {arr.shape}")
+        if kind == "precomputed" and (arr.shape[0] != arr.shape[1] or not np.allclose(arr, arr.T)
+                                      or (np.diag(arr) <= 0).any()):
+            raise ConfigError(f"input.{key}: a precomputed Gram matrix must be square, symmetric, "
+                              f"with a positive diagonal; got shape {arr.shape}")
+        arrays[key] = arr
+    if "y" in arrays and arrays["y"].shape[0] != arrays["x"].shape[0]:
+        raise ConfigError(f"input.x and input.y: mismatched sample counts between the Gram matrices "
+                          f"({arrays['x'].shape[0]} vs {arrays['y'].shape[0]})")
+    return arrays
 
 
 # ----------------------------------------------------------------------------------------
@@ -226,6 +280,8 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     task = str(cfg.task)
     if task == "scaling":
         return _scaling(cfg, run)
+    if task == "estimate":
+        return _estimate(cfg, run)
     return _train(cfg, run, ntk=task == "ntk")
 
 
@@ -540,5 +596,42 @@ def _scaling(cfg: DictConfig, run) -> dict[str, Any]:
     fig_t, fig_e = P.scaling(rows, summary)
     run.save_plot(fig_t, "scaling_time")
     run.save_plot(fig_e, "scaling_error")
+    run.save_summary(summary)
+    return summary
+
+
+# ----------------------------------------------------------------------------------------
+# estimate
+# ----------------------------------------------------------------------------------------
+def _estimate(cfg: DictConfig, run) -> dict[str, Any]:
+    import torch
+
+    from wgf_cli.info import gram, hadamard, spectrum
+
+    t_start = time.perf_counter()
+    device, _ = _setup(cfg)
+    ent = _Entropy(cfg, int(cfg.seed))
+    arrays = _validate_inputs(cfg)
+    grams, summary = {}, {"task": "estimate", "alpha": ent.alpha, "entropy_method": ent.method}
+    for key, arr in arrays.items():
+        t = torch.as_tensor(arr, dtype=torch.float64, device=device)
+        kind = str(cfg.input[f"kernel_{key}"])
+        g = gram(t, "precomputed") if kind == "precomputed" else gram(
+            t, sigma=str(cfg.kernel.width), scale=float(cfg.kernel.scale))
+        grams[key] = g.A
+        summary[f"H_{key.upper()}"] = float(ent(g.A))
+        summary[f"sigma_{key}"] = g.sigma
+    summary["samples"] = int(arrays["x"].shape[0])
+    if "y" in grams:
+        hxy = float(ent(hadamard(grams["x"], grams["y"])))
+        summary.update(H_XY=hxy, I_XY=summary["H_X"] + summary["H_Y"] - hxy,
+                       H_X_given_Y=hxy - summary["H_Y"], H_Y_given_X=hxy - summary["H_X"])
+    run.log_metrics(0, **{k: v for k, v in summary.items() if isinstance(v, int | float)})
+    spectra = {k: spectrum(A).flip(-1).cpu().numpy() for k, A in grams.items()}
+    run.save_arrays("spectra", **spectra)
+    from wgf_cli.experiments import renyi_mi_plots as P
+
+    run.save_plot(P.spectra(spectra, summary), "spectra")
+    summary["wall_s"] = round(time.perf_counter() - t_start, 3)
     run.save_summary(summary)
     return summary

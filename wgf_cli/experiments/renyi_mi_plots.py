@@ -148,3 +148,15 @@ def scaling(rows, summary):
     ax.legend(fontsize=8)
     ax.set_title("fast path against eigvalsh")
     return fig_t, fig_e
+
+
+def spectra(spec, summary):
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    for key, lam in spec.items():
+        ax.semilogy(np.arange(1, len(lam) + 1), np.maximum(lam, 1e-18),
+                    label=f"{key.upper()}: S = {summary[f'H_{key.upper()}']:.4f} bits")
+    ax.set_xlabel("index")
+    ax.set_ylabel("eigenvalue of A")
+    ax.legend(fontsize=8)
+    ax.set_title(f"spectra of the normalized Gram matrices (alpha={summary['alpha']:g})")
+    return fig

@@ -75,7 +75,7 @@ def _orth(Y: torch.Tensor) -> torch.Tensor:
 
 
 def entropy_fast(A: torch.Tensor, alpha: float, *, rank: int = 128, oversample: int = 16,
-                 power_iters: int = 3, probes: int = 32, steps: int = 12,
+                 power_iters: int = 3, probes: int = 32, steps: int = 20,
                  ritz_tol: float = 1e-2, generator: torch.Generator | None = None,
                  matmul_dtype: torch.dtype | None = None) -> FastEntropyResult:
     """Approximate ``S_alpha(A / tr A)`` in bits for a symmetric PSD ``(n, n)`` matrix ``A``.
