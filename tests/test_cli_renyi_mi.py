@@ -142,3 +142,17 @@ def test_estimate_mismatched_sample_counts_exit_2(tmp_path):
     assert len(lines) == 1 and "mismatched sample counts" in lines[0]
     res = wgf("--task", "estimate", f"input.x={tmp_path / 'nope.npy'}", f"hydra.run.dir={tmp_path / 'r'}")
     assert res.exit_code == 2 and "input.x" in res.output
+
+
+@pytest.mark.slow
+def test_infoplane_preset_reaches_95_percent_on_digits_and_plots_every_layer(tmp_path):
+    res = wgf("experiment=infoplane", f"hydra.run.dir={tmp_path}", "-q")
+    assert res.exit_code == 0, res.output
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["dataset"] == "digits" and s["final_accuracy"] >= 0.95
+    assert s["layers"] == 4 and len(s["I_XT_final"]) == 4
+    df = pd.read_csv(tmp_path / "metrics.csv")
+    assert sorted(df["layer"].unique()) == [1, 2, 3, 4]
+    arrays = np.load(tmp_path / "infoplane.npz")
+    assert arrays["I_XT"].shape == (s["checkpoints"], 4)  # the plotted trajectories, one per layer
+    assert (tmp_path / "plots" / "infoplane.png").stat().st_size > 10_000

@@ -558,12 +558,13 @@ def _scaling(cfg: DictConfig, run) -> dict[str, Any]:
             A = g.A
             row: dict[str, Any] = {"size": size, "sigma": g.sigma}
             gen_seed = int(cfg.seed) + 1
-            t_fast, res = _timed(lambda s=gen_seed: entropy_fast(
-                A, alpha, generator=torch.Generator().manual_seed(s), **ent.fast), device, reps)
+            t_fast, res = _timed(lambda s=gen_seed, M=A: entropy_fast(
+                M, alpha, generator=torch.Generator().manual_seed(s), **ent.fast), device, reps)
             row.update(fast_bits=res.entropy, fast_s=t_fast, error_estimate=res.error_estimate,
                        deflated=res.rank, top_mass=res.top_mass, fast_exact=res.exact)
             if size <= int(sc.exact_max):
-                t_exact, H = _timed(lambda: float(renyi_from_spectrum(spectrum(A), alpha)), device, reps)
+                t_exact, H = _timed(lambda M=A: float(renyi_from_spectrum(spectrum(M), alpha)), device,
+                                    reps)
                 err = abs(res.entropy - H)
                 row.update(exact_bits=H, eigvalsh_s=t_exact, rel_error=err / abs(H),
                            speedup=t_exact / t_fast,

@@ -82,11 +82,11 @@ def entropy_fast(A: torch.Tensor, alpha: float, *, rank: int = 128, oversample: 
 
     ``rank``: deflated eigenpairs; ``oversample``: extra columns of the range finder;
     ``power_iters`` (>= 1): subspace iterations; ``ritz_tol``: a Ritz pair is deflated when
-    its residual ``||A q - theta q|| <= ritz_tol * theta`` (the others stay in the tail); ``probes``, ``steps``: stochastic Lanczos
-    quadrature of the tail.  ``generator``: a CPU :class:`torch.Generator` (seeded for
-    reproducible estimates).  ``matmul_dtype``: dtype of the products with ``A`` (default:
-    float64).  When ``n`` is too small for the split to pay off the exact value is returned
-    (``exact=True``).
+    its residual ``||A q - theta q|| <= ritz_tol * theta`` (the others stay in the tail);
+    ``probes``, ``steps``: stochastic Lanczos quadrature of the tail.  ``generator``: a CPU
+    :class:`torch.Generator` (seeded for reproducible estimates).  ``matmul_dtype``: dtype of
+    the products with ``A`` (default: float64).  When ``n`` is too small for the split to pay
+    off, the exact value is returned (``exact=True``).
     """
     t0 = time.perf_counter()
     alpha = check_alpha(alpha)
