@@ -66,8 +66,8 @@ def test_ntk_and_scaling_tasks(tmp_path):
     s = json.loads((tmp_path / "ntk" / "summary.json").read_text())
     assert 0 <= s["ntk_entropy_final"] <= np.log2(30) + 1e-9
     assert (tmp_path / "ntk" / "plots" / "ntk.png").exists()
-    res = wgf("--task", "scaling", "scaling.sizes=[200,400]", "entropy.fast.rank=16",
-              "entropy.fast.oversample=4", "kernel.width=silverman", f"hydra.run.dir={tmp_path / 'sc'}")
+    res = wgf("--task", "scaling", "scaling.sizes=[200,400]", "entropy.fast.block=16",
+              "entropy.fast.blocks=4", "kernel.width=silverman", f"hydra.run.dir={tmp_path / 'sc'}")
     assert res.exit_code == 0, res.output
     s = json.loads((tmp_path / "sc" / "summary.json").read_text())
     for key in ["n_max", "max_rel_error", "speedup_at_n_max"]:
@@ -156,3 +156,10 @@ def test_infoplane_preset_reaches_95_percent_on_digits_and_plots_every_layer(tmp
     arrays = np.load(tmp_path / "infoplane.npz")
     assert arrays["I_XT"].shape == (s["checkpoints"], 4)  # the plotted trajectories, one per layer
     assert (tmp_path / "plots" / "infoplane.png").stat().st_size > 10_000
+
+
+@pytest.mark.gpu
+def test_infoplane_on_cuda(tmp_path):
+    res = wgf(*TINY, "--device", "cuda", f"hydra.run.dir={tmp_path}")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "summary.json").read_text())["device"].startswith("cuda")

@@ -11,7 +11,7 @@ import torch
 from wgf_cli import info
 from wgf_cli.info.ntk import empirical_ntk
 
-SMALL = {"rank": 32, "oversample": 8, "power_iters": 2, "probes": 16, "steps": 24}
+SMALL = {"block": 16, "blocks": 4, "probes": 16, "steps": 24}
 
 
 def mixture(n: int, d: int, seed: int) -> torch.Tensor:
@@ -118,3 +118,11 @@ def test_empirical_ntk_matches_explicit_jacobian():
     torch.testing.assert_close(K, J @ J.T, rtol=1e-12, atol=1e-12)
     A = info.gram(K, kernel="precomputed").A
     np.testing.assert_allclose(float(torch.trace(A)), 1.0, rtol=1e-14)
+
+
+@pytest.mark.gpu
+def test_fast_path_on_cuda_matches_exact():
+    A = info.gram(mixture(1200, 6, 0).cuda(), sigma="silverman").A
+    exact = float(info.entropy(A, 1.01, method="eig"))
+    res = info.entropy_fast(A, 1.01, generator=torch.Generator().manual_seed(0), **SMALL)
+    assert abs(res.entropy - exact) <= 4 * res.error_estimate + 1e-4 * exact

@@ -103,7 +103,7 @@ PRESETS = [
            ["n_max", "max_rel_error", "speedup_at_n_max", "within_3_sigma", "wall_s"],
            [Claim("max_rel_error", "<=", 1e-3, "fast path: relative error <= 1e-3 against eigvalsh")],
            figures=["scaling_time.png", "scaling_error.png"],
-           toy=["scaling.sizes=[300,600]", "entropy.fast.rank=16", "entropy.fast.oversample=4"],
+           toy=["scaling.sizes=[300,600]", "entropy.fast.block=16", "entropy.fast.blocks=4"],
            full=["scaling.sizes=[500,1000,2000,5000,10000,20000]"]),
 ]
 
@@ -128,7 +128,7 @@ def validate(cfg: DictConfig) -> None:
     if method == "frobenius" and float(alpha) != 2.0:
         raise ConfigError(f"entropy.method=frobenius is the alpha=2 shortcut; alpha={alpha} needs "
                           "entropy.method=eig, fast or auto")
-    for key, lo in (("rank", 1), ("oversample", 0), ("power_iters", 1), ("probes", 2), ("steps", 2)):
+    for key, lo in (("block", 1), ("blocks", 1), ("probes", 2), ("steps", 2)):
         C.integer(cfg, f"entropy.fast.{key}", minimum=lo)
     C.choice(cfg, "entropy.fast.matmul_dtype", ["float32", "float64"])
     C.choice(cfg, "kernel.name", ["gaussian"])
@@ -247,8 +247,7 @@ class _Entropy:
         self.alpha = float(cfg.alpha)
         self.method = str(cfg.entropy.method)
         f = cfg.entropy.fast
-        self.fast = {"rank": int(f.rank), "oversample": int(f.oversample),
-                     "power_iters": int(f.power_iters), "probes": int(f.probes),
+        self.fast = {"block": int(f.block), "blocks": int(f.blocks), "probes": int(f.probes),
                      "steps": int(f.steps), "matmul_dtype": getattr(torch, str(f.matmul_dtype))}
         self.seed = seed
 

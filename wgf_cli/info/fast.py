@@ -5,11 +5,11 @@ kernels have a few large eigenvalues and a long tail of small ones, so we split 
 spectrum (Hutch++-style deflation, Meyer, Musco, Musco & Woodruff 2021; stochastic Lanczos
 quadrature, Ubaru, Chen & Saad 2017):
 
-1. **Top eigenspace.**  Randomized subspace iteration (``power_iters`` products with an
-   ``n x (rank + oversample)`` block) and Rayleigh-Ritz give the top ``rank`` Ritz pairs
-   ``(theta_i, q_i)``; those that converged (residual ``<= ritz_tol * theta_i``) are deflated
-   and contribute ``sum_i f(theta_i)``; the error of this split is second order in the
-   residuals.
+1. **Top eigenspace.**  A randomized block Krylov space (``blocks`` products with an
+   ``n x block`` block, block Lanczos with full re-orthogonalization; Musco & Musco 2015)
+   and Rayleigh-Ritz on all of it give the top Ritz pairs ``(theta_i, q_i)``; those that
+   converged (residual ``<= ritz_tol * theta_i``) are deflated and contribute
+   ``sum_i f(theta_i)``; the error of this split is second order in the residuals.
 2. **Tail.**  On the complement ``P = I - Q Q^T`` the deflated operator ``B = P A P`` is
    handled by stochastic Lanczos quadrature: ``probes`` Rademacher vectors ``z`` projected
    by ``P``, ``steps`` Lanczos steps each (all probes in one block product per step, full
@@ -25,7 +25,7 @@ The error estimate (bits) combines the standard error of the probe mean (1 sigma
 quadrature proxy (the change of the estimate between ``steps/2`` and ``steps`` Lanczos
 steps, which catches the systematic error of Gauss quadrature for ``alpha < 1``, where
 ``x^alpha`` is not smooth at 0 and the many tiny eigenvalues matter).
-Cost: ``power_iters + 1`` products with ``rank + oversample`` columns and ``steps`` products
+Cost: ``blocks`` products with ``block`` columns and ``steps`` products
 with ``probes`` columns, plus O(n (rank + probes steps)^2)), against the O(n^3) of
 ``eigvalsh``.  ``matmul_dtype=float32`` halves the cost of the products on the CPU (the
 Lanczos bookkeeping stays in float64).
@@ -74,14 +74,15 @@ def _orth(Y: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(Y, mode="reduced").Q
 
 
-def entropy_fast(A: torch.Tensor, alpha: float, *, rank: int = 128, oversample: int = 16,
-                 power_iters: int = 3, probes: int = 32, steps: int = 20,
+def entropy_fast(A: torch.Tensor, alpha: float, *, block: int = 64, blocks: int = 6,
+                 rank: int | None = None, probes: int = 16, steps: int = 16,
                  ritz_tol: float = 1e-2, generator: torch.Generator | None = None,
                  matmul_dtype: torch.dtype | None = None) -> FastEntropyResult:
     """Approximate ``S_alpha(A / tr A)`` in bits for a symmetric PSD ``(n, n)`` matrix ``A``.
 
-    ``rank``: deflated eigenpairs; ``oversample``: extra columns of the range finder;
-    ``power_iters`` (>= 1): subspace iterations; ``ritz_tol``: a Ritz pair is deflated when
+    ``block``, ``blocks``: columns and depth of the block Krylov space of the top eigenspace
+    (``blocks`` products with ``A``); ``rank``: at most this many pairs deflated (default: all
+    that converged); ``ritz_tol``: a Ritz pair is deflated when
     its residual ``||A q - theta q|| <= ritz_tol * theta`` (the others stay in the tail);
     ``probes``, ``steps``: stochastic Lanczos quadrature of the tail.  ``generator``: a CPU
     :class:`torch.Generator` (seeded for reproducible estimates).  ``matmul_dtype``: dtype of
@@ -92,14 +93,15 @@ def entropy_fast(A: torch.Tensor, alpha: float, *, rank: int = 128, oversample: 
     alpha = check_alpha(alpha)
     if A.dim() != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"A must be (n, n), got {tuple(A.shape)}")
-    for name, v, lo in (("rank", rank, 1), ("oversample", oversample, 0),
-                        ("power_iters", power_iters, 1), ("probes", probes, 2), ("steps", steps, 2)):
+    rank = block * blocks if rank is None else rank
+    for name, v, lo in (("block", block, 1), ("blocks", blocks, 1), ("rank", rank, 1),
+                        ("probes", probes, 2), ("steps", steps, 2)):
         if int(v) != v or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {v}")
     n = A.shape[0]
     dev = A.device
     f64 = torch.float64
-    if n <= 2 * (rank + oversample) + steps:
+    if n <= 2 * block * blocks + steps:
         s = float(renyi_from_spectrum(spectrum(A), alpha))
         return FastEntropyResult(s, 0.0, alpha, n, 0, 0, True, 1.0, 0.0, 0.0, 0.0,
                                  time.perf_counter() - t0)
@@ -111,12 +113,23 @@ def entropy_fast(A: torch.Tensor, alpha: float, *, rank: int = 128, oversample: 
     def mm(X: torch.Tensor) -> torch.Tensor:
         return (Am @ X.to(Am.dtype)).to(f64) / tr
 
-    # 1. top eigenspace by randomized subspace iteration + Rayleigh-Ritz
-    omega = torch.randn(n, rank + oversample, generator=gen, dtype=f64).to(dev)
-    Y = mm(omega)
-    for _ in range(power_iters):
-        Q = _orth(Y)
-        Y = mm(Q)
+    # 1. top eigenspace: randomized block Krylov (block Lanczos with full re-orthogonalization)
+    #    + Rayleigh-Ritz on the whole Krylov basis; one product with A per block
+    Qb = _orth(torch.randn(n, block, generator=gen, dtype=f64).to(dev))
+    Qs: list[torch.Tensor] = []
+    AQs: list[torch.Tensor] = []
+    for j in range(blocks):
+        W = mm(Qb)
+        Qs.append(Qb)
+        AQs.append(W)
+        if j == blocks - 1:
+            break
+        Qc = torch.cat(Qs, 1)
+        for _ in range(2):
+            W = W - Qc @ (Qc.T @ W)
+        Qb = _orth(W)
+        Qb = _orth(Qb - Qc @ (Qc.T @ Qb))  # stays orthogonal even if W lost rank
+    Q, Y = torch.cat(Qs, 1), torch.cat(AQs, 1)
     T = Q.T @ Y
     theta, V = torch.linalg.eigh((T + T.T) / 2)
     top = torch.argsort(theta, descending=True)[:rank]
