@@ -29,7 +29,7 @@ from wgf_cli.info.fast import entropy_fast
 from wgf_cli.info.kernels import gram
 
 ALPHAS = (1.01, 0.5, 3.0)  # alpha = 2 is exact and O(n^2) through the Frobenius norm
-FAST = {"block": 64, "blocks": 6, "probes": 16, "steps": 16}
+FAST = {"block": 64, "blocks": 6, "probes": 16, "steps": 12}
 EXACT_REPEATS, FAST_REPEATS = 2, 3
 TARGET = {"n": 10_000, "alpha": 1.01, "rel_error": 1e-3, "speedup": 10.0}
 

@@ -75,7 +75,7 @@ def _orth(Y: torch.Tensor) -> torch.Tensor:
 
 
 def entropy_fast(A: torch.Tensor, alpha: float, *, block: int = 64, blocks: int = 6,
-                 rank: int | None = None, probes: int = 16, steps: int = 16,
+                 rank: int | None = None, probes: int = 16, steps: int = 12,
                  ritz_tol: float = 1e-2, generator: torch.Generator | None = None,
                  matmul_dtype: torch.dtype | None = None) -> FastEntropyResult:
     """Approximate ``S_alpha(A / tr A)`` in bits for a symmetric PSD ``(n, n)`` matrix ``A``.
@@ -132,13 +132,14 @@ def entropy_fast(A: torch.Tensor, alpha: float, *, block: int = 64, blocks: int 
     Q, Y = torch.cat(Qs, 1), torch.cat(AQs, 1)
     T = Q.T @ Y
     theta, V = torch.linalg.eigh((T + T.T) / 2)
-    top = torch.argsort(theta, descending=True)[:rank]
-    theta, Q, AQ = theta[top], Q @ V[:, top], Y @ V[:, top]
-    R = AQ - Q * theta
+    # residual norms ||A Q v - theta Q v||^2 = v^T (Y^T Y) v - theta^2 (Q orthonormal, T = Q^T Y
+    # symmetric), so only the deflated Ritz vectors are formed
+    res2 = ((V * ((Y.T @ Y) @ V)).sum(0) - theta * theta).clamp_min(0.0)
+    order = torch.argsort(theta, descending=True)[:rank]
     # deflate only the converged pairs; the others stay in the stochastic part
-    keep = R.norm(dim=0) <= ritz_tol * theta.abs().clamp_min(1e-300)
-    theta, Q, R = theta[keep], Q[:, keep], R[:, keep]
-    r2 = float((R * R).sum())
+    keep = order[res2[order].sqrt() <= ritz_tol * theta[order].abs().clamp_min(1e-300)]
+    theta, Q = theta[keep], Q @ V[:, keep]
+    r2 = float(res2[keep].sum())
     theta_c = theta.clamp_min(0.0)
     top_g = float(_g(theta_c, alpha).sum())
     m1 = max(1.0 - float(theta.sum()), 0.0)  # tr B
@@ -160,10 +161,8 @@ def entropy_fast(A: torch.Tensor, alpha: float, *, block: int = 64, blocks: int 
         a = (Vbuf[j] * W).sum(0)
         alphas.append(a)
         W = W - Vbuf[j] * a - (Vbuf[j - 1] * betas[-1] if j > 0 else 0.0)
-        Vj = Vbuf[: j + 1]  # full re-orthogonalization, twice
-        for _ in range(2):
-            W = W - torch.einsum("knm,km->nm", Vj, torch.einsum("knm,nm->km", Vj, W))
-            W = proj(W)
+        Vj = Vbuf[: j + 1]  # full re-orthogonalization against this probe's Lanczos vectors
+        W = proj(W - torch.einsum("knm,km->nm", Vj, torch.einsum("knm,nm->km", Vj, W)))
         b = W.norm(dim=0)
         if j == k_steps - 1 or bool((b < 1e-13).all()):
             break
