@@ -74,7 +74,7 @@ SUMMARY_KEYS = {
 }
 
 #: summary keys shown (first present) per job in the sweep table
-HEADLINE = ["final_accuracy", "max_rel_error"]
+HEADLINE = ["final_accuracy", "max_rel_error", "I_XY"]
 
 _TOY_TRAIN = ["train.epochs=2", "info.every=10", "info.eval_size=80", "network.widths=[16,8]"]
 
