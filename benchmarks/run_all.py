@@ -22,6 +22,7 @@ BENCHES = {
     "jko_step": "bench_jko_step.py",
     "accuracy": "bench_accuracy.py",
     "default_run": "bench_default_run.py",
+    "renyi_scaling": "bench_renyi_scaling.py",
 }
 
 

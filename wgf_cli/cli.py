@@ -127,6 +127,35 @@ def jko(
     _dispatch("jko", flags, overrides, multirun, show_config, quiet)
 
 
+@app.command("renyi-mi", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def renyi_mi(
+    overrides: Overrides = None,
+    task: Annotated[str | None, typer.Option("--task", help="infoplane | ntk | scaling",
+                                             show_default=False)] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", help="Rényi order (> 0; 1: von Neumann)",
+                                                show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs (train.epochs).",
+                                               show_default=False)] = None,
+    width: Annotated[str | None, typer.Option(
+        "--width", help="Kernel width rule: silverman | dimnorm | knn:K | align | fixed:V",
+        show_default=False)] = None,
+    method: Annotated[str | None, typer.Option(
+        "--method", help="Entropy: auto | eig | frobenius (alpha=2) | fast", show_default=False)] = None,
+    device: Device = None,
+    seed: Seed = None,
+    multirun: Multirun = False,
+    show_config: ShowConfig = False,
+    quiet: Quiet = False,
+) -> None:
+    """Matrix-based Rényi entropy and mutual information of network layers (bits).
+
+    Examples: `wgf renyi-mi` (information plane of an MLP on digits);
+    `wgf renyi-mi experiment=ntk`; `wgf renyi-mi experiment=scaling`;
+    `wgf renyi-mi -m alpha=1.01,2 kernel.scale=0.5,1,2`.
+    """
+    flags = {"task": task, "alpha": alpha, "train.epochs": epochs, "kernel.width": width,
+             "entropy.method": method, "device": device, "seed": seed}
+    _dispatch("renyi-mi", flags, overrides, multirun, show_config, quiet)
 @app.command()
 def report(
     runs_dir: Annotated[str, typer.Argument(help="Folder of the preset runs (make reproduce).")] = "outputs/reproduce",

@@ -11,4 +11,5 @@ from wgf_cli.launch import Command
 
 COMMANDS: dict[str, Command] = {
     "jko": Command("jko", "jko", "wgf_cli.experiments.jko"),
+    "renyi-mi": Command("renyi-mi", "renyi_mi", "wgf_cli.experiments.renyi_mi"),
 }
