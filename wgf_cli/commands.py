@@ -11,4 +11,5 @@ from wgf_cli.launch import Command
 
 COMMANDS: dict[str, Command] = {
     "jko": Command("jko", "jko", "wgf_cli.experiments.jko"),
+    "meanfield": Command("meanfield", "meanfield", "wgf_cli.experiments.meanfield"),
 }
