@@ -170,7 +170,7 @@ class ParticleTrainer:
             F = N.loss(Wv, av, x, y, lam)
             D = self.prox_distance(self._points(Wv, av), P0)
             G = F + D / (2.0 * tau)
-            Gv = float(G)
+            Gv = float(G.detach())
             if Gv < best[0]:
                 best = (Gv, Wv.detach(), av.detach(), float(D))
             grads = torch.autograd.grad(G, [Wv, av] if self.train_alpha else [Wv])
