@@ -172,7 +172,7 @@ class ParticleTrainer:
             G = F + D / (2.0 * tau)
             Gv = float(G.detach())
             if Gv < best[0]:
-                best = (Gv, Wv.detach(), av.detach(), float(D))
+                best = (Gv, Wv.detach(), av.detach(), float(D.detach()))
             grads = torch.autograd.grad(G, [Wv, av] if self.train_alpha else [Wv])
             Wv = (Wv - self.inner_lr * tau * m * grads[0]).detach()
             if self.train_alpha:
