@@ -91,3 +91,16 @@ def test_gd_on_cuda_matches_cpu():
     dsc = ds.to(device="cuda")
     gpu = ParticleTrainer(dsc, "gd", 0.05).run(W.cuda(), a.cuda(), 10)
     assert_close(gpu.W.cpu(), cpu.W, rtol=1e-9, atol=1e-10)
+
+
+def test_sliced_w2_squared_matches_pot():
+    import ot
+
+    from wgf_cli.meanfield.particles import sliced_w2_squared
+
+    g = torch.Generator().manual_seed(0)
+    P, P0 = torch.randn(50, 3, generator=g, dtype=D64), torch.randn(50, 3, generator=g, dtype=D64) + 0.5
+    u = torch.randn(3, 20, generator=g, dtype=D64)
+    u = u / u.norm(dim=0, keepdim=True)
+    ref = float(ot.sliced_wasserstein_distance(P, P0, projections=u)) ** 2
+    assert float(sliced_w2_squared(P, P0, u)) == pytest.approx(ref, rel=1e-12)

@@ -18,12 +18,12 @@ exactly as :class:`wgf_cli.flows.jko.EntropicJKO` does for the free energies.  `
 its KL-proximal map is taken with ``F`` *linearised*: ``prox_log(log p) = log p - sigma V``,
 ``sigma = 2h/gamma``, where ``V = dF/dr`` is the potential of :func:`network.potential`:
 
-* ``linearize="inner"`` (default): ``V`` is re-evaluated inside the iterations at the current
+* ``linearize="inner"``: ``V`` is re-evaluated inside the iterations at the current
   iterate of the first marginal (``r = p exp(-sigma V)`` is exactly the first marginal after
   the update), rescaled per sign to the conserved sign mass (the iterates reach the right
   mass only at the fixed point), optionally damped by ``relax``.  At the fixed point ``V = V(r^{k+1})``: the
   optimality condition of the *implicit* step.
-* ``linearize="step"``: ``V = V(r^k)`` for the whole step (semi-implicit, like the
+* ``linearize="step"`` (default): ``V = V(r^k)`` for the whole step (semi-implicit, like the
   aggregation energy of the foundation).
 
 Entropic blur: every step also convolves with the Gibbs kernel, of variance ``s^2 ~ gamma/2``
@@ -151,8 +151,8 @@ class GridJKO:
         tol, inner_max, check_every, log_domain, overrelax: of :func:`prox_sinkhorn`.
     """
 
-    def __init__(self, problem: MeanFieldGrid, h: float, gamma: float, *, linearize: str = "inner",
-                 relax: float = 1.0, tol: float = 1e-9, inner_max: int = 3000, check_every: int = 5,
+    def __init__(self, problem: MeanFieldGrid, h: float, gamma: float, *, linearize: str = "step",
+                 relax: float = 0.05, tol: float = 1e-9, inner_max: int = 3000, check_every: int = 5,
                  log_domain: LogDomain = "auto", overrelax: float = 1.0) -> None:
         if not h > 0 or not gamma > 0:
             raise ValueError(f"h and gamma must be > 0, got h={h}, gamma={gamma}")

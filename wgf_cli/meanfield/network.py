@@ -52,19 +52,25 @@ class Gradient:
     residual: Tensor  # e_j = f(x_j) - y_j
 
 
-def gradient(W: Tensor, alpha: Tensor, x: Tensor, y: Tensor, weight_decay: float = 0.0) -> Gradient:
-    """``dF/dW`` and ``dF/dalpha`` in closed form (no autograd): two (n x m) products."""
+def gradient(W: Tensor, alpha: Tensor, x: Tensor, y: Tensor, weight_decay: float = 0.0, *,
+             need_alpha: bool = True) -> Gradient:
+    """``dF/dW`` and ``dF/dalpha`` in closed form (no autograd, no graph).
+
+    Memory passes over the ``(n, m)`` pre-activations: one product, an in-place relu, the
+    output product, one masked select and one product back; ``need_alpha=False`` skips the
+    ``dF/dalpha`` product (fixed output weights) and returns zeros for it.
+    """
     m, n = W.shape[0], x.shape[0]
-    pre = x @ W.T  # (n, m)
-    act = torch.relu(pre)
+    act = (x @ W.T).relu_()  # (n, m); relu'(0) = 0, so the gate is act > 0
     e = act @ alpha / m - y
-    gate = (pre > 0).to(W.dtype) * e[:, None]  # (n, m): e_j 1[<w_i, x_j> > 0]
+    gate = torch.where(act > 0, e[:, None], torch.zeros((), dtype=W.dtype, device=W.device))
     gW = (2.0 / (n * m)) * alpha[:, None] * (gate.T @ x)
-    ga = (2.0 / (n * m)) * (act.T @ e)
+    ga = (2.0 / (n * m)) * (act.T @ e) if need_alpha else torch.zeros_like(alpha)
     value = float((e * e).mean())
     if weight_decay:
         gW = gW + (2.0 * weight_decay / m) * W
-        ga = ga + (2.0 * weight_decay / m) * alpha
+        if need_alpha:
+            ga = ga + (2.0 * weight_decay / m) * alpha
         value += weight_decay * float((W * W).sum() + (alpha * alpha).sum()) / m
     return Gradient(gW, ga, value, e)
 

@@ -113,7 +113,7 @@ class ParticleTrainer:
             idx = torch.randperm(x.shape[0], generator=self.generator)[: self.batch_size]
             idx = idx.to(x.device)
             x, y = x[idx], y[idx]
-        g = N.gradient(W, alpha, x, y, self.weight_decay)
+        g = N.gradient(W, alpha, x, y, self.weight_decay, need_alpha=self.train_alpha)
         m = W.shape[0]
         info = StepInfo(g.loss, _grad_norm(g, m, self.train_alpha))
         if self.method == "sgd":  # report the full-batch loss, not the minibatch one
@@ -142,13 +142,10 @@ class ParticleTrainer:
                 self._sinkhorn = SamplesLoss("sinkhorn", p=2, blur=self.blur, debias=True,
                                              scaling=0.9, backend="tensorized")
             return 2.0 * self._sinkhorn(P, P0)
-        import ot
-
         if self._proj is None or self._proj.shape[0] != P.shape[1]:
             u = torch.randn(P.shape[1], self.projections, generator=self.generator, dtype=torch.float64)
             self._proj = (u / u.norm(dim=0, keepdim=True)).to(P)
-        sw = ot.sliced_wasserstein_distance(P, P0, projections=self._proj)
-        return P.shape[1] * sw * sw
+        return P.shape[1] * sliced_w2_squared(P, P0, self._proj)
 
     def _points(self, W: Tensor, alpha: Tensor) -> Tensor:
         return torch.cat([W, alpha[:, None]], dim=1) if self.train_alpha else W
@@ -209,6 +206,16 @@ class ParticleTrainer:
                 W, alpha = W_new, a_new
         res.W, res.alpha, res.wall_s = W, alpha, time.perf_counter() - t0
         return res
+
+
+def sliced_w2_squared(P: Tensor, P0: Tensor, projections: Tensor) -> Tensor:
+    """Squared sliced 2-Wasserstein distance between two uniform point clouds of the same size
+    over the given unit directions (columns of ``projections``): in 1-D the optimal coupling of
+    equal uniform weights is the sorted matching.  Equals ``ot.sliced_wasserstein_distance(P, P0,
+    projections=...) ** 2`` (tested) and is about 3x faster, which matters inside the prox loop."""
+    a = torch.sort(P @ projections, dim=0).values
+    b = torch.sort(P0 @ projections, dim=0).values
+    return ((a - b) ** 2).mean()
 
 
 def _grad_norm(g: N.Gradient, m: int, train_alpha: bool) -> float:
