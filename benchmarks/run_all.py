@@ -23,6 +23,7 @@ BENCHES = {
     "accuracy": "bench_accuracy.py",
     "default_run": "bench_default_run.py",
     "renyi_scaling": "bench_renyi_scaling.py",
+    "meanfield_gd": "bench_meanfield_gd.py",
 }
 
 
@@ -55,6 +56,10 @@ def summary_tables(out: Path) -> str:
         parts.append("### Default run\n\n" + d["tables_md"]["default_run"])
         parts.append("### Largest grid\n\n" + d["tables_md"]["sizes"]
                      + f"\n\nlargest grid within the limit: {d['largest_grid_within_limit']}")
+    mf = _load(out, "meanfield_gd")
+    if mf:
+        parts.append(f"### meanfield: particle gd throughput (m={mf['m']}, n={mf['n']})\n\n"
+                     + mf["tables_md"]["gd"] + f"\n\nexplicit / autograd: {mf['speedup']:.2f}x")
     return "\n\n".join(parts)
 
 

@@ -156,6 +156,33 @@ def renyi_mi(
     flags = {"task": task, "alpha": alpha, "train.epochs": epochs, "kernel.width": width,
              "entropy.method": method, "device": device, "seed": seed}
     _dispatch("renyi-mi", flags, overrides, multirun, show_config, quiet)
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def meanfield(
+    overrides: Overrides = None,
+    mode: Annotated[str | None, typer.Option(
+        "--mode", help="train | compare | width", show_default=False)] = None,
+    method: Annotated[str | None, typer.Option(
+        "--method", help="gd | sgd | jko_grid | wprox (mode=train)", show_default=False)] = None,
+    width: Annotated[int | None, typer.Option("--width", "-w", help="Neurons m (model.width).",
+                                              show_default=False)] = None,
+    time: Annotated[float | None, typer.Option("--time", help="Final mean-field time T.",
+                                               show_default=False)] = None,
+    device: Device = None,
+    seed: Seed = None,
+    multirun: Multirun = False,
+    show_config: ShowConfig = False,
+    quiet: Quiet = False,
+) -> None:
+    """Two-layer ReLU networks in the mean-field limit: particle gd vs the Wasserstein flow.
+
+    Examples: `wgf meanfield --method jko_grid`; `wgf meanfield experiment=compare`;
+    `wgf meanfield experiment=width`; `wgf meanfield -m model.width=64,256,1024`.
+    """
+    flags = {"mode": mode, "method": method, "model.width": width, "time": time, "device": device,
+             "seed": seed}
+    _dispatch("meanfield", flags, overrides, multirun, show_config, quiet)
+
+
 @app.command()
 def report(
     runs_dir: Annotated[str, typer.Argument(help="Folder of the preset runs (make reproduce).")] = "outputs/reproduce",

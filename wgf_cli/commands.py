@@ -11,5 +11,6 @@ from wgf_cli.launch import Command
 
 COMMANDS: dict[str, Command] = {
     "jko": Command("jko", "jko", "wgf_cli.experiments.jko"),
+    "meanfield": Command("meanfield", "meanfield", "wgf_cli.experiments.meanfield"),
     "renyi-mi": Command("renyi-mi", "renyi_mi", "wgf_cli.experiments.renyi_mi"),
 }
