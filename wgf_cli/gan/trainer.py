@@ -13,6 +13,7 @@ every device.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,13 +128,13 @@ class GANTrainer:
             p = gradient_penalty(self.D, real, fake, self.cfg.gp_lambda, self.gen_gp,
                                  self.cfg.gp_one_sided)
             total = loss + p.value
-            pen, gn = float(p.value), float(p.grad_norms.mean())
+            pen, gn = float(p.value.detach()), float(p.grad_norms.mean())
         self.opt_c.zero_grad(set_to_none=True)
         total.backward()
         self.opt_c.step()
         if self.cfg.loss == "wgan_clip":
             clip_(self.D, self.cfg.clip)
-        return float(loss), pen, gn
+        return float(loss.detach()), pen, gn
 
     def generator_step(self) -> float:
         B = self.cfg.batch_size
@@ -151,7 +152,7 @@ class GANTrainer:
         if self.has_critic:
             for q in self.D.parameters():
                 q.requires_grad_(True)
-        return float(loss)
+        return float(loss.detach())
 
     def step(self) -> StepStats:
         """One iteration: the critic steps, then one generator step."""
@@ -166,11 +167,12 @@ class GANTrainer:
 
     # -- checkpoints ----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """A deep copy of the models, optimizers, RNG states and iteration count."""
         state = {"G": self.G.state_dict(), "opt_g": self.opt_g.state_dict(), "iteration": self.iteration,
                  "rng": [g.get_state() for g in (self.gen_data, self.gen_noise, self.gen_gp)]}
         if self.has_critic:
             state.update(D=self.D.state_dict(), opt_c=self.opt_c.state_dict())
-        return state
+        return copy.deepcopy(state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.G.load_state_dict(state["G"])
