@@ -11,4 +11,5 @@ from wgf_cli.launch import Command
 
 COMMANDS: dict[str, Command] = {
     "jko": Command("jko", "jko", "wgf_cli.experiments.jko"),
+    "wgan": Command("wgan", "wgan", "wgf_cli.experiments.wgan"),
 }

@@ -37,6 +37,7 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | rmsprop | sgd
     betas: tuple[float, float] = (0.5, 0.9)
     clip: float = 0.01  # wgan_clip box [-c, c]
+    clip_init: str = "uniform"  # wgan_clip start: "uniform" in the box, or "clip" the default init
     gp_lambda: float = 10.0
     gp_one_sided: bool = False
     warmup: bool = False  # 100 critic steps for the first 25 iterations and every 500th
@@ -50,6 +51,8 @@ class TrainConfig:
             raise ValueError(f"n_critic must be >= 1, got {self.n_critic}")
         if self.clip <= 0:
             raise ValueError(f"clip must be > 0, got {self.clip}")
+        if self.clip_init not in ("uniform", "clip"):
+            raise ValueError(f"clip_init must be uniform or clip, got {self.clip_init!r}")
 
     def critic_steps(self, iteration: int) -> int:
         """Critic steps before generator step ``iteration`` (0-based)."""
@@ -97,6 +100,12 @@ class GANTrainer:
                 raise ValueError(f"loss {cfg.loss} needs a critic")
             self.opt_c = _optimizer(critic.parameters(), cfg, cfg.lr_c)
             if cfg.loss == "wgan_clip":
+                if cfg.clip_init == "uniform":  # start inside the box, none on its faces
+                    g = torch.Generator().manual_seed(seed * 4 + 4)
+                    with torch.no_grad():
+                        for q in critic.parameters():
+                            u = torch.rand(q.shape, generator=g, dtype=torch.float64)
+                            q.copy_((2 * u - 1) * cfg.clip)
                 clip_(critic, cfg.clip)
         else:
             self.sinkhorn = SinkhornLoss(cfg.sinkhorn_p, cfg.sinkhorn_blur)
