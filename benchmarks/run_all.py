@@ -22,6 +22,7 @@ BENCHES = {
     "jko_step": "bench_jko_step.py",
     "accuracy": "bench_accuracy.py",
     "default_run": "bench_default_run.py",
+    "wgan_step": "bench_wgan_step.py",
 }
 
 
@@ -54,6 +55,10 @@ def summary_tables(out: Path) -> str:
         parts.append("### Default run\n\n" + d["tables_md"]["default_run"])
         parts.append("### Largest grid\n\n" + d["tables_md"]["sizes"]
                      + f"\n\nlargest grid within the limit: {d['largest_grid_within_limit']}")
+    w = _load(out, "wgan_step")
+    if w:
+        parts.append("### wgan: time per iteration relative to wgan_clip\n\n" + w["tables_md"]["step"]
+                     + "\n\n" + w["tables_md"]["eval"])
     return "\n\n".join(parts)
 
 

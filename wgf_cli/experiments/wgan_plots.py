@@ -105,14 +105,17 @@ def _weights(run, cfg, res) -> None:
 def _clouds(run, cfg, data, res) -> None:
     plt = _plt()
     snaps = [s for s in res["snaps"] if "cloud" in s]
-    fig, axes = plt.subplots(2, len(snaps), figsize=(3.4 * len(snaps), 6.4), squeeze=False)
+    fig, axes = plt.subplots(2, len(snaps), figsize=(3.4 * len(snaps), 6.6), squeeze=False,
+                             layout="constrained")
     c = float(cfg.loss.clip) if cfg.loss.name == "wgan_clip" else None
     R = float(cfg.output.plot_range)
+    vmax = max(float(np.abs(s["cloud"][:, -1]).max()) for s in snaps) or 1.0
+    sc = None
     for j, snap in enumerate(snaps):
         cl = snap["cloud"]  # (H, d + 2): w, b, a
         ax = axes[0][j]
-        xw, yw = (cl[:, 0], cl[:, 1]) if data.dim == 2 else (cl[:, 0], cl[:, 1])
-        sc = ax.scatter(xw, yw, c=cl[:, -1], s=6, cmap="coolwarm")
+        # 2-D data: the incoming weights (w1, w2); 1-D: (w, b)
+        sc = ax.scatter(cl[:, 0], cl[:, 1], c=cl[:, -1], s=6, cmap="coolwarm", vmin=-vmax, vmax=vmax)
         ax.set_xlabel("w1")
         ax.set_ylabel("w2" if data.dim == 2 else "b")
         if c:
@@ -120,7 +123,6 @@ def _clouds(run, cfg, data, res) -> None:
             ax.set_xlim(-1.3 * c, 1.3 * c)
             ax.set_ylim(-1.3 * c, 1.3 * c)
         ax.set_title(f"critic neurons, iteration {snap['iter']}", fontsize=9)
-        fig.colorbar(sc, ax=ax, label="a (outgoing)")
         ax = axes[1][j]
         x = snap["samples"]
         if data.dim == 2:
@@ -131,7 +133,8 @@ def _clouds(run, cfg, data, res) -> None:
         else:
             ax.hist(x[:, 0], bins=np.linspace(-R, R, 121), color="tab:orange")
         ax.set_title("generator outputs", fontsize=9)
-    fig.suptitle("mean-field view: critic neuron cloud (w, b, a) and generator cloud")
+    fig.colorbar(sc, ax=axes[0].tolist(), label="a (outgoing weight)", shrink=0.8)
+    fig.suptitle("mean-field view: first-layer critic neurons (w, b, a) and the generator cloud")
     run.save_plot(fig, "clouds")
 
 

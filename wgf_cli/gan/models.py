@@ -29,6 +29,35 @@ def mlp(in_dim: int, out_dim: int, hidden: int, depth: int, activation: str = "r
     return nn.Sequential(*layers)
 
 
+class Scale(nn.Module):
+    """Multiplication by a fixed factor (not trained): puts a network's inputs or outputs on
+    the data's scale, so that the MLP itself works with O(1) quantities."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:g}"
+
+
+def generator_net(z_dim: int, dim: int, hidden: int, depth: int, activation: str = "relu",
+                  scale: float = 1.0) -> nn.Sequential:
+    """``G(z) = scale · mlp(z)``."""
+    net = mlp(z_dim, dim, hidden, depth, activation)
+    return net if scale == 1.0 else nn.Sequential(*net, Scale(scale))
+
+
+def critic_net(dim: int, hidden: int, depth: int, activation: str = "relu",
+               scale: float = 1.0) -> nn.Sequential:
+    """``D(x) = mlp(x / scale)``."""
+    net = mlp(dim, 1, hidden, depth, activation)
+    return net if scale == 1.0 else nn.Sequential(Scale(1.0 / scale), *net)
+
+
 def linear_layers(net: nn.Module) -> list[nn.Linear]:
     return [m for m in net.modules() if isinstance(m, nn.Linear)]
 

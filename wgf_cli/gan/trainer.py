@@ -41,6 +41,8 @@ class TrainConfig:
     gp_lambda: float = 10.0
     gp_one_sided: bool = False
     warmup: bool = False  # 100 critic steps for the first 25 iterations and every 500th
+    lr_decay: str = "none"  # none | linear: both learning rates decay linearly to 0 at `iterations`
+    iterations: int = 0  # the length of the linear decay
     sinkhorn_blur: float = 0.05
     sinkhorn_p: int = 2
 
@@ -51,6 +53,10 @@ class TrainConfig:
             raise ValueError(f"n_critic must be >= 1, got {self.n_critic}")
         if self.clip <= 0:
             raise ValueError(f"clip must be > 0, got {self.clip}")
+        if self.lr_decay not in ("none", "linear"):
+            raise ValueError(f"lr_decay must be none or linear, got {self.lr_decay!r}")
+        if self.lr_decay == "linear" and self.iterations < 1:
+            raise ValueError("lr_decay=linear needs iterations >= 1")
         if self.clip_init not in ("uniform", "clip"):
             raise ValueError(f"clip_init must be uniform or clip, got {self.clip_init!r}")
 
@@ -110,6 +116,11 @@ class GANTrainer:
         else:
             self.sinkhorn = SinkhornLoss(cfg.sinkhorn_p, cfg.sinkhorn_blur)
         self.iteration = 0
+        self.schedulers = []
+        if cfg.lr_decay == "linear":
+            opts = [self.opt_g] + ([self.opt_c] if self.has_critic else [])
+            self.schedulers = [torch.optim.lr_scheduler.LambdaLR(
+                o, lambda i: max(0.0, 1.0 - i / cfg.iterations)) for o in opts]
 
     # -- sampling -------------------------------------------------------------------
     def noise(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -172,12 +183,15 @@ class GANTrainer:
                 st.critic_loss, st.penalty, st.grad_norm = self.critic_step()
         st.generator_loss = self.generator_step()
         self.iteration += 1
+        for sch in self.schedulers:
+            sch.step()
         return st
 
     # -- checkpoints ----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """A deep copy of the models, optimizers, RNG states and iteration count."""
         state = {"G": self.G.state_dict(), "opt_g": self.opt_g.state_dict(), "iteration": self.iteration,
+                 "schedulers": [sch.state_dict() for sch in self.schedulers],
                  "rng": [g.get_state() for g in (self.gen_data, self.gen_noise, self.gen_gp)]}
         if self.has_critic:
             state.update(D=self.D.state_dict(), opt_c=self.opt_c.state_dict())
@@ -187,6 +201,8 @@ class GANTrainer:
         self.G.load_state_dict(state["G"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.iteration = int(state["iteration"])
+        for sch, st in zip(self.schedulers, state.get("schedulers", []), strict=False):
+            sch.load_state_dict(st)
         for g, s in zip((self.gen_data, self.gen_noise, self.gen_gp), state["rng"], strict=True):
             g.set_state(s)
         if self.has_critic:
