@@ -74,3 +74,21 @@ def test_checkpoint_round_trip_continues_identically():
         a.step()
         b.step()
     torch.testing.assert_close(flat_parameters(a.G), flat_parameters(b.G), rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu_for_the_penalty_and_runs_steps():
+    from wgf_cli.gan.losses import gradient_penalty
+
+    torch.manual_seed(0)
+    D = mlp(2, 1, 32, 2).double()
+    g = torch.Generator().manual_seed(1)
+    real, fake = torch.randn(64, 2, generator=g, dtype=torch.float64), torch.randn(64, 2, dtype=torch.float64)
+    cpu = gradient_penalty(D, real, fake, 10.0, torch.Generator().manual_seed(2))
+    gpu = gradient_penalty(D.cuda(), real.cuda(), fake.cuda(), 10.0, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(gpu.value.cpu(), cpu.value, rtol=1e-10, atol=1e-12)
+    tr = GANTrainer(mlp(2, 2, 32, 2).cuda(), mlp(2, 1, 32, 2).cuda(), make_dataset("ring8"),
+                    TrainConfig(batch_size=64), seed=0)
+    for _ in range(3):
+        tr.step()
+    assert tr.sample(tr.noise(10)).device.type == "cuda"
