@@ -24,6 +24,7 @@ BENCHES = {
     "default_run": "bench_default_run.py",
     "renyi_scaling": "bench_renyi_scaling.py",
     "meanfield_gd": "bench_meanfield_gd.py",
+    "wgan_step": "bench_wgan_step.py",
 }
 
 
@@ -60,6 +61,10 @@ def summary_tables(out: Path) -> str:
     if mf:
         parts.append(f"### meanfield: particle gd throughput (m={mf['m']}, n={mf['n']})\n\n"
                      + mf["tables_md"]["gd"] + f"\n\nexplicit / autograd: {mf['speedup']:.2f}x")
+    w = _load(out, "wgan_step")
+    if w:
+        parts.append("### wgan: time per iteration relative to wgan_clip\n\n" + w["tables_md"]["step"]
+                     + "\n\n" + w["tables_md"]["eval"])
     return "\n\n".join(parts)
 
 

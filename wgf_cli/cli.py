@@ -183,6 +183,31 @@ def meanfield(
     _dispatch("meanfield", flags, overrides, multirun, show_config, quiet)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def wgan(
+    overrides: Overrides = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="gauss2_1d | ring8 | grid25 | swissroll | ring8_pacgan | grid25_pacgan",
+        show_default=False)] = None,
+    loss: Annotated[str | None, typer.Option(
+        "--loss", help="gan | gan_ns | wgan_clip | wgan_gp | sinkhorn", show_default=False)] = None,
+    iterations: Annotated[int | None, typer.Option("--iterations", help="Generator iterations.",
+                                                   show_default=False)] = None,
+    device: Device = None,
+    seed: Seed = None,
+    multirun: Multirun = False,
+    show_config: ShowConfig = False,
+    quiet: Quiet = False,
+) -> None:
+    """GAN / Wasserstein-GAN training dynamics on toy distributions, and the Dirac-GAN pendulum.
+
+    Examples: `wgf wgan --data ring8 --loss wgan_gp`; `wgf wgan loss=wgan_clip loss.clip=0.01`;
+    `wgf wgan experiment=dirac`; `wgf wgan experiment=wgan_ring8_pacgan seeds=[0,1,2,3,4]`.
+    """
+    flags = {"data": data, "loss": loss, "iterations": iterations, "device": device, "seed": seed}
+    _dispatch("wgan", flags, overrides, multirun, show_config, quiet)
+
+
 @app.command()
 def report(
     runs_dir: Annotated[str, typer.Argument(help="Folder of the preset runs (make reproduce).")] = "outputs/reproduce",

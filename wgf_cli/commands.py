@@ -13,4 +13,5 @@ COMMANDS: dict[str, Command] = {
     "jko": Command("jko", "jko", "wgf_cli.experiments.jko"),
     "meanfield": Command("meanfield", "meanfield", "wgf_cli.experiments.meanfield"),
     "renyi-mi": Command("renyi-mi", "renyi_mi", "wgf_cli.experiments.renyi_mi"),
+    "wgan": Command("wgan", "wgan", "wgf_cli.experiments.wgan"),
 }

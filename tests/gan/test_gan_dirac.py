@@ -1,0 +1,70 @@
+"""Dirac-GAN pendulum against its closed forms (acceptance: to 1e-3)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from wgf_cli.gan import dirac as D
+
+STARTS_TH = np.array([1.0, -0.8, 0.3, 2.0, -3.0, 0.7])
+STARTS_PS = np.array([0.0, 0.3, 0.5, -0.5, -0.2, 0.45])
+
+
+def test_continuous_flow_conserves_radius_and_matches_rotation():
+    tr = D.flow(STARTS_TH, STARTS_PS, T=4 * math.pi, h=1e-2)
+    r0 = np.hypot(STARTS_TH, STARTS_PS)
+    np.testing.assert_allclose(tr.theta**2 + tr.psi**2, np.broadcast_to(r0**2, tr.theta.shape),
+                               rtol=1e-3, atol=0)
+    th, ps = D.exact_flow(STARTS_TH, STARTS_PS, tr.t)
+    np.testing.assert_allclose(tr.theta, th, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(tr.psi, ps, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize(("h", "steps"), [(0.1, 100), (0.05, 400), (0.3, 30)])
+def test_simultaneous_steps_spiral_out_at_the_closed_form_rate(h, steps):
+    tr = D.simultaneous(STARTS_TH, STARTS_PS, h, steps)
+    r0 = np.hypot(STARTS_TH, STARTS_PS)
+    expected = np.array([D.simultaneous_radius(r, h, steps) for r in r0])
+    np.testing.assert_allclose(tr.radius[-1], expected, rtol=1e-3)
+    np.testing.assert_allclose(tr.radius[-1] / r0, (1 + h * h) ** (steps / 2), rtol=1e-3)
+    assert (tr.radius[-1] > r0).all()
+
+
+def test_alternating_steps_stay_bounded_and_conserve_the_modified_energy():
+    h = 0.3
+    tr = D.alternating(STARTS_TH, STARTS_PS, h, 2000)
+    inv = D.alternating_invariant(tr.theta, tr.psi, h)
+    np.testing.assert_allclose(inv, np.broadcast_to(inv[0], inv.shape), rtol=1e-9)
+    # bounded: θ²+ψ² <= Q / (1 - h/2) on the ellipse Q = θ²+ψ²+hθψ
+    assert (tr.radius**2 <= inv[0] / (1 - h / 2) * (1 + 1e-9)).all()
+
+
+@pytest.mark.parametrize("c", [0.5, 0.2])
+def test_clipped_flow_reaches_the_cycle_of_radius_c_at_the_closed_form_time(c):
+    th0, ps0 = STARTS_TH, np.clip(STARTS_PS, -c, c)
+    T = 12.0 + max(D.clipped_cycle(a, b, c)[1] for a, b in zip(th0, ps0, strict=True))
+    tr = D.flow(th0, ps0, T=T, h=1e-3, clip=c)
+    measured = D.time_to_cycle(tr)
+    for j, (a, b) in enumerate(zip(th0, ps0, strict=True)):
+        radius, t_cycle = D.clipped_cycle(a, b, c)
+        assert radius == c  # every start lies outside the circle of radius c
+        np.testing.assert_allclose(measured[j], t_cycle, atol=1e-3, rtol=0)
+        after = tr.t >= t_cycle + 1e-2
+        # on the cycle from then on (radius c to 1e-3), touching the box at (0, ±c)
+        np.testing.assert_allclose(tr.radius[after, j], c, rtol=1e-3)
+        assert abs(np.abs(tr.psi[after, j]).max() - c) < 1e-3 * c
+
+
+def test_clipped_cycle_closed_form_by_hand():
+    # start on the θ axis at r0 = 1, c = 0.5: ψ = -sin t reaches -c at t = π/6, then slides
+    # for √(1 - 1/4)/0.5 = √3
+    r, t = D.clipped_cycle(1.0, 0.0, 0.5)
+    assert r == 0.5
+    np.testing.assert_allclose(t, math.pi / 6 + math.sqrt(3), rtol=1e-12)
+    # inside the box's circle: nothing happens
+    assert D.clipped_cycle(0.2, 0.1, 0.5) == (math.hypot(0.2, 0.1), 0.0)
+    with pytest.raises(ValueError, match="outside"):
+        D.clipped_cycle(0.0, 1.0, 0.5)

@@ -1,0 +1,200 @@
+"""Figures of `wgf wgan`: samples over time with the critic's contour, metric curves, the
+critic-weight histogram, the neuron / generator clouds, the oscillation and the Dirac-GAN
+phase portrait."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def make_train_plots(run, cfg, data, results, ref) -> None:
+    first = results[0]
+    _samples(run, cfg, data, first, ref)
+    _metrics(run, results)
+    if "weights" in first:
+        _weights(run, cfg, first)
+        _clouds(run, cfg, data, first)
+    _oscillation(run, data, first)
+
+
+def _samples(run, cfg, data, res, ref) -> None:
+    plt = _plt()
+    snaps = res["snaps"]
+    R = float(cfg.output.plot_range)
+    fig, axes = plt.subplots(1, len(snaps), figsize=(3.6 * len(snaps), 3.6), squeeze=False)
+    ax_grid = np.linspace(-R, R, int(cfg.output.grid))
+    for ax, snap in zip(axes[0], snaps, strict=True):
+        x = snap["samples"]
+        if data.dim == 2:
+            if "critic" in snap:
+                ax.contourf(ax_grid, ax_grid, snap["critic"].T, levels=20, cmap="coolwarm", alpha=0.6)
+            ax.scatter(ref[:1000, 0], ref[:1000, 1], s=2, c="k", alpha=0.3, label="data")
+            ax.scatter(x[:, 0], x[:, 1], s=2, c="tab:orange", alpha=0.6, label="generated")
+            ax.set_xlim(-R, R)
+            ax.set_ylim(-R, R)
+            ax.set_aspect("equal")
+        else:
+            bins = np.linspace(-R, R, 121)
+            ax.hist(ref[:, 0], bins=bins, density=True, color="k", alpha=0.3, label="data")
+            ax.hist(x[:, 0], bins=bins, density=True, color="tab:orange", alpha=0.6, label="generated")
+            if "critic" in snap:
+                tw = ax.twinx()
+                tw.plot(ax_grid, snap["critic"], color="tab:blue", lw=1)
+                tw.set_ylabel("critic D(x)", color="tab:blue")
+        ax.set_title(f"iteration {snap['iter']}")
+    axes[0][0].legend(loc="lower left", fontsize=7, markerscale=3)
+    fig.suptitle(f"{cfg.loss.name} on {data.name}: generated samples and critic (seed {res['seed']})")
+    run.save_plot(fig, "samples")
+
+
+def _metrics(run, results) -> None:
+    plt = _plt()
+    panels = [("w1", "W1 (exact)"), ("w2", "W2 (exact)"), ("critic_w1_estimate", "critic estimate"),
+              ("modes_covered", "modes covered"), ("hq_fraction", "high-quality fraction"),
+              ("reverse_kl", "reverse KL"), ("clip_boundary_fraction", "params at +-c")]
+    present = [(k, t) for k, t in panels if any(r.get(k) is not None for r in results[0]["rows"])]
+    groups = [["w1", "w2", "critic_w1_estimate"], ["modes_covered"], ["hq_fraction"], ["reverse_kl"],
+              ["clip_boundary_fraction"]]
+    groups = [[k for k in g if k in dict(present)] for g in groups]
+    groups = [g for g in groups if g]
+    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.2), squeeze=False)
+    names = dict(present)
+    for ax, group in zip(axes[0], groups, strict=True):
+        for key in group:
+            for i, res in enumerate(results):
+                it = [r["iter"] for r in res["rows"]]
+                v = [np.nan if r.get(key) is None else r[key] for r in res["rows"]]
+                ax.plot(it, v, lw=1, label=names[key] if i == 0 else None,
+                        color=f"C{group.index(key)}", alpha=1.0 if len(results) == 1 else 0.6)
+        ax.set_xlabel("iteration")
+        if key in ("w1", "w2", "critic_w1_estimate") and len(group) > 1:
+            ax.set_yscale("symlog", linthresh=1e-2)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"metrics ({len(results)} seed{'s' if len(results) > 1 else ''})")
+    run.save_plot(fig, "metrics")
+
+
+def _weights(run, cfg, res) -> None:
+    plt = _plt()
+    w = res["weights"]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    c = float(cfg.loss.clip) if cfg.loss.name == "wgan_clip" else None
+    ax.hist(w, bins=101, color="tab:blue", range=(-c * 1.05, c * 1.05) if c else None)
+    if c:
+        for s in (-c, c):
+            ax.axvline(s, color="r", lw=1, ls="--")
+        frac = float(np.mean(np.abs(w) >= c * (1 - 1e-6)))
+        ax.set_title(f"critic parameters: {100 * frac:.1f}% at +-c (c={c:g})")
+    else:
+        ax.set_title("critic parameters")
+    ax.set_yscale("log")
+    ax.set_xlabel("value")
+    run.save_plot(fig, "weights")
+
+
+def _clouds(run, cfg, data, res) -> None:
+    plt = _plt()
+    snaps = [s for s in res["snaps"] if "cloud" in s]
+    fig, axes = plt.subplots(2, len(snaps), figsize=(3.4 * len(snaps), 6.6), squeeze=False,
+                             layout="constrained")
+    c = float(cfg.loss.clip) if cfg.loss.name == "wgan_clip" else None
+    R = float(cfg.output.plot_range)
+    vmax = max(float(np.abs(s["cloud"][:, -1]).max()) for s in snaps) or 1.0
+    sc = None
+    for j, snap in enumerate(snaps):
+        cl = snap["cloud"]  # (H, d + 2): w, b, a
+        ax = axes[0][j]
+        # 2-D data: the incoming weights (w1, w2); 1-D: (w, b)
+        sc = ax.scatter(cl[:, 0], cl[:, 1], c=cl[:, -1], s=6, cmap="coolwarm", vmin=-vmax, vmax=vmax)
+        ax.set_xlabel("w1")
+        ax.set_ylabel("w2" if data.dim == 2 else "b")
+        if c:
+            ax.plot([-c, c, c, -c, -c], [-c, -c, c, c, -c], "k--", lw=0.8)
+            ax.set_xlim(-1.3 * c, 1.3 * c)
+            ax.set_ylim(-1.3 * c, 1.3 * c)
+        ax.set_title(f"critic neurons, iteration {snap['iter']}", fontsize=9)
+        ax = axes[1][j]
+        x = snap["samples"]
+        if data.dim == 2:
+            ax.scatter(x[:, 0], x[:, 1], s=2, c="tab:orange")
+            ax.set_xlim(-R, R)
+            ax.set_ylim(-R, R)
+            ax.set_aspect("equal")
+        else:
+            ax.hist(x[:, 0], bins=np.linspace(-R, R, 121), color="tab:orange")
+        ax.set_title("generator outputs", fontsize=9)
+    fig.colorbar(sc, ax=axes[0].tolist(), label="a (outgoing weight)", shrink=0.8)
+    fig.suptitle("mean-field view: first-layer critic neurons (w, b, a) and the generator cloud")
+    run.save_plot(fig, "clouds")
+
+
+def _oscillation(run, data, res) -> None:
+    plt = _plt()
+    tr = res["track"]
+    osc = res["oscillation"]
+    n = 3 if len(tr.get("hist", [])) else 2
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.2))
+    for j in range(tr["mean"].shape[1]):
+        axes[0].plot(tr["iter"], tr["mean"][:, j], lw=1, label=f"gen mean[{j}]")
+    axes[0].set_xlabel("iteration")
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("periodic: period %s" % (f"{osc.period:.0f}" if osc.periodic else "none"))
+    if len(osc.spectrum_freq):
+        axes[1].semilogy(osc.spectrum_freq[1:], osc.spectrum_power[1:] + 1e-30)
+        axes[1].set_xlabel("frequency (1/iteration)")
+        axes[1].set_title(f"spectrum (last window), peak share {osc.peak_share:.2f}")
+    if n == 3:
+        h = tr["hist"]
+        axes[2].stackplot(tr["iter"], h.T, lw=0)
+        axes[2].set_xlabel("iteration")
+        axes[2].set_ylim(0, 1)
+        axes[2].set_title("mode-assignment histogram")
+    run.save_plot(fig, "oscillation")
+
+
+def phase_portrait(run, c, h, free, clipped, sim, alt, measured, every) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
+    lim = 1.15 * max(np.abs(sim.theta).max(), np.abs(sim.psi).max(), np.abs(free.theta).max())
+    g = np.linspace(-lim, lim, 200)
+    TH, PS = np.meshgrid(g, g)
+    for ax in axes:
+        ax.contour(TH, PS, TH**2 + PS**2, levels=12, colors="0.8", linewidths=0.6)
+        ax.set_xlabel(r"$\theta$ (generator)")
+        ax.set_ylabel(r"$\psi$ (critic)")
+        ax.set_aspect("equal")
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+    ax = axes[0]
+    ax.plot(free.theta[::every, 0], free.psi[::every, 0], "k", lw=1.2, label="gradient flow (circle)")
+    ax.plot(sim.theta[:, 0], sim.psi[:, 0], "-o", ms=2, lw=0.8, color="tab:red",
+            label=f"simultaneous steps h={h:g} (spiral out)")
+    ax.plot(alt.theta[:, 0], alt.psi[:, 0], "-o", ms=2, lw=0.8, color="tab:green",
+            label="alternating steps (bounded)")
+    ax.plot([0], [0], "k*", ms=8)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title("WGAN Dirac-GAN: level sets of $\\theta^2+\\psi^2$")
+    ax = axes[1]
+    lim = 1.15 * max(np.abs(clipped.theta).max(), c)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.axhspan(c, lim, color="0.9")
+    ax.axhspan(-lim, -c, color="0.9")
+    t = np.linspace(0, 2 * np.pi, 200)
+    ax.plot(c * np.cos(t), c * np.sin(t), "r--", lw=1.2, label=f"limit cycle, radius c={c:g}")
+    for j in range(clipped.theta.shape[1]):
+        ax.plot(clipped.theta[::every, j], clipped.psi[::every, j], lw=1, color=f"C{j}")
+        ax.plot(clipped.theta[0, j], clipped.psi[0, j], "o", ms=4, color=f"C{j}")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(r"$\psi$ clipped to $[-c, c]$: orbits outside radius c reach the cycle")
+    run.save_plot(fig, "phase_portrait")

@@ -1,0 +1,15 @@
+"""GAN and Wasserstein-GAN training dynamics on toy distributions.
+
+Plain PyTorch (POT / GeomLoss for optimal transport), no CLI or config code:
+
+- :mod:`~wgf_cli.gan.data`: the toy distributions (WGAN-GP's ``ring8``/``grid25``/``swissroll``,
+  the PacGAN protocol's ``ring8_pacgan``/``grid25_pacgan``, a 1-D two-Gaussian mixture) with
+  their mode centres and standard deviation;
+- :mod:`~wgf_cli.gan.models`: MLP generator and critic;
+- :mod:`~wgf_cli.gan.losses`: minimax / non-saturating GAN, WGAN with clipping, WGAN-GP
+  (per-sample gradient penalty), and the critic-free debiased Sinkhorn loss;
+- :mod:`~wgf_cli.gan.trainer`: the alternating training loop (n_critic, WGAN warm-up);
+- :mod:`~wgf_cli.gan.metrics`: exact W1/W2 (POT), PacGAN mode metrics, clipping statistics,
+  oscillation detection from a spectrum;
+- :mod:`~wgf_cli.gan.dirac`: the Dirac-GAN pendulum and its closed forms.
+"""
