@@ -11,4 +11,5 @@ from wgf_cli.launch import Command
 
 COMMANDS: dict[str, Command] = {
     "jko": Command("jko", "jko", "wgf_cli.experiments.jko"),
+    "gdelt-build": Command("gdelt-build", "gdelt_build", "wgf_cli.experiments.gdelt_build"),
 }
