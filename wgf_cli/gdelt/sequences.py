@@ -5,7 +5,7 @@ the target) and is valid when all of them are observed (never across a missing d
 Windows are split by their target day: the target days ``context .. D-1`` are cut in time
 order into train / validation / test blocks of the given fractions, so every train target
 is earlier than every validation target, itself earlier than every test target.  From each
-block ``round(fraction * count)`` windows are drawn without replacement with the seed (all
+block its share of ``count`` (largest-remainder rounding) windows are drawn without replacement with the seed (all
 of them when the block holds fewer).
 """
 
@@ -44,13 +44,16 @@ def sample(observed: np.ndarray, countries: np.ndarray, days: np.ndarray, *, cou
     cuts = np.round(np.cumsum(fractions) / sum(fractions) * n_targets).astype(int)
     bounds = [0, int(cuts[0]), int(cuts[1]), n_targets]
     rng = np.random.Generator(np.random.PCG64(seed))
+    share = np.asarray(fractions, float) / sum(fractions) * count
+    quota = np.floor(share).astype(int)
+    quota[np.argsort(-(share - quota), kind="stable")[: count - quota.sum()]] += 1   # largest remainders
     parts, available, splits = [], {}, {}
     for i, name in enumerate(SPLITS):
         lo, hi = bounds[i], bounds[i + 1]
         c_idx, s_idx = np.nonzero(ok[:, lo:hi])
         s_idx = s_idx + lo
         available[name] = len(c_idx)
-        want = min(int(round(fractions[i] / sum(fractions) * count)), len(c_idx))
+        want = min(int(quota[i]), len(c_idx))
         pick = np.sort(rng.choice(len(c_idx), size=want, replace=False)) if want else np.zeros(0, int)
         part = pd.DataFrame({"country_idx": c_idx[pick].astype(np.int32), "start": s_idx[pick].astype(np.int32),
                              "split": name})
