@@ -187,7 +187,7 @@ def validate(cfg: DictConfig) -> None:
             find_minilm(C.get(cfg, "embedding.model_path"))
         except EmbeddingUnavailable as exc:
             raise ConfigError(f"embedding=minilm: {exc}") from None
-        if importlib.util.find_spec("sentence_transformers") is None and importlib.util.find_spec("transformers") is None:
+        if all(importlib.util.find_spec(m) is None for m in ("sentence_transformers", "transformers")):
             raise ConfigError("embedding=minilm needs sentence-transformers or transformers installed; "
                               "use embedding=hash")
 
@@ -289,7 +289,8 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
         inputs = rep.files
         if not inputs:
             raise B.BuildError(f"download: no file of {cfg.source.start}..{cfg.source.end} could be fetched "
-                               f"(unlisted {len(rep.unlisted)}, missing {len(rep.missing)}, corrupt {len(rep.corrupt)})")
+                               f"(unlisted {len(rep.unlisted)}, missing {len(rep.missing)}, "
+                               f"corrupt {len(rep.corrupt)})")
 
     embedder = embed.make_embedder(cfg.embedding.name, int(cfg.embedding.dim), cfg.embedding.get("model_path"), device)
     vocab = Dm.vocabulary(embedder, cache=out / "cache")

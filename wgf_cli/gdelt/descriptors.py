@@ -220,8 +220,9 @@ def compute(events: pd.DataFrame, vocab: Vocabulary, *, days: np.ndarray, observ
     obs_day[obs_idx[(obs_idx >= 0) & (obs_idx < D)]] = True
     diag["cells_with_events"] = int((total > 0).sum())
     diag["distinct_events"] = len(distinct)
+    std = np.sqrt(np.maximum(var, 0)).reshape(C, D).astype(np.float32)
     return Descriptors(cs, np.asarray(days, np.int32), counts, total.astype(np.int32),
-                       mean.reshape(C, D).astype(np.float32), np.sqrt(np.maximum(var, 0)).reshape(C, D).astype(np.float32),
+                       mean.reshape(C, D).astype(np.float32), std,
                        multi_frac.reshape(C, D).astype(np.float32), np.broadcast_to(obs_day, (C, D)).copy(),
                        points.reshape(C, D, k, E), weights.reshape(C, D, k), partners,
                        nearest.reshape(C, D, k).astype("<U4"), diag)

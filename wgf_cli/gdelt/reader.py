@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import zipfile
 import zlib
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,32 +116,144 @@ def detect_layout(data: bytes, lines: int = 1000) -> tuple[int, int]:
     raise InputError(f"unknown layout: column counts {sorted(set(counts))} (GDELT has 57, 58 or 61)")
 
 
+_DICT = pa.dictionary(pa.int32(), pa.string())
+_STR_COLS = ["EventCode", "EventBaseCode", "EventRootCode", "Actor1Geo_CountryCode", "Actor2Geo_CountryCode"]
+
+
+def _read(data, idx: dict[str, int], typed: bool, handler=None) -> pa.Table:
+    """Arrow CSV read of the kept columns, quoting off, one thread.  ``typed``: the event id
+    as int64, every other column dictionary-encoded (few distinct values per file: dates,
+    codes, scores), so that cleaning works on the distinct values only; raises on a row that
+    does not fit.  Otherwise every column as a string."""
+    if typed:
+        types = {f"f{i}": (pa.int64() if n == "GLOBALEVENTID" else _DICT) for n, i in idx.items()}
+    else:
+        types = {f"f{i}": pa.string() for i in idx.values()}
+    parse_opts = dict(delimiter="\t", quote_char=False, double_quote=False, escape_char=False,
+                      newlines_in_values=False, ignore_empty_lines=True)
+    if handler is not None:
+        parse_opts["invalid_row_handler"] = handler
+    table = pacsv.read_csv(
+        data,
+        read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False, block_size=1 << 24),
+        parse_options=pacsv.ParseOptions(**parse_opts),
+        convert_options=pacsv.ConvertOptions(include_columns=[f"f{i}" for i in idx.values()], column_types=types,
+                                             strings_can_be_null=False, check_utf8=False,
+                                             null_values=[""], quoted_strings_can_be_null=False),
+    )
+    return table.rename_columns(list(idx))
+
+
+_DICT = pa.dictionary(pa.int32(), pa.string())
+_STR_COLS = ["EventCode", "EventBaseCode", "EventRootCode", "Actor1Geo_CountryCode", "Actor2Geo_CountryCode"]
+
+
+def _read(data, idx: dict[str, int], typed: bool, handler=None) -> pa.Table:
+    """Arrow CSV read of the kept columns, quoting off, one thread.  ``typed``: the event id
+    as int64, every other column dictionary-encoded (few distinct values per file: dates,
+    codes, scores), so that cleaning works on the distinct values only; raises on a row that
+    does not fit.  Otherwise every column as a string."""
+    if typed:
+        types = {f"f{i}": (pa.int64() if n == "GLOBALEVENTID" else _DICT) for n, i in idx.items()}
+    else:
+        types = {f"f{i}": pa.string() for i in idx.values()}
+    parse_opts = dict(delimiter="\t", quote_char=False, double_quote=False, escape_char=False,
+                      newlines_in_values=False, ignore_empty_lines=True)
+    if handler is not None:
+        parse_opts["invalid_row_handler"] = handler
+    table = pacsv.read_csv(
+        data,
+        read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False, block_size=1 << 24),
+        parse_options=pacsv.ParseOptions(**parse_opts),
+        convert_options=pacsv.ConvertOptions(include_columns=[f"f{i}" for i in idx.values()], column_types=types,
+                                             strings_can_be_null=False, check_utf8=False,
+                                             null_values=[""], quoted_strings_can_be_null=False),
+    )
+    return table.rename_columns(list(idx))
+
+
+def _windows(data: bytes) -> np.ndarray:
+    """The data as aligned little-endian 8-byte words (zero padded)."""
+    pad = (-len(data)) % 8 + 16
+    return np.frombuffer(data + b"\0" * pad, "<u8")
+
+
+_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _field_words(win: np.ndarray, start: np.ndarray, length: np.ndarray, words: int) -> list[np.ndarray]:
+    """The bytes of each field as ``words`` little-endian uint64 (zeros beyond its length),
+    assembled from two aligned words per unaligned one."""
+    out = []
+    for w in range(words):
+        s = start + 8 * w
+        i = s >> 3
+        sh = ((s & 7) * 8).astype(np.uint64)
+        lo, hi = win[i], win[i + 1]
+        v = np.where(sh == 0, lo, (lo >> sh) | (hi << (np.uint64(64) - np.maximum(sh, np.uint64(1)))))
+        keep = np.clip(length - 8 * w, 0, 8).astype(np.uint64)
+        mask = np.where(keep >= 8, _ONES, (np.uint64(1) << (keep * np.uint64(8))) - np.uint64(1))
+        out.append(v & mask)
+    return out
+
+
+def _digits(words: list[np.ndarray], length: np.ndarray, width: int, decimal: bool) -> np.ndarray | None:
+    """Vectorised parse of unsigned integers (or simple decimals ``-?d+(.d+)?``) from the
+    fields' 8-byte words; ``None`` if any field is not of that form."""
+    n = len(length)
+    acc = np.zeros(n, np.int64)
+    after = np.zeros(n, np.int64)
+    ndig = np.zeros(n, np.int64)
+    ndot = np.zeros(n, np.int64)
+    seen_dot = np.zeros(n, bool)
+    minus = np.zeros(n, bool)
+    for j in range(width):
+        c = ((words[j // 8] >> np.uint64(8 * (j % 8))) & np.uint64(0xFF)).astype(np.int64)
+        inside = j < length
+        digit = inside & (c >= 48) & (c <= 57)
+        dot = inside & (c == 46) if decimal else np.zeros(n, bool)
+        if j == 0 and decimal:
+            minus = inside & (c == 45)
+        if not (digit | dot | ~inside | (minus if j == 0 else False)).all():
+            return None
+        acc = np.where(digit, acc * 10 + (c - 48), acc)
+        after += digit & seen_dot
+        ndig += digit
+        ndot += dot
+        seen_dot |= dot
+    if not ((ndig >= 1).all() and (ndig <= 17).all() and (ndot <= 1).all()):
+        return None
+    if not decimal:
+        return acc
+    return np.where(minus, -1.0, 1.0) * (acc / 10.0 ** after)   # exact integer / power of ten: correctly rounded
+
+
 def parse(data: bytes) -> tuple[pa.Table, list[tuple[str, str]]]:
-    """Raw bytes -> (table of the kept columns as strings + ``layout`` int8, field-count
-    rejects as ``(reason, raw line)``).  Rows are in file order within each layout."""
+    """Raw bytes -> (table of the kept columns + ``layout`` int8, field-count rejects as
+    ``(reason, raw line)``).  Rows are in file order within each layout.
+
+    Fast path: a file whose rows all have the first row's layout and whose numbers all parse
+    is read typed (numbers as numbers, codes dictionary-encoded).  Otherwise the file is
+    re-read with every column as a string and rows of other counts collected by a callback
+    (slower: Arrow's row callback costs about 2x) and parsed by their own layout.
+    """
     if not data.strip():
         return _empty_strings(), []
     layout, offset = detect_layout(data)  # Arrow takes the column count of the first row
     idx = schema.kept_indices(layout)
+    if offset == 0:
+        try:
+            table = _read(io.BytesIO(data), idx, typed=True)
+            return table.append_column("layout", pa.array(np.full(table.num_rows, layout, np.int8))), []
+        except pa.ArrowInvalid:
+            pass
     others: list[str] = data[:offset].decode("utf-8", "replace").split("\n") if offset else []
 
     def handler(row) -> str:
         others.append(row.text)
         return "skip"
 
-    table = pacsv.read_csv(
-        io.BytesIO(memoryview(data)[offset:]),
-        read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False,
-                                       block_size=1 << 24),
-        parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False,
-                                         escape_char=False, newlines_in_values=False,
-                                         ignore_empty_lines=True, invalid_row_handler=handler),
-        convert_options=pacsv.ConvertOptions(
-            include_columns=[f"f{i}" for i in idx.values()],
-            column_types={f"f{i}": pa.string() for i in idx.values()},
-            strings_can_be_null=False, check_utf8=False),
-    )
-    table = table.rename_columns(list(idx))
+    table = _read(io.BytesIO(memoryview(data)[offset:]), idx, typed=False, handler=handler)
     table = table.append_column("layout", pa.array(np.full(table.num_rows, layout, np.int8)))
     bad: list[tuple[str, str]] = []
     if others:
@@ -198,59 +310,100 @@ def _valid_dates(d: np.ndarray) -> np.ndarray:
     return (d >= 19790101) & (m >= 1) & (m <= 12) & (day >= 1) & (day <= dim)
 
 
+def _numeric(col: pa.ChunkedArray, is_int: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | bool]:
+    """(values, ok, padded) of a numeric column, typed (null = bad) or string (strict regex
+    after trimming whitespace)."""
+    if pa.types.is_string(col.type):
+        trimmed = pc.utf8_trim_whitespace(col)
+        padded = pc.not_equal(pc.binary_length(col), pc.binary_length(trimmed)).to_numpy(zero_copy_only=False)
+        ok = pc.match_substring_regex(trimmed, _INT_RE if is_int else _FLOAT_RE)
+        safe = pc.if_else(ok, trimmed, pa.scalar("0"))
+        values = pc.cast(safe, pa.int64() if is_int else pa.float64()).to_numpy()
+        return values, ok.to_numpy(zero_copy_only=False), padded
+    if pa.types.is_dictionary(col.type):
+        values, ind = _dictionary(col)
+        pattern = re.compile(_INT_RE if is_int else _FLOAT_RE)
+        trimmed = [v.strip() for v in values]
+        ok_v = np.array([bool(pattern.match(v)) for v in trimmed] + [False], bool)
+        conv = int if is_int else float
+        num = np.array([conv(v) if o else 0 for v, o in zip(trimmed, ok_v, strict=False)] + [0],
+                       np.int64 if is_int else np.float64)
+        pad = np.array([a != b for a, b in zip(values, trimmed, strict=True)] + [False], bool)
+        return num[ind], ok_v[ind], pad[ind]
+    ok = pc.is_valid(col).to_numpy(zero_copy_only=False)
+    return pc.fill_null(col, 0).to_numpy(), ok, False
+
+
+def _dictionary(col: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+    """(distinct values, index of each row) of a string or dictionary column."""
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    return arr.dictionary.to_pylist(), arr.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def clean(raw: pa.Table, source_file: str, report: InputReport
           ) -> tuple[pa.Table, list[tuple[str, str]]]:
-    """Apply the cleaning rules to a string table from :func:`parse`.
+    """Apply the cleaning rules to a table from :func:`parse` (typed or strings).
 
-    Returns the typed clean table (:data:`schema.KEPT` + ``Multi_Country_Flag`` +
-    ``source_file``) and the rejected rows as ``(reason, tab-joined kept fields)``;
-    updates ``report`` (layouts, rows kept / repaired / rejected, repairs, rejects).
+    String work (trimming, code repair, country checks) is done once per distinct value of
+    each code column and mapped back through the row indices.  Returns the typed clean table
+    (:data:`schema.KEPT` + ``Multi_Country_Flag`` + ``source_file``) and the rejected rows as
+    ``(reason, tab-joined kept fields)``; updates ``report``.
     """
+    raw = raw.unify_dictionaries()
     n = raw.num_rows
     lay = raw.column("layout").to_numpy()
     for value, count in zip(*np.unique(lay, return_counts=True), strict=True):
         report.layouts[str(int(value))] = report.layouts.get(str(int(value)), 0) + int(count)
-    cols: dict[str, pa.ChunkedArray] = {}
-    padded = np.zeros(n, bool)
-    for name in schema.KEPT:
-        col = raw.column(name)
-        trimmed = pc.utf8_trim_whitespace(col)
-        padded |= pc.not_equal(pc.binary_length(col), pc.binary_length(trimmed)).to_numpy(zero_copy_only=False)
-        cols[name] = trimmed
-    reason = np.full(n, "", dtype=object)
+    reason = np.zeros(n, np.int16)      # 0 = kept, else 1 + index in ``whys``
+    whys: list[str] = []
 
     def reject(mask: np.ndarray, why: str) -> None:
-        new = mask & (reason == "")
-        reason[new] = why
+        if not mask.any():
+            return
+        if why not in whys:
+            whys.append(why)
+        reason[mask & (reason == 0)] = whys.index(why) + 1
 
-    ec, rc = cols["EventCode"], cols["EventRootCode"]
-    marker = (pc.is_in(ec, pa.array(_MARKERS)).to_numpy(zero_copy_only=False)
-              | pc.is_in(rc, pa.array(_MARKERS)).to_numpy(zero_copy_only=False))
+    padded = np.zeros(n, bool)
+    dicts: dict[str, tuple[list[str], np.ndarray]] = {}
+    for name in _STR_COLS:
+        values, ind = _dictionary(raw.column(name))
+        trimmed = [v.strip() for v in values]
+        changed = np.array([a != b for a, b in zip(values, trimmed, strict=True)] or [False], bool)
+        padded |= changed[ind] if n else False
+        dicts[name] = (trimmed, ind)
+
+    def per_row(name: str, fn) -> np.ndarray:
+        values, ind = dicts[name]
+        table = np.array([fn(v) for v in values] or [False], bool)
+        return table[ind] if n else np.zeros(0, bool)
+
+    marker = per_row("EventCode", lambda v: v in _MARKERS) | per_row("EventRootCode", lambda v: v in _MARKERS)
     reject(marker, "marker_row")
     values: dict[str, np.ndarray] = {}
     for name in _INT_COLS + _FLOAT_COLS:
-        ok = pc.match_substring_regex(cols[name], _INT_RE if name in _INT_COLS else _FLOAT_RE)
-        ok_np = ok.to_numpy(zero_copy_only=False)
-        reject(~ok_np, f"bad_type:{name}")
-        safe = pc.if_else(ok, cols[name], pa.scalar("0"))
-        dtype = pa.int64() if name in _INT_COLS else pa.float64()
-        values[name] = pc.cast(safe, dtype).to_numpy()
+        v, ok, pad = _numeric(raw.column(name), name in _INT_COLS)
+        padded |= pad
+        reject(~ok, f"bad_type:{name}")
+        values[name] = v
 
-    # CAMEO codes: unique (root, base, code) triples, repaired once each
-    key = pc.binary_join_element_wise(rc, cols["EventBaseCode"], ec, "|")
-    enc = pc.dictionary_encode(key).combine_chunks()
+    # CAMEO codes: each distinct (root, base, code) triple repaired once
+    (rv, ri), (bv, bi), (cv, ci) = dicts["EventRootCode"], dicts["EventBaseCode"], dicts["EventCode"]
+    key = (ri * max(len(bv), 1) + bi) * max(len(cv), 1) + ci
+    uniq, inv = np.unique(key, return_inverse=True) if n > 0 else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     valid = frozenset(schema.cameo().codes)
-    uniq = enc.dictionary.to_pylist()
-    fixed = [_repair_codes(*u.split("|"), valid) for u in uniq]
-    ok_u = np.array([f is not None for f in fixed], bool)
-    rep_u = np.array([f is not None and f[3] for f in fixed], bool)
-    ind = enc.indices.to_numpy()
-    code_ok, code_rep = ok_u[ind], rep_u[ind]
+    fixed = []
+    for k in uniq.tolist():
+        r, rest = divmod(k, max(len(bv), 1) * max(len(cv), 1))
+        b, c = divmod(rest, max(len(cv), 1))
+        fixed.append(_repair_codes(rv[r], bv[b], cv[c], valid))
+    ok_u = np.array([f is not None for f in fixed] or [False], bool)
+    rep_u = np.array([f is not None and f[3] for f in fixed] or [False], bool)
+    code_ok = ok_u[inv] if n else np.zeros(0, bool)
+    code_rep = rep_u[inv] if n else np.zeros(0, bool)
     reject(~code_ok, "bad_event_code")
-    out_codes = {}
-    for j, name in enumerate(["EventRootCode", "EventBaseCode", "EventCode"]):
-        dic = np.array([f[j] if f is not None else "" for f in fixed] or [""], dtype=object)
-        out_codes[name] = dic[ind] if n else np.array([], object)
 
     # the 1920 bug
     sql, added = values["SQLDATE"], values["DATEADDED"]
@@ -266,18 +419,16 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
     reject((values["IsRootEvent"] < 0) | (values["IsRootEvent"] > 1), "bad_isroot")
     reject(~((gold >= -10) & (gold <= 10)), "bad_goldstein")
     reject(~_valid_dates(values["SQLDATE"]), "bad_sqldate")
-    geo = {}
     for name in ["Actor1Geo_CountryCode", "Actor2Geo_CountryCode"]:
-        s = cols[name]
-        okc = pc.or_(pc.equal(pc.binary_length(s), 0), pc.match_substring_regex(s, r"^[A-Z]{2}$"))
-        reject(~okc.to_numpy(zero_copy_only=False), "bad_country_code")
-        geo[name] = s
+        reject(~per_row(name, lambda v: v == "" or (len(v) == 2 and v.isascii() and v.isalpha() and v.isupper())),
+               "bad_country_code")
 
-    keep = reason == ""
+    keep = reason == 0
     report.rows_read += n
     report.rows_kept += int(keep.sum())
-    for why, count in Counter(reason[~keep]).items():
-        report.rejects[why] = report.rejects.get(why, 0) + count
+    for code, count in zip(*np.unique(reason[~keep], return_counts=True), strict=True):
+        why = whys[int(code) - 1]
+        report.rejects[why] = report.rejects.get(why, 0) + int(count)
     report.rows_rejected += int((~keep).sum())
     for rule, mask in (("whitespace", padded), ("leading_zero", code_rep), ("date_1920", bug)):
         if (c := int((mask & keep).sum())):
@@ -288,26 +439,31 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
     if (~keep).any():
         bad_idx = np.flatnonzero(~keep)
         sub = raw.take(pa.array(bad_idx)).select(schema.KEPT).to_pydict()
-        rejected = [(reason[i], "\t".join(sub[c][j] for c in schema.KEPT)) for j, i in enumerate(bad_idx)]
+        rejected = [(whys[reason[i] - 1], "\t".join("" if sub[c][j] is None else str(sub[c][j]) for c in schema.KEPT))
+                    for j, i in enumerate(bad_idx)]
 
     kidx = np.flatnonzero(keep)
-    a1 = geo["Actor1Geo_CountryCode"].take(pa.array(kidx))
-    a2 = geo["Actor2Geo_CountryCode"].take(pa.array(kidx))
-    both = pc.and_(pc.greater(pc.binary_length(a1), 0), pc.greater(pc.binary_length(a2), 0))
-    multi = pc.if_else(both, pc.cast(pc.not_equal(a1, a2), pa.int8()), pa.scalar(None, pa.int8()))
-    out = {}
+    out: dict[str, pa.Array] = {}
+    codes = {}
+    for j, name in enumerate(["EventRootCode", "EventBaseCode", "EventCode"]):
+        dic = np.array([f[j] if f is not None else "" for f in fixed] or [""], dtype=object)
+        codes[name] = pa.array(dic[inv[kidx]] if n else [], pa.string())
+    geo = {}
+    for name in ["Actor1Geo_CountryCode", "Actor2Geo_CountryCode"]:
+        vals, ind = dicts[name]
+        dic = pa.array([v if v else None for v in vals] or [None], pa.string())
+        geo[name] = dic.take(pa.array(ind[kidx])) if n else pa.array([], pa.string())
     for name in schema.KEPT:
-        typ = schema.KEPT_TYPES[name]
-        if name in out_codes:
-            out[name] = pa.array(out_codes[name][kidx], pa.string())
+        if name in codes:
+            out[name] = codes[name]
         elif name in geo:
-            arr = a1 if name == "Actor1Geo_CountryCode" else a2
-            out[name] = pc.if_else(pc.equal(pc.binary_length(arr), 0), pa.scalar(None, pa.string()), arr)
+            out[name] = geo[name]
         else:
-            out[name] = pa.array(values[name][kidx].astype(typ))
-    out["Multi_Country_Flag"] = multi
-    out["source_file"] = pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(len(kidx), np.int32)), pa.array([source_file]))
+            out[name] = pa.array(values[name][kidx].astype(schema.KEPT_TYPES[name]))
+    a1, a2 = geo["Actor1Geo_CountryCode"], geo["Actor2Geo_CountryCode"]
+    out["Multi_Country_Flag"] = pc.cast(pc.not_equal(a1, a2), pa.int8())   # null when one is missing
+    out["source_file"] = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(kidx), np.int32)),
+                                                        pa.array([source_file]))
     return pa.table(out), rejected
 
 

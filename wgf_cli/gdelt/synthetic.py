@@ -11,9 +11,10 @@ shock ``s[c, d] ~ Bernoulli(shock_prob)``, independent of everything else.
   ``z[c, d] | z[c, d-1] = i  ~  A(x[c, d-1])[i]`` where ``x[c, d-1]`` is the mean over the
   neighbours of ``c`` (a fixed graph) of their *observed* share of material-conflict events
   (QuadClass 4) on day ``d-1``, and ``A(x)`` is the base transition matrix with
-  ``contagion * max(x - x_calm, 0)`` (``x_calm`` the QuadClass-4 share of the calm mix) moved from the diagonal to the next-worse regime (calm -> tension,
-  tension -> conflict).  Contagion acts through observed events, so given all events before
-  day ``d`` the countries' filters decouple and the predictive law is exact and cheap.
+  ``contagion * max(x - x_calm, 0)`` (``x_calm`` the QuadClass-4 share of the calm mix)
+  moved from the diagonal to the next-worse regime (calm -> tension, tension -> conflict).
+  Contagion acts through observed events, so given all events before day ``d`` the
+  countries' filters decouple and the predictive law is exact and cheap.
 * **Volume with weekly seasonality.**  ``N[c, d] ~ Poisson(mu)``, ``mu = base[c] *
   weekly[weekday(d)] * volume[z] * (shock_volume if s else 1)``.
 * **Event mix.**  Each of the ``N`` events draws its root code from ``pi[z]`` (or
@@ -288,7 +289,7 @@ def _code_table() -> tuple[list[list[str]], list[np.ndarray]]:
     return codes, probs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fraction_date(date: int) -> str:
     d = dt.date(date // 10000, (date // 100) % 100, date % 100)
     return f"{d.year + d.timetuple().tm_yday / 365:.4f}"
