@@ -22,6 +22,7 @@ BENCHES = {
     "jko_step": "bench_jko_step.py",
     "accuracy": "bench_accuracy.py",
     "default_run": "bench_default_run.py",
+    "gdelt_reader": "bench_gdelt_reader.py",
 }
 
 
@@ -54,6 +55,9 @@ def summary_tables(out: Path) -> str:
         parts.append("### Default run\n\n" + d["tables_md"]["default_run"])
         parts.append("### Largest grid\n\n" + d["tables_md"]["sizes"]
                      + f"\n\nlargest grid within the limit: {d['largest_grid_within_limit']}")
+    g = _load(out, "gdelt_reader")
+    if g:
+        parts.append("### GDELT reader: rows/s per core vs pandas' defaults\n\n" + g["tables_md"]["reader"])
     return "\n\n".join(parts)
 
 

@@ -467,12 +467,13 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
     return pa.table(out), rejected
 
 
-def read_file(path: str | Path, name: str | None = None) -> tuple[pa.Table, list[tuple[str, str]], InputReport]:
-    """Parse and clean one input: (clean table, rejects, report).  Raises :class:`InputError`
-    when the input cannot be read at all."""
+def read_file(path: str | Path, name: str | None = None, *, checksum: bool = True
+              ) -> tuple[pa.Table, list[tuple[str, str]], InputReport]:
+    """Parse and clean one input: (clean table, rejects, report with the file's md5 when
+    ``checksum``).  Raises :class:`InputError` when the input cannot be read at all."""
     path = Path(path)
     name = name or path.name
-    report = InputReport(name=name, size=path.stat().st_size, md5=file_md5(path))
+    report = InputReport(name=name, size=path.stat().st_size, md5=file_md5(path) if checksum else "")
     data = read_bytes(path)
     raw, bad = parse(data)
     del data
