@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(args.rounds):
                 for name in (["wgf", "pandas"] if r % 2 == 0 else ["pandas", "wgf"]):
                     t = time.perf_counter()
-                    out = reader.read_file(path, checksum=False) if name == "wgf" else pd.read_csv(path, sep="\t", header=None)
+                    if name == "wgf":
+                        out = reader.read_file(path, checksum=False)
+                    else:
+                        out = pd.read_csv(path, sep="\t", header=None)
                     (t_ours if name == "wgf" else t_theirs).append(time.perf_counter() - t)
                     if name == "wgf":
                         assert out[2].rows_read == rows, (out[2].rows_read, rows)

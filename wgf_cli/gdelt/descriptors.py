@@ -212,9 +212,10 @@ def compute(events: pd.DataFrame, vocab: Vocabulary, *, days: np.ndarray, observ
     code_vecs = torch.from_numpy(vocab.code_vectors)
     codes_arr = np.array(vocab.codes, dtype="<U4")
     nearest = np.full((C * D, k), "", dtype="<U4")
-    for b in range(0, C * D, 8192):
-        sims = torch.einsum("nke,pe->nkp", torch.from_numpy(points[b:b + 8192].astype(np.float32)), code_vecs)
-        nearest[b:b + 8192] = np.where(weights[b:b + 8192] > 0, codes_arr[sims.argmax(2).numpy()], "")
+    for b in range(0, len(active), 8192):       # cells with events only
+        rows_b = active[b:b + 8192]
+        sims = torch.einsum("nke,pe->nkp", torch.from_numpy(points[rows_b].astype(np.float32)), code_vecs)
+        nearest[rows_b] = np.where(weights[rows_b] > 0, codes_arr[sims.argmax(2).numpy()], "")
     obs_idx = day_index(np.asarray(observed_days), first)
     obs_day = np.zeros(D, bool)
     obs_day[obs_idx[(obs_idx >= 0) & (obs_idx < D)]] = True
