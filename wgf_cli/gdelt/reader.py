@@ -101,12 +101,12 @@ def read_bytes(path: str | Path) -> bytes:
         raise InputError(f"{path.name}: corrupt zip ({exc})") from None
 
 
-def detect_layout(data: bytes, lines: int = 1000) -> tuple[int, int]:
+def detect_layout(data: bytes, lines: int = 500) -> tuple[int, int]:
     """(layout, byte offset) of the first line, among the first ``lines``, whose column count
     is a GDELT layout (57, 58, 61); :class:`InputError` if there is none."""
     offset = 0
     counts = []
-    for line in data[: 1 << 22].split(b"\n")[:lines]:
+    for line in data[: 1 << 20].split(b"\n", lines)[:lines]:
         cols = line.count(b"\t") + 1
         if cols in schema.LAYOUTS:
             return cols, offset
@@ -237,7 +237,7 @@ def parse(data: bytes) -> tuple[pa.Table, list[tuple[str, str]]]:
     re-read with every column as a string and rows of other counts collected by a callback
     (slower: Arrow's row callback costs about 2x) and parsed by their own layout.
     """
-    if not data.strip():
+    if not data or data.isspace():
         return _empty_strings(), []
     layout, offset = detect_layout(data)  # Arrow takes the column count of the first row
     idx = schema.kept_indices(layout)
@@ -301,6 +301,21 @@ def _repair_codes(root: str, base: str, code: str, valid: frozenset[str]) -> tup
         else:
             return None
     return root, base, code, repaired
+
+
+def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of non-negative int keys and each row's index into them
+    (``np.unique(..., return_inverse=True)`` by a presence table: O(n), no sort)."""
+    if len(key) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    top = int(key.max()) + 1
+    if top > 50_000_000:
+        return np.unique(key, return_inverse=True)
+    present = np.zeros(top, bool)
+    present[key] = True
+    uniq = np.flatnonzero(present)
+    lookup = np.cumsum(present) - 1
+    return uniq, lookup[key]
 
 
 def _valid_dates(d: np.ndarray) -> np.ndarray:
@@ -392,7 +407,7 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
     # CAMEO codes: each distinct (root, base, code) triple repaired once
     (rv, ri), (bv, bi), (cv, ci) = dicts["EventRootCode"], dicts["EventBaseCode"], dicts["EventCode"]
     key = (ri * max(len(bv), 1) + bi) * max(len(cv), 1) + ci
-    uniq, inv = np.unique(key, return_inverse=True) if n > 0 else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    uniq, inv = _factorize(key)
     valid = frozenset(schema.cameo().codes)
     fixed = []
     for k in uniq.tolist():
