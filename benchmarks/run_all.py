@@ -25,6 +25,7 @@ BENCHES = {
     "renyi_scaling": "bench_renyi_scaling.py",
     "meanfield_gd": "bench_meanfield_gd.py",
     "wgan_step": "bench_wgan_step.py",
+    "gdelt_reader": "bench_gdelt_reader.py",
 }
 
 
@@ -65,6 +66,9 @@ def summary_tables(out: Path) -> str:
     if w:
         parts.append("### wgan: time per iteration relative to wgan_clip\n\n" + w["tables_md"]["step"]
                      + "\n\n" + w["tables_md"]["eval"])
+    g = _load(out, "gdelt_reader")
+    if g:
+        parts.append("### GDELT reader: rows/s per core vs pandas' defaults\n\n" + g["tables_md"]["reader"])
     return "\n\n".join(parts)
 
 

@@ -208,6 +208,33 @@ def wgan(
     _dispatch("wgan", flags, overrides, multirun, show_config, quiet)
 
 
+@app.command("gdelt-build", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def gdelt_build(
+    overrides: Overrides = None,
+    source: Annotated[str | None, typer.Option("--source", help="synthetic | dir | download",
+                                               show_default=False)] = None,
+    input: Annotated[str | None, typer.Option("--input", help="source=dir: folder of GDELT files.",
+                                              show_default=False)] = None,
+    output_dir: Annotated[str | None, typer.Option("--output-dir", help="Build folder (default: the run folder).",
+                                                   show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Parallel processes.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild inputs already in the manifest.")] = False,
+    device: Device = None,
+    seed: Seed = None,
+    multirun: Multirun = False,
+    show_config: ShowConfig = False,
+    quiet: Quiet = False,
+) -> None:
+    """Raw GDELT event files -> clean events, daily descriptors and training sequences.
+
+    Examples: `wgf gdelt-build` (synthetic); `wgf gdelt-build source=dir input=PATH`;
+    `wgf gdelt-build source=download source.start=2015-06-01 source.end=2015-06-30`.
+    """
+    flags = {"source": source, "input": input, "output_dir": output_dir, "workers": workers,
+             "force": "true" if force else None, "device": device, "seed": seed}
+    _dispatch("gdelt-build", flags, overrides, multirun, show_config, quiet)
+
+
 @app.command()
 def report(
     runs_dir: Annotated[str, typer.Argument(help="Folder of the preset runs (make reproduce).")] = "outputs/reproduce",

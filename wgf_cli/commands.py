@@ -14,4 +14,5 @@ COMMANDS: dict[str, Command] = {
     "meanfield": Command("meanfield", "meanfield", "wgf_cli.experiments.meanfield"),
     "renyi-mi": Command("renyi-mi", "renyi_mi", "wgf_cli.experiments.renyi_mi"),
     "wgan": Command("wgan", "wgan", "wgf_cli.experiments.wgan"),
+    "gdelt-build": Command("gdelt-build", "gdelt_build", "wgf_cli.experiments.gdelt_build"),
 }

@@ -1,0 +1,244 @@
+"""Daily descriptors: per (country, day) counts, Goldstein moments, partners and the day's
+events compressed to ``k`` weighted points on the embedding sphere.
+
+Membership and days
+-------------------
+An event belongs to every country among its two actor geo countries (once if both are the
+same).  Its day is its SQLDATE (``day_key="sqldate"``) or the day of DATEADDED
+(``"dateadded"``).  With the SQLDATE key, an event published more than ``max_lag`` days
+after its SQLDATE (DATEADDED - SQLDATE; only daily-era rows, DATEADDED >= 2013-04-01, carry a
+meaningful DATEADDED) is left out and counted (``too_old``), as are events whose day falls
+outside the day axis (``outside_days``).  The day axis is every calendar day from the first
+to the last *publication* day of the inputs; a day is ``observed`` when some input published
+events that day.
+
+Compression on the sphere
+-------------------------
+The day's events are grouped by distinct (code, actor-1 country, actor-2 country); each
+distinct event is a unit vector (:mod:`wgf_cli.gdelt.embed`) weighted by its count.  With at
+most ``k`` distinct events they are the points themselves; otherwise a weighted spherical
+k-means (cosine assignment, centroid = normalised weighted mean) starts from a
+deterministic weighted farthest-point seeding (first the heaviest point, then the point of
+largest ``weight * (1 - max cosine)`` to the chosen ones) and runs ``kmeans_iters``
+iterations.  Points are sorted by weight (descending); weights sum to 1.  Each point's
+nearest standard event (largest cosine to a CAMEO code description) gives the day's "small
+text".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from wgf_cli.gdelt import schema
+from wgf_cli.gdelt.embed import Vocabulary
+
+DAILY_ERA = 20130401
+
+
+def day_index(days_int: np.ndarray, first: int) -> np.ndarray:
+    """YYYYMMDD ints -> day offsets from ``first`` (vectorised through datetime64)."""
+    s = days_int.astype(np.int64)
+    dates = (pd.to_datetime(pd.Series(s).astype(str), format="%Y%m%d", errors="coerce")).to_numpy()
+    base = np.datetime64(pd.Timestamp(str(first)).date())
+    return ((dates - base) // np.timedelta64(1, "D")).astype(np.int64)
+
+
+def day_range(first: int, last: int) -> np.ndarray:
+    r = pd.date_range(pd.Timestamp(str(first)), pd.Timestamp(str(last)), freq="D")
+    return np.array([int(d.strftime("%Y%m%d")) for d in r], np.int32)
+
+
+@dataclass
+class Descriptors:
+    countries: np.ndarray
+    days: np.ndarray
+    counts: np.ndarray
+    total: np.ndarray
+    goldstein_mean: np.ndarray
+    goldstein_std: np.ndarray
+    multi_frac: np.ndarray
+    observed: np.ndarray
+    points: np.ndarray
+    weights: np.ndarray
+    partners: np.ndarray
+    nearest: np.ndarray
+    diagnostics: dict = field(default_factory=dict)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: v for k, v in self.__dict__.items() if k != "diagnostics"}
+
+
+def _membership(ev: pd.DataFrame, countries: np.ndarray) -> pd.DataFrame:
+    """One row per (event, country it belongs to) with the partner country."""
+    a1, a2 = ev["Actor1Geo_CountryCode"], ev["Actor2Geo_CountryCode"]
+    first = ev.assign(country=a1, partner=a2)[a1.notna()]
+    second = ev.assign(country=a2, partner=a1)[a2.notna() & (a2 != a1)]
+    rows = pd.concat([first, second], ignore_index=True)
+    rows["partner"] = rows["partner"].where(rows["partner"] != rows["country"])
+    return rows[rows["country"].isin(countries)]
+
+
+def spherical_kmeans(x: torch.Tensor, w: torch.Tensor, k: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched weighted k-means on the sphere.
+
+    ``x`` [B, n, E] unit vectors (zero rows = padding), ``w`` [B, n] weights (0 = padding);
+    returns centres [B, k, E] (unit, zero where empty) and their masses [B, k].
+    """
+    B, n, E = x.shape
+    cos_best = torch.full((B, n), -2.0, dtype=x.dtype, device=x.device)
+    chosen = torch.zeros((B, k), dtype=torch.long, device=x.device)
+    score = w.clone()
+    for j in range(k):  # weighted farthest-point seeding, deterministic
+        idx = score.argmax(1)
+        chosen[:, j] = idx
+        c = x[torch.arange(B), idx]                                  # [B, E]
+        cos_best = torch.maximum(cos_best, torch.einsum("bne,be->bn", x, c))
+        score = w * (1 - cos_best).clamp_min(0)
+        score[torch.arange(B), idx] = -1.0
+    centres = x[torch.arange(B)[:, None], chosen]                    # [B, k, E]
+    xw = x * w[..., None]
+    for _ in range(iters + 1):
+        assign = torch.bmm(x, centres.transpose(1, 2)).argmax(2)     # [B, n]
+        sums = torch.zeros_like(centres).scatter_add_(1, assign[..., None].expand(B, n, E), xw)
+        mass = torch.zeros((B, k), dtype=x.dtype, device=x.device).scatter_add_(1, assign, w)
+        norm = sums.norm(dim=2, keepdim=True)
+        centres = torch.where(norm > 1e-12, sums / norm.clamp_min(1e-12), centres)
+    centres = torch.where(mass[..., None] > 0, centres, torch.zeros_like(centres))
+    return centres, mass
+
+
+def compute(events: pd.DataFrame, vocab: Vocabulary, *, days: np.ndarray, observed_days: np.ndarray,
+            countries: list[str] | None = None, k: int = 8, day_key: str = "sqldate", max_lag: int = 30,
+            kmeans_iters: int = 10, min_country_events: int = 1, chunk: int = 512,
+            device: str = "cpu", progress=None) -> Descriptors:
+    """Descriptors of ``events`` (columns of the clean table) on the day axis ``days``."""
+    diag: dict[str, int] = {"events_in": len(events)}
+    ev = events
+    sql = ev["SQLDATE"].to_numpy().astype(np.int64)
+    added = ev["DATEADDED"].to_numpy().astype(np.int64)
+    added_day = np.where(added >= 10**10, added // 1_000_000, added)
+    first = int(days[0])
+    if day_key == "sqldate":
+        d = day_index(sql, first)
+        lag = day_index(added_day, first) - d
+        too_old = (added_day >= DAILY_ERA) & (lag > max_lag)
+    else:
+        d = day_index(added_day, first)
+        too_old = np.zeros(len(ev), bool)
+    outside = ~too_old & ((d < 0) | (d >= len(days)))
+    diag["too_old"], diag["outside_days"] = int(too_old.sum()), int(outside.sum())
+    keep = ~too_old & ~outside
+    ev = ev.loc[keep, ["EventCode", "EventRootCode", "QuadClass", "GoldsteinScale", "Actor1Geo_CountryCode",
+                       "Actor2Geo_CountryCode", "Multi_Country_Flag"]].assign(day=d[keep])
+    if countries is None:
+        seen = pd.concat([ev["Actor1Geo_CountryCode"], ev["Actor2Geo_CountryCode"]]).value_counts()
+        countries = sorted(seen[seen >= min_country_events].index)
+    cs = np.array(sorted(countries), dtype="<U3")
+    C, D = len(cs), len(days)
+    rows = _membership(ev, cs)
+    diag["memberships"] = len(rows)
+    ci = pd.Categorical(rows["country"], categories=cs).codes.astype(np.int64)
+    di = rows["day"].to_numpy().astype(np.int64)
+    cell = ci * D + di
+    root = rows["EventRootCode"].astype(int).to_numpy() - 1
+    quad = rows["QuadClass"].to_numpy().astype(np.int64) - 1
+    counts = np.bincount(cell * 80 + root * 4 + quad, minlength=C * D * 80).reshape(C, D, 20, 4).astype(np.int32)
+    total = counts.sum((2, 3))
+    g = rows["GoldsteinScale"].to_numpy().astype(np.float64)
+    n = total.ravel().astype(np.float64)
+    s1 = np.bincount(cell, g, minlength=C * D)
+    s2 = np.bincount(cell, g * g, minlength=C * D)
+    mean = np.divide(s1, n, out=np.zeros_like(s1), where=n > 0)
+    var = np.divide(s2 - n * mean * mean, n - 1, out=np.zeros_like(s1), where=n > 1)
+    multi = np.bincount(cell, (rows["Multi_Country_Flag"].to_numpy(dtype=float, na_value=0) == 1).astype(float),
+                        minlength=C * D)
+    multi_frac = np.divide(multi, n, out=np.zeros_like(multi), where=n > 0)
+
+    partners = np.full((C, D, 3), "", dtype="<U3")
+    p = rows.loc[rows["partner"].notna()].assign(cell=cell[rows["partner"].notna().to_numpy()])
+    if len(p):
+        top = (p.groupby(["cell", "partner"], observed=True).size().rename("m").reset_index()
+               .sort_values(["cell", "m", "partner"], ascending=[True, False, True]))
+        top["rank"] = top.groupby("cell").cumcount()
+        top = top[top["rank"] < 3]
+        partners.reshape(C * D, 3)[top["cell"].to_numpy(), top["rank"].to_numpy()] = top["partner"].to_numpy()
+
+    # distinct events per cell, embedded and compressed to k points
+    a1 = rows["Actor1Geo_CountryCode"].fillna("")
+    a2 = rows["Actor2Geo_CountryCode"].fillna("")
+    kinds = pd.DataFrame({"cell": cell, "code": rows["EventCode"].to_numpy(), "a1": a1.to_numpy(),
+                          "a2": a2.to_numpy()})
+    distinct = kinds.groupby(["cell", "code", "a1", "a2"], observed=True).size().rename("m").reset_index()
+    triples = distinct[["code", "a1", "a2"]].drop_duplicates().reset_index(drop=True)
+    tvec = vocab.event_vectors(triples["code"].tolist(), triples["a1"].tolist(), triples["a2"].tolist())
+    tid = pd.MultiIndex.from_frame(triples).get_indexer(pd.MultiIndex.from_frame(distinct[["code", "a1", "a2"]]))
+    E = vocab.dim
+    points = np.zeros((C * D, k, E), np.float16)
+    weights = np.zeros((C * D, k), np.float32)
+    cells = distinct["cell"].to_numpy()
+    starts = np.searchsorted(cells, np.arange(C * D + 1))
+    sizes = np.diff(starts)
+    active = np.flatnonzero(sizes)
+    order = active[np.argsort(sizes[active], kind="stable")]
+    mvals = distinct["m"].to_numpy().astype(np.float64)
+    pos = np.arange(len(distinct)) - starts[cells]
+    tv = torch.from_numpy(tvec)
+    done = 0
+    for b in range(0, len(order), chunk):
+        batch = order[b:b + chunk]
+        nmax = int(sizes[batch].max())
+        rows_b = np.concatenate([np.arange(starts[c], starts[c + 1]) for c in batch])
+        local = np.repeat(np.arange(len(batch)), sizes[batch])
+        X = torch.zeros((len(batch), nmax, E), dtype=torch.float32)
+        W = torch.zeros((len(batch), nmax), dtype=torch.float32)
+        X[local, pos[rows_b]] = tv[tid[rows_b]]
+        W[local, pos[rows_b]] = torch.from_numpy(mvals[rows_b]).float()
+        kk = min(k, nmax)
+        centres, mass = spherical_kmeans(X.to(device), W.to(device), kk, kmeans_iters)
+        centres, mass = centres.cpu(), mass.cpu()
+        mass = mass / mass.sum(1, keepdim=True)
+        srt = torch.argsort(-mass, dim=1, stable=True)
+        centres = torch.gather(centres, 1, srt[..., None].expand_as(centres))
+        mass = torch.gather(mass, 1, srt)
+        points[batch, :kk] = centres.numpy().astype(np.float16)
+        weights[batch, :kk] = mass.numpy()
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(order))
+    code_vecs = torch.from_numpy(vocab.code_vectors)
+    codes_arr = np.array(vocab.codes, dtype="<U4")
+    nearest = np.full((C * D, k), "", dtype="<U4")
+    for b in range(0, len(active), 8192):       # cells with events only
+        rows_b = active[b:b + 8192]
+        sims = torch.einsum("nke,pe->nkp", torch.from_numpy(points[rows_b].astype(np.float32)), code_vecs)
+        nearest[rows_b] = np.where(weights[rows_b] > 0, codes_arr[sims.argmax(2).numpy()], "")
+    obs_idx = day_index(np.asarray(observed_days), first)
+    obs_day = np.zeros(D, bool)
+    obs_day[obs_idx[(obs_idx >= 0) & (obs_idx < D)]] = True
+    diag["cells_with_events"] = int((total > 0).sum())
+    diag["distinct_events"] = len(distinct)
+    std = np.sqrt(np.maximum(var, 0)).reshape(C, D).astype(np.float32)
+    return Descriptors(cs, np.asarray(days, np.int32), counts, total.astype(np.int32),
+                       mean.reshape(C, D).astype(np.float32), std,
+                       multi_frac.reshape(C, D).astype(np.float32), np.broadcast_to(obs_day, (C, D)).copy(),
+                       points.reshape(C, D, k, E), weights.reshape(C, D, k), partners,
+                       nearest.reshape(C, D, k).astype("<U4"), diag)
+
+
+def standard_events(vocab: Vocabulary) -> dict[str, np.ndarray]:
+    """The basis of standard events (``standard_events.npz`` of the dataset contract)."""
+    return {"codes": np.array(vocab.codes, dtype="<U4"), "phrases": np.array(vocab.phrases),
+            "vectors": vocab.code_vectors.astype(np.float32),
+            "country_codes": np.array(vocab.country_codes, dtype="<U3"),
+            "country_names": np.array(vocab.country_names),
+            "country_vectors": vocab.country_vectors.astype(np.float32)}
+
+
+def vocabulary(embedder, cache=None) -> Vocabulary:
+    cam, cty = schema.cameo(), schema.countries()
+    return Vocabulary(embedder, list(cam.codes), [cam.description[c] for c in cam.codes],
+                      list(cty.codes), [cty.label(c) for c in cty.codes], cache)
