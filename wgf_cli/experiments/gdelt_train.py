@@ -117,6 +117,7 @@ def validate(cfg: DictConfig) -> None:
     for k in ("events", "total", "cloud"):
         C.number(cfg, f"train.loss.{k}", minimum=0.0)
     C.number(cfg, "train.loss.blur", positive=True)
+    C.integer(cfg, "train.loss.iters", minimum=1)
     sc = C.number(cfg, "train.loss.scaling", positive=True)
     if sc >= 1:
         raise ConfigError(f"train.loss.scaling must be in (0, 1), got {sc}")
@@ -196,7 +197,7 @@ def _train_config(cfg: DictConfig, device: str, gru: bool = False):
         betas=(float(o.beta1), float(o.beta2)), warmup=float(o.warmup), min_lr=float(o.min_lr),
         grad_clip=float(o.grad_clip), patience=0 if gru else int(t.patience),
         w_events=float(t.loss.events), w_total=float(t.loss.total), w_cloud=float(t.loss.cloud),
-        blur=float(t.loss.blur), scaling=float(t.loss.scaling),
+        blur=float(t.loss.blur), scaling=float(t.loss.scaling), iters=int(t.loss.iters),
         all_positions=bool(t.all_positions), cloud_stride=int(t.cloud_stride), amp=amp,
         compile=bool(t.compile) and not gru, workers=int(cfg.data.workers),
         seed=int(cfg.seed) + (1 if gru else 0), stop_after=0 if gru else int(t.stop_after),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -30,28 +29,74 @@ _EPS = 1e-12
 # ---------------------------------------------------------------------------------------
 # optimal transport
 # ---------------------------------------------------------------------------------------
-@lru_cache(maxsize=8)
-def _samples_loss(blur: float, scaling: float):
-    from geomloss import SamplesLoss
+def _lse(t: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.logsumexp(t, dim=dim)
 
-    return SamplesLoss("sinkhorn", p=2, blur=blur, scaling=scaling, debias=True,
-                       backend="tensorized")
+
+def _cost(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``|x - y|^2 / 2`` [B, N, M]."""
+    return 0.5 * ((x[:, :, None, :] - y[:, None, :, :]) ** 2).sum(-1)
+
+
+def _schedule(c: torch.Tensor, eps: float, scaling: float, iters: int) -> list[float]:
+    e = max(float(c.max()), eps)
+    out = []
+    while e > eps:
+        out.append(e)
+        e *= scaling**2
+    return out + [eps] * iters
+
+
+def entropic_ot(a: torch.Tensor, x: torch.Tensor, b: torch.Tensor, y: torch.Tensor, eps: float,
+                scaling: float = 0.5, iters: int = 30, symmetric: bool = False) -> torch.Tensor:
+    """Entropic OT cost ``OT_eps(a, b)`` (dual value), cost ``|x - y|^2 / 2``, batched [B].
+
+    The dual potentials are found without gradients by log-domain Sinkhorn iterations with
+    epsilon-scaling (eps from the largest cost down to ``eps`` by factors ``scaling^2``, then
+    ``iters`` iterations at ``eps``; for ``symmetric`` problems, ``a = b`` and ``x = y``, the
+    averaged fixed-point update ``f <- (f + T(f)) / 2``, which converges in a few steps); the
+    value is then the dual objective ``<a, f> + <b, g> - eps <a x b, exp((f + g - C)/eps) - 1>``
+    evaluated with those fixed potentials, whose gradient is exact at convergence (envelope
+    theorem): the plan for the cost, the potentials for the weights.
+    """
+    cost = _cost(x, y)
+    la = torch.log(a.clamp_min(0)).to(cost.dtype)
+    lb = torch.log(b.clamp_min(0)).to(cost.dtype)
+    with torch.no_grad():
+        c = cost.detach()
+        f = torch.zeros_like(la)
+        g = torch.zeros_like(lb)
+        for e in _schedule(c, eps, scaling, iters):
+            if symmetric:
+                f = 0.5 * (f - e * _lse(la[:, None, :] + (f[:, None, :] - c) / e, -1))
+                g = f
+            else:
+                f = -e * _lse(lb[:, None, :] + (g[:, None, :] - c) / e, -1)
+                g = -e * _lse(la[:, :, None] + (f[:, :, None] - c) / e, -2)
+    fa = torch.where(a > 0, a * f, torch.zeros_like(f))
+    gb = torch.where(b > 0, b * g, torch.zeros_like(g))
+    plan = torch.exp(la[:, :, None] + lb[:, None, :] + (f[:, :, None] + g[:, None, :] - cost) / eps)
+    return fa.sum(-1) + gb.sum(-1) - eps * (plan.sum((-2, -1)) - 1.0)
 
 
 def sinkhorn_divergence(a: torch.Tensor, x: torch.Tensor, b: torch.Tensor, y: torch.Tensor,
-                        blur: float = 0.1, scaling: float = 0.7) -> torch.Tensor:
+                        blur: float = 0.1, scaling: float = 0.5, iters: int = 30) -> torch.Tensor:
     """Debiased Sinkhorn divergence between weighted clouds, batched.
 
     ``a`` [B, N], ``x`` [B, N, D], ``b`` [B, M], ``y`` [B, M, D]; weights summing to 1 per
     cloud (zero weights allowed: those points are ignored).  Cost ``|x - y|^2 / 2``, entropic
     regularisation ``eps = blur^2``:  ``S = OT_eps(a, b) - OT_eps(a, a)/2 - OT_eps(b, b)/2``
-    with ``OT_eps`` the entropic transport cost (dual value); ``S >= 0`` and ``S = 0`` iff the
-    clouds are equal (Feydy et al., 2019).  GeomLoss ``SamplesLoss`` (tensorized backend,
-    epsilon-scaling with ratio ``scaling``), differentiable in the points and weights.
-    Returns [B].
+    (:func:`entropic_ot`); ``S >= 0`` and ``S = 0`` iff the clouds are equal (Feydy et al.,
+    2019).  The same quantity as GeomLoss's ``SamplesLoss("sinkhorn", p=2, blur, debias=True)``
+    (tests compare both); written here because GeomLoss takes a single Sinkhorn step at the
+    final eps, which left its gradient ~8% off finite differences on our clouds, while the
+    converged potentials here give the exact gradient; it is also faster on the small
+    (K <= 10 points) clouds of a day.  Returns [B].
     """
-    loss = _samples_loss(float(blur), float(scaling))
-    return loss(a, x, b, y)
+    eps = float(blur) ** 2
+    return (entropic_ot(a, x, b, y, eps, scaling, iters)
+            - 0.5 * entropic_ot(a, x, a, x, eps, scaling, iters, symmetric=True)
+            - 0.5 * entropic_ot(b, y, b, y, eps, scaling, iters, symmetric=True))
 
 
 # ---------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class TrainConfig:
     w_cloud: float = 0.5
     blur: float = 0.1
     scaling: float = 0.5
+    iters: int = 10  # Sinkhorn iterations at the final eps (after epsilon-scaling)
     all_positions: bool = True
     cloud_stride: int = 0  # 0: cloud loss at the last position only
     amp: bool = False  # bf16 autocast (CUDA)
@@ -111,7 +112,7 @@ def losses(model: Forecaster, batch: dict[str, torch.Tensor], tc: TrainConfig,
     if tc.w_cloud > 0 and ok.any():
         a = out.cloud_logw.exp()[ok]
         s = sinkhorn_divergence(a, out.cloud_x[ok], yw[ok] / yw[ok].sum(-1, keepdim=True),
-                                yx[ok], tc.blur, tc.scaling)
+                                yx[ok], tc.blur, tc.scaling, tc.iters)
         cloud = s.mean()
     else:
         cloud = torch.zeros((), device=n.device)
@@ -142,7 +143,7 @@ class Trainer:
         self.rank = torch.distributed.get_rank() if dist else 0
         self.world = torch.distributed.get_world_size() if dist else 1
         self.net: nn.Module = self.model
-        if self.world > 1:
+        if dist:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if tc.compile and self.device.type == "cuda":
@@ -233,7 +234,7 @@ class Trainer:
             batch = _to(self.val_data.batch(rows[i: i + self.tc.batch_size]), self.device)
             terms = losses(self.model, batch, self.tc, False, self._autocast)
             bs = len(batch["rows"])
-            sums += torch.tensor([float(terms[k]) * bs for k in ("loss", "events", "total", "cloud")]
+            sums += torch.tensor([float(terms[k].detach()) * bs for k in ("loss", "events", "total", "cloud")]
                                  + [bs], dtype=torch.float64, device=self.device)
         if self.world > 1:
             torch.distributed.all_reduce(sums)
