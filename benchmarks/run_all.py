@@ -22,6 +22,7 @@ BENCHES = {
     "jko_step": "bench_jko_step.py",
     "accuracy": "bench_accuracy.py",
     "default_run": "bench_default_run.py",
+    "gdelt_train_sinkhorn": "bench_gdelt_train_sinkhorn.py",
 }
 
 

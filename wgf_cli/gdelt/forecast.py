@@ -40,8 +40,8 @@ def project_atoms(x: torch.Tensor, basis: StandardEvents, focal: torch.Tensor) -
     event = (x @ ev_vec.T).argmax(-1)  # [B, K]
     f = c_vec[focal.clamp_min(0)] * (focal >= 0)[:, None].to(x.dtype)  # [B, E]
     span = torch.stack([ev_vec[event], f[:, None, :].expand_as(x)], dim=-1)  # [B, K, E, 2]
-    coef = torch.linalg.lstsq(span, x.unsqueeze(-1), driver="gelsd" if x.device.type == "cpu"
-                              else None).solution
+    gram = span.transpose(-1, -2) @ span + 1e-6 * torch.eye(2, dtype=x.dtype, device=x.device)
+    coef = torch.linalg.solve(gram, span.transpose(-1, -2) @ x.unsqueeze(-1))  # normal equations
     resid = x - (span @ coef).squeeze(-1)
     score = resid @ c_vec.T  # [B, K, Q]
     score = score.masked_fill(torch.nn.functional.one_hot(focal.clamp_min(0), c_vec.shape[0])

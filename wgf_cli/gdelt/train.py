@@ -51,9 +51,9 @@ class TrainConfig:
     w_events: float = 1.0
     w_total: float = 0.1
     w_cloud: float = 0.5
-    blur: float = 0.1
+    blur: float = 0.3
     scaling: float = 0.5
-    iters: int = 10  # Sinkhorn iterations at the final eps (after epsilon-scaling)
+    iters: int = 20  # Sinkhorn iterations at the final eps (after epsilon-scaling)
     all_positions: bool = True
     cloud_stride: int = 0  # 0: cloud loss at the last position only
     amp: bool = False  # bf16 autocast (CUDA)
