@@ -55,8 +55,9 @@ def main() -> None:
             v, g = value_grad(fn, a, x, w, y)
             row[f"{name}_value_err"] = float((v - v_ref).abs().max() / v_ref.abs().max())
             row[f"{name}_grad_err"] = float((g - g_ref).norm() / g_ref.norm())
-        fns = {n: (lambda fn=fn: value_grad(fn, a, x, w, y)) for n, fn in (("ours", ours),
-                                                                            ("geomloss", geom))}
+        args4 = (a, x, w, y)
+        fns = {n: (lambda fn=fn, t=args4: value_grad(fn, *t))
+               for n, fn in (("ours", ours), ("geomloss", geom))}
         inner = {n: common.calibrate(f, device) for n, f in fns.items()}
         times = common.interleaved(fns, device, 3 if args.quick else 7, inner)
         row["ours_ms"] = 1e3 * common.median(times["ours"])

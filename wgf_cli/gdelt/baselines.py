@@ -102,7 +102,7 @@ def moving_average(data: SequenceData, clim: dict, window: int, smoothing: float
 
 
 def tune_smoothing(data: SequenceData, clim: dict, window: int,
-                   grid: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 50, 100)) -> float:
+                   grid: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)) -> float:
     """The smoothing of :func:`moving_average` with the lowest log loss on ``data``."""
     c, t = data.country.numpy(), data.target_day.numpy()
     y = data.build.counts[c, t].sum(-1)
