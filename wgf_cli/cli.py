@@ -235,6 +235,31 @@ def gdelt_build(
     _dispatch("gdelt-build", flags, overrides, multirun, show_config, quiet)
 
 
+@app.command("gdelt-train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def gdelt_train(
+    overrides: Overrides = None,
+    build: Annotated[str | None, typer.Option("--build", help="A gdelt-build folder (data.build_dir).",
+                                              show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs (train.epochs).",
+                                               show_default=False)] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Run folder to continue (resume).",
+                                               show_default=False)] = None,
+    device: Device = None,
+    seed: Seed = None,
+    multirun: Multirun = False,
+    show_config: ShowConfig = False,
+    quiet: Quiet = False,
+) -> None:
+    """Forecast a country's next-day GDELT events with a causal transformer over days.
+
+    Examples: `wgf gdelt-train experiment=gdelt_train`; `wgf gdelt-train --build PATH
+    --epochs 20`; `wgf gdelt-train resume=outputs/2026-01-01/12-00-00`.
+    """
+    flags = {"data.build_dir": build, "train.epochs": epochs, "resume": resume, "device": device,
+             "seed": seed}
+    _dispatch("gdelt-train", flags, overrides, multirun, show_config, quiet)
+
+
 @app.command()
 def report(
     runs_dir: Annotated[str, typer.Argument(help="Folder of the preset runs (make reproduce).")] = "outputs/reproduce",

@@ -15,4 +15,5 @@ COMMANDS: dict[str, Command] = {
     "renyi-mi": Command("renyi-mi", "renyi_mi", "wgf_cli.experiments.renyi_mi"),
     "wgan": Command("wgan", "wgan", "wgf_cli.experiments.wgan"),
     "gdelt-build": Command("gdelt-build", "gdelt_build", "wgf_cli.experiments.gdelt_build"),
+    "gdelt-train": Command("gdelt-train", "gdelt_train", "wgf_cli.experiments.gdelt_train"),
 }

@@ -1,0 +1,359 @@
+"""`wgf gdelt-train`: train the next-day event forecaster on a `wgf gdelt-build` folder.
+
+Per epoch ``metrics.csv`` has train/val losses (total, per-event cross entropy, count NLL,
+Sinkhorn), lr, sequences/s and the best epoch; ``checkpoints/last.pt`` holds everything a
+resumed run needs (``resume=<run folder>``).  At the end the best model and the baselines
+(persistence, climatology, moving average, a GRU, the oracle when the build has one) are
+scored on the test split; ``forecasts.parquet`` has one row per test day; plots: learning
+curves, reliability diagram, metric table, example forecasts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from wgf_cli.errors import ConfigError
+from wgf_cli.experiments import common as C
+from wgf_cli.presets import Claim, Preset
+
+log = logging.getLogger(__name__)
+
+METHODS = ["model", "gru", "persistence", "moving_average", "climatology", "oracle"]
+SUMMARY_KEYS = {
+    "test_log_loss": "per-event root-code cross entropy of the model on the test split (nats)",
+    "test_brier": "Brier score of the root-code distribution",
+    "test_quad_kl": "KL(actual quad-class distribution || forecast)",
+    "test_f1_micro": "multi-label F1 (micro) of the root codes that occur (P >= 0.5)",
+    "test_f1_weighted": "multi-label F1 (weighted by support)",
+    "test_hamming": "Hamming loss of the occurring root codes",
+    "test_ece": "expected calibration error of the occurrence probabilities",
+    "test_rouge1": "ROUGE-1 F1 of forecast vs actual phrase lists", "test_rouge2": "ROUGE-2 F1",
+    "test_rougeL": "ROUGE-L F1", "test_sinkhorn": "Sinkhorn divergence forecast vs actual cloud",
+    "<baseline>_<metric>": "the same metrics for gru, persistence, moving_average, climatology, "
+                           "oracle (no cloud/text for the oracle)",
+    "skill_vs_oracle": "(LL_climatology - LL_model) / (LL_climatology - LL_oracle) (synthetic)",
+    "beats_all_baselines": "model log loss below every non-oracle baseline's",
+    "epochs": "epochs trained", "best_epoch": "epoch of the best validation loss (model used)",
+    "stopped_early": "early stopping ended training", "sequences_per_s": "training throughput",
+    "device": "device", "wall_s": "wall time of the run", "test_days": "test sequences scored",
+    "smoothing": "pseudo-events of climatology in persistence / moving average",
+}
+HEADLINE = ["skill_vs_oracle", "test_log_loss"]
+
+_TOY = ["data.build_dir=tests/fixtures/gdelt_train_build", "train.epochs=1", "train.per_epoch=64",
+        "train.batch_size=32", "model.d_model=16", "model.ff=32", "model.layers=1",
+        "baselines.gru.epochs=1", "data.max_eval=40", "train.max_val=40", "eval.samples=20"]
+
+PRESETS = [
+    Preset("gdelt_train", "Next-day GDELT event forecasts on the synthetic gdelt-build "
+           "(Markov-switching regimes): transformer vs persistence, climatology, moving average, "
+           "GRU and the exact HMM oracle.",
+           ["test_log_loss", "climatology_log_loss", "oracle_log_loss", "skill_vs_oracle",
+            "test_f1_micro", "test_rouge1", "test_sinkhorn", "sequences_per_s", "epochs"],
+           [Claim("beats_all_baselines", "==", True,
+                  "the transformer's test log loss is below persistence, climatology, the "
+                  "moving average and the GRU"),
+            Claim("skill_vs_oracle", ">=", 0.8,
+                  "skill (LL_clim - LL_model)/(LL_clim - LL_oracle) against the exact HMM oracle")],
+           figures=["learning_curves.png", "reliability.png", "metric_table.png",
+                    "example_forecasts.png"],
+           toy=_TOY,
+           full=["train.epochs=40", "train.per_epoch=0", "model.d_model=128", "model.layers=4",
+                 "model.ff=256", "train.patience=5", "baselines.gru.epochs=10",
+                 "baselines.gru.d_model=64"]),
+]
+
+
+# ----------------------------------------------------------------------------------------
+# validation
+# ----------------------------------------------------------------------------------------
+def _resume_dir(cfg: DictConfig) -> Path | None:
+    value = cfg.get("resume", False)
+    if isinstance(value, bool) or value is None:
+        return None
+    return Path(str(value)).expanduser()
+
+
+def _checkpoint_meta(path: Path) -> dict:
+    import torch
+
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    return ck.get("meta", {})
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every check that can fail before work starts; one-line :class:`ConfigError`."""
+    from wgf_cli.gdelt.data import BuildError, check_build
+
+    C.integer(cfg, "seed", minimum=0)
+    C.resolve_device(cfg)
+    C.choice(cfg, "dtype", ["float32", "float64"])
+    C.integer(cfg, "threads", minimum=0)
+    resume = C.get(cfg, "resume")
+    if not isinstance(resume, bool | str):
+        raise ConfigError(f"resume must be false, true or a run folder, got {resume!r}")
+    context = C.integer(cfg, "data.context", minimum=2)
+    C.integer(cfg, "data.max_train", minimum=0)
+    C.integer(cfg, "data.max_eval", minimum=0)
+    C.integer(cfg, "data.workers", minimum=0)
+    C.integer(cfg, "train.epochs", minimum=1)
+    C.integer(cfg, "train.batch_size", minimum=1)
+    C.integer(cfg, "train.per_epoch", minimum=0)
+    C.integer(cfg, "train.patience", minimum=0)
+    C.integer(cfg, "train.stop_after", minimum=0)
+    C.integer(cfg, "train.cloud_stride", minimum=0)
+    C.integer(cfg, "train.max_val", minimum=0)
+    C.boolean(cfg, "train.all_positions")
+    C.boolean(cfg, "train.compile")
+    C.choice(cfg, "train.amp", ["auto", True, False])
+    for k in ("events", "total", "cloud"):
+        C.number(cfg, f"train.loss.{k}", minimum=0.0)
+    C.number(cfg, "train.loss.blur", positive=True)
+    C.integer(cfg, "train.loss.iters", minimum=1)
+    sc = C.number(cfg, "train.loss.scaling", positive=True)
+    if sc >= 1:
+        raise ConfigError(f"train.loss.scaling must be in (0, 1), got {sc}")
+    C.choice(cfg, "model.backbone", ["transformer", "gru"])
+    d = C.integer(cfg, "model.d_model", minimum=4)
+    h = C.integer(cfg, "model.heads", minimum=1)
+    if d % h:
+        raise ConfigError(f"model.d_model={d} must be divisible by model.heads={h}")
+    C.integer(cfg, "model.layers", minimum=1)
+    C.integer(cfg, "model.ff", minimum=1)
+    C.integer(cfg, "model.set_heads", minimum=1)
+    C.number(cfg, "model.dropout", minimum=0.0, maximum=0.9)
+    C.choice(cfg, "model.count_dist", ["negbin", "poisson"])
+    C.number(cfg, "optim.lr", positive=True)
+    C.number(cfg, "optim.weight_decay", minimum=0.0)
+    C.number(cfg, "optim.beta1", minimum=0.0, maximum=0.9999)
+    C.number(cfg, "optim.beta2", minimum=0.0, maximum=0.99999)
+    C.number(cfg, "optim.warmup", minimum=0.0, maximum=1.0)
+    C.number(cfg, "optim.min_lr", minimum=0.0, maximum=1.0)
+    C.number(cfg, "optim.grad_clip", minimum=0.0)
+    C.integer(cfg, "eval.samples", minimum=1)
+    C.integer(cfg, "eval.top_events", minimum=1)
+    C.integer(cfg, "eval.bins", minimum=2)
+    C.integer(cfg, "eval.examples", minimum=0)
+    C.integer(cfg, "baselines.window", minimum=1)
+    sm = C.get(cfg, "baselines.smoothing")
+    if sm != "auto":
+        C.number(cfg, "baselines.smoothing", positive=True)
+    C.integer(cfg, "baselines.cloud_days", minimum=1)
+    C.boolean(cfg, "baselines.gru.enabled")
+    C.integer(cfg, "baselines.gru.d_model", minimum=4)
+    C.integer(cfg, "baselines.gru.layers", minimum=1)
+    C.integer(cfg, "baselines.gru.epochs", minimum=1)
+
+    embedding = None
+    rdir = _resume_dir(cfg)
+    if rdir is not None:
+        ck = rdir / "checkpoints" / "last.pt"
+        if not ck.is_file():
+            raise ConfigError(f"resume: no checkpoint at {ck} (give the folder of a gdelt-train run)")
+        meta = _checkpoint_meta(ck)
+        embedding = (meta.get("embedding"), meta.get("embedding_dim"))
+    try:
+        check_build(Path(str(C.get(cfg, "data.build_dir"))).expanduser(), context, embedding)
+    except BuildError as exc:
+        raise ConfigError(f"data.build_dir: {exc}") from None
+
+
+# ----------------------------------------------------------------------------------------
+# the run
+# ----------------------------------------------------------------------------------------
+def _distributed(device: str) -> tuple[int, int, str]:
+    """Initialise torch.distributed under torchrun (WORLD_SIZE > 1): (rank, world, device)."""
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    rank = torch.distributed.get_rank()
+    if device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    return rank, world, device
+
+
+def _train_config(cfg: DictConfig, device: str, gru: bool = False):
+    from wgf_cli.gdelt.train import TrainConfig
+
+    t, o = cfg.train, cfg.optim
+    amp = (device.startswith("cuda") if t.amp == "auto" else bool(t.amp))
+    return TrainConfig(
+        epochs=int(cfg.baselines.gru.epochs) if gru else int(t.epochs),
+        batch_size=int(t.batch_size), lr=float(o.lr), weight_decay=float(o.weight_decay),
+        betas=(float(o.beta1), float(o.beta2)), warmup=float(o.warmup), min_lr=float(o.min_lr),
+        grad_clip=float(o.grad_clip), patience=0 if gru else int(t.patience),
+        w_events=float(t.loss.events), w_total=float(t.loss.total), w_cloud=float(t.loss.cloud),
+        blur=float(t.loss.blur), scaling=float(t.loss.scaling), iters=int(t.loss.iters),
+        all_positions=bool(t.all_positions), cloud_stride=int(t.cloud_stride), amp=amp,
+        compile=bool(t.compile) and not gru, workers=int(cfg.data.workers),
+        seed=int(cfg.seed) + (1 if gru else 0), stop_after=0 if gru else int(t.stop_after),
+        max_val=int(t.max_val), per_epoch=int(t.per_epoch))
+
+
+def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
+    import torch
+
+    from wgf_cli.gdelt.model import Forecaster, ModelConfig
+
+    m = cfg.model
+    mc = ModelConfig(build.n_countries, build.dim, build.k, int(cfg.data.context),
+                     "gru" if gru else str(m.backbone),
+                     int(cfg.baselines.gru.d_model) if gru else int(m.d_model),
+                     int(cfg.baselines.gru.layers) if gru else int(m.layers), int(m.heads),
+                     int(m.ff), float(m.dropout), int(m.set_heads), str(m.count_dist))
+    torch.manual_seed(int(cfg.seed) + (1 if gru else 0))
+    model = Forecaster(mc)
+    model.init_biases(torch.as_tensor(clim["cells"].mean(0), dtype=torch.float32),
+                      float(clim["total"].mean()))
+    return model.to(dtype)
+
+
+def run(cfg: DictConfig, run) -> dict[str, Any]:
+    import torch
+
+    from wgf_cli.gdelt import baselines as B
+    from wgf_cli.gdelt.data import SequenceData, load_build
+    from wgf_cli.gdelt.train import Trainer
+
+    t_start = time.perf_counter()
+    if int(cfg.threads) > 0:
+        torch.set_num_threads(int(cfg.threads))
+    device = C.resolve_device(cfg)
+    rank, world, device = _distributed(device)
+    dtype = getattr(torch, str(cfg.dtype))
+    torch.manual_seed(int(cfg.seed))
+    context = int(cfg.data.context)
+
+    build = load_build(Path(str(cfg.data.build_dir)).expanduser(), context)
+    train = SequenceData(build, "train", context, int(cfg.data.max_train))
+    val = SequenceData(build, "validation", context)
+    test = SequenceData(build, "test", context, int(cfg.data.max_eval))
+    for name, d in (("train", train), ("validation", val), ("test", test)):
+        if len(d) == 0:
+            raise ValueError(f"the build has no {name} sequences")
+    clim = B.climatology_tables(build, int(train.target_day.max()), int(cfg.baselines.cloud_days))
+    log.info("build %s: %d countries, %d days, %d/%d/%d sequences, k=%d, %s %d-d",
+             build.root, build.n_countries, len(build.days), len(train), len(val), len(test),
+             build.k, build.dataset.get("embedding"), build.dim)
+
+    model = _new_model(cfg, build, clim, dtype)
+    trainer = Trainer(model, train, val, _train_config(cfg, device), device)
+    meta = {"embedding": build.dataset.get("embedding"), "embedding_dim": build.dim,
+            "build_dir": str(build.root), "model_config": model.cfg.to_dict()}
+
+    # resume --------------------------------------------------------------------------
+    rdir = _resume_dir(cfg)
+    ck = None
+    if rdir is not None:
+        ck = torch.load(rdir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+        if rdir.resolve() != run.dir:
+            rows = [r for r in _read_jsonl(rdir / "metrics.jsonl") if r["step"] <= ck["epoch"]]
+            for r in rows:
+                run.log_metrics(**r)
+    elif cfg.resume is True:
+        ck = run.load_checkpoint()
+    if ck is not None:
+        if ck["meta"]["model_config"] != meta["model_config"]:
+            raise ValueError("resume: the checkpoint's model differs from this config's "
+                             f"({ck['meta']['model_config']} vs {meta['model_config']})")
+        trainer.load_state_dict(ck["trainer"])
+        if rdir is None:
+            run.truncate_metrics(int(ck["epoch"]))
+        log.info("resumed after epoch %d", ck["epoch"])
+
+    def on_epoch(epoch: int, row: dict) -> None:
+        if rank != 0:
+            return
+        run.log_metrics(epoch, **row)
+        run.save_checkpoint({"trainer": trainer.state_dict(), "epoch": epoch, "meta": meta})
+        log.info("epoch %d: %s", epoch, " ".join(f"{k}={v:.4g}" for k, v in row.items()))
+
+    remaining = int(cfg.train.epochs) - trainer.state.epoch
+    with run.progress(max(remaining, 0), "gdelt-train") as bar:
+        trainer.fit(on_epoch=lambda e, r: (on_epoch(e, r), bar.advance(val=r["val_loss"])))
+    st = trainer.state
+    seq_s = float(np.mean([h["sequences_per_s"] for h in st.history])) if st.history else math.nan
+    if world > 1:
+        torch.distributed.barrier()
+    if rank != 0:
+        return {}
+    summary: dict[str, Any] = {"epochs": st.epoch, "best_epoch": st.best_epoch,
+                               "stopped_early": st.stopped_early, "sequences_per_s": seq_s,
+                               "device": device, "train_sequences": len(train),
+                               "test_days": len(test)}
+    if not trainer.finished():  # stop_after: a planned pause, resume continues
+        summary.update(finished=False, wall_s=time.perf_counter() - t_start)
+        run.save_summary(summary)
+        return summary
+    trainer.load_best()
+
+    # baselines and evaluation ----------------------------------------------------------
+    from wgf_cli.gdelt.train import predict
+
+    preds = {"model": _as_prediction("model", predict(trainer.model, test, device=device))}
+    if bool(cfg.baselines.gru.enabled):
+        gru = _new_model(cfg, build, clim, dtype, gru=True)
+        gtrainer = Trainer(gru, train, val, _train_config(cfg, device, gru=True), device)
+        gtrainer.fit()
+        gtrainer.load_best()
+        summary["gru_epochs"] = gtrainer.state.epoch
+        preds["gru"] = _as_prediction("gru", predict(gru, test, device=device))
+    sm = cfg.baselines.smoothing
+    win = int(cfg.baselines.window)
+    s_pers = B.tune_smoothing(val, clim, 1) if sm == "auto" else float(sm)
+    s_ma = B.tune_smoothing(val, clim, win) if sm == "auto" else float(sm)
+    summary["smoothing"] = s_pers
+    preds["persistence"] = B.moving_average(test, clim, 1, s_pers, "persistence")
+    preds["moving_average"] = B.moving_average(test, clim, win, s_ma, "moving_average")
+    preds["climatology"] = B.climatology(test, clim)
+    orc = B.oracle(test)
+    if orc is not None:
+        preds["oracle"] = orc
+
+    from wgf_cli.experiments import gdelt_train_eval as E
+
+    scores, texts, rel = E.evaluate(preds, test, build, cfg, device)
+    for name, sc in scores.items():
+        prefix = "test" if name == "model" else name
+        summary.update({f"{prefix}_{k}": v for k, v in sc.items()})
+    ll = {n: s["log_loss"] for n, s in scores.items()}
+    base = [n for n in ll if n not in ("model", "oracle")]
+    summary["beats_all_baselines"] = bool(all(ll["model"] < ll[n] for n in base))
+    if "oracle" in ll:
+        den = ll["climatology"] - ll["oracle"]
+        summary["skill_vs_oracle"] = (ll["climatology"] - ll["model"]) / den if den > 0 else math.nan
+    E.write_forecasts(run, preds["model"], test, build, texts["model"])
+    E.plots(run, st.history, scores, rel, preds, test, build, texts, int(cfg.eval.examples))
+    summary["wall_s"] = time.perf_counter() - t_start
+    summary["finished"] = True
+    run.save_summary(summary)
+    return summary
+
+
+def _as_prediction(name: str, p: dict):
+    from wgf_cli.gdelt.baselines import Prediction
+
+    return Prediction(name, p["root_probs"], p["quad_probs"], p["occur_probs"], p["total_mean"],
+                      p["alpha"], p["cloud_x"], p["cloud_w"])
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    import json
+
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

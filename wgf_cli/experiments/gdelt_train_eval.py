@@ -1,0 +1,201 @@
+"""Test-split evaluation, forecast texts, ``forecasts.parquet`` and plots of `wgf gdelt-train`."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import torch
+
+from wgf_cli.gdelt import forecast as F
+from wgf_cli.gdelt import metrics as M
+from wgf_cli.gdelt.baselines import Prediction
+from wgf_cli.gdelt.data import GdeltBuild, SequenceData
+
+LABELS = {"model": "transformer", "gru": "GRU", "persistence": "persistence",
+          "moving_average": "moving average", "climatology": "climatology", "oracle": "oracle"}
+
+
+def _focal(build: GdeltBuild, test: SequenceData) -> torch.Tensor:
+    where = {str(c): i for i, c in enumerate(build.standard.country_codes)}
+    return torch.tensor([where.get(str(build.countries[c]), -1) for c in test.country.tolist()])
+
+
+def _sinkhorn(pred: Prediction, ax: np.ndarray, aw: np.ndarray, blur: float,
+              chunk: int = 256) -> float:
+    fw = pred.cloud_w.sum(-1)
+    ok = np.flatnonzero((aw.sum(-1) > 0) & (fw > 0))
+    vals = []
+    for i in range(0, len(ok), chunk):
+        j = ok[i: i + chunk]
+        a = torch.as_tensor(pred.cloud_w[j] / fw[j, None], dtype=torch.float32)
+        b = torch.as_tensor(aw[j] / aw[j].sum(-1, keepdims=True), dtype=torch.float32)
+        vals.append(M.sinkhorn_divergence(a, torch.as_tensor(pred.cloud_x[j], dtype=torch.float32),
+                                          b, torch.as_tensor(ax[j], dtype=torch.float32),
+                                          blur).numpy())
+    return float(np.concatenate(vals).mean()) if vals else float("nan")
+
+
+def texts_for(pred: Prediction, build: GdeltBuild, test: SequenceData, focal: torch.Tensor,
+              samples: int, top: int, seed: int, chunk: int = 128) -> tuple[list[list[str]], np.ndarray]:
+    """Forecast phrase lists and standard-event probabilities [N, P] of one method."""
+    basis = build.standard
+    gen = torch.Generator().manual_seed(seed)
+    phrases, probs_all = [], []
+    names = [build.standard.country_name(str(build.countries[c])) for c in test.country.tolist()]
+    for i in range(0, len(test), chunk):
+        sl = slice(i, min(len(test), i + chunk))
+        x = torch.as_tensor(pred.cloud_x[sl], dtype=torch.float32)
+        w = torch.as_tensor(pred.cloud_w[sl], dtype=torch.float32)
+        w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
+        proj = F.project_atoms(x, basis, focal[sl])
+        mu = torch.as_tensor(pred.total_mean[sl], dtype=torch.float64)
+        alpha = None if pred.alpha is None else torch.as_tensor(pred.alpha[sl], dtype=torch.float64)
+        probs = F.event_probabilities(proj, w, mu, alpha, len(basis.codes), samples, gen).numpy()
+        ev, pa, wn = proj.event.numpy(), proj.partner.numpy(), w.numpy()
+        for r in range(probs.shape[0]):
+            phrases.append(F.forecast_phrases(probs[r], ev[r], pa[r], wn[r], names[i + r], basis, top))
+        probs_all.append(probs)
+    return phrases, np.concatenate(probs_all)
+
+
+def actual_texts(build: GdeltBuild, test: SequenceData, focal: torch.Tensor, top: int) -> list[list[str]]:
+    c, t = test.country.numpy(), test.target_day.numpy()
+    x = torch.as_tensor(build.points[c, t], dtype=torch.float32)
+    w = build.weights[c, t]
+    proj = F.project_atoms(x, build.standard, focal)
+    names = [build.standard.country_name(str(build.countries[k])) for k in c]
+    return [F.actual_phrases(proj.event[i].numpy(), proj.partner[i].numpy(), w[i], names[i],
+                             build.standard, top) for i in range(len(c))]
+
+
+def evaluate(preds: dict[str, Prediction], test: SequenceData, build: GdeltBuild, cfg,
+             device: str) -> tuple[dict[str, dict], dict[str, Any], dict[str, dict]]:
+    """Scores of every method, their phrase lists (plus ``actual``) and reliability tables."""
+    c, t = test.country.numpy(), test.target_day.numpy()
+    y = build.counts[c, t]
+    ax, aw = build.points[c, t].astype(np.float32), build.weights[c, t]
+    focal = _focal(build, test)
+    top, samples = int(cfg.eval.top_events), int(cfg.eval.samples)
+    texts: dict[str, Any] = {"actual": actual_texts(build, test, focal, top)}
+    scores, rel = {}, {}
+    for name, p in preds.items():
+        s = M.score(y, p.root_probs, p.quad_probs, p.occur_probs, int(cfg.eval.bins))
+        rel[name] = M.reliability(y.sum(-1) > 0, p.occur_probs, int(cfg.eval.bins))
+        if p.cloud_x is not None:
+            s["sinkhorn"] = _sinkhorn(p, ax, aw, float(cfg.train.loss.blur))
+            ph, probs = texts_for(p, build, test, focal, samples, top, int(cfg.seed))
+            texts[name] = ph
+            if name == "model":
+                texts["model_event_probs"] = probs
+            r = [M.rouge(f, a) for f, a in zip(ph, texts["actual"], strict=True)]
+            for k in ("rouge1", "rouge2", "rougeL"):
+                s[k] = float(np.mean([x[k] for x in r]))
+        scores[name] = s
+    return scores, texts, rel
+
+
+def write_forecasts(run, pred: Prediction, test: SequenceData, build: GdeltBuild,
+                    phrases: list[list[str]]) -> None:
+    """``forecasts.parquet``: one row per test day (probabilities, phrases, scores)."""
+    import pandas as pd
+
+    from wgf_cli.run import atomic_write
+
+    c, t = test.country.numpy(), test.target_day.numpy()
+    y = build.counts[c, t].sum(-1)
+    ll = M.log_loss(y, pred.root_probs)
+    actual = actual_texts(build, test, _focal(build, test), max(len(p) for p in phrases) or 1)
+    df = pd.DataFrame({
+        "seq_id": test.table["seq_id"].to_numpy(), "country": build.countries[c],
+        "date": build.days[t], "total": build.total[c, t], "pred_total_mean": pred.total_mean,
+        "root_probs": list(pred.root_probs.astype(np.float32)),
+        "occur_probs": list(pred.occur_probs.astype(np.float32)),
+        "quad_probs": list(pred.quad_probs.astype(np.float32)),
+        "actual_root_counts": list(y.astype(np.int32)),
+        "forecast_phrases": phrases, "actual_phrases": actual,
+        "log_loss": ll,
+        "rouge1": [M.rouge(f, a)["rouge1"] for f, a in zip(phrases, actual, strict=True)]})
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write(run.dir / "forecasts.parquet", buf.getvalue())
+
+
+# ----------------------------------------------------------------------------------------
+# plots
+# ----------------------------------------------------------------------------------------
+def plots(run, history: list[dict], scores: dict, rel: dict, preds: dict, test: SequenceData,
+          build: GdeltBuild, texts: dict, examples: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if history:
+        ep = np.arange(1, len(history) + 1)
+        fig, axs = plt.subplots(1, 3, figsize=(13, 3.5))
+        axs[0].plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+        axs[0].plot(ep, [h["val_loss"] for h in history], "s-", label="validation")
+        axs[0].set_title("total loss")
+        axs[1].plot(ep, [h["train_events"] for h in history], "o-", label="train")
+        axs[1].plot(ep, [h["val_log_loss"] for h in history], "s-", label="validation")
+        for name, style in (("climatology", ":"), ("oracle", "--")):
+            if name in scores:
+                axs[1].axhline(scores[name]["log_loss"], ls=style, c="gray",
+                               label=f"test {LABELS[name]}")
+        axs[1].set_title("per-event cross entropy (nats)")
+        axs[2].plot(ep, [h["train_cloud"] for h in history], "o-", label="train")
+        axs[2].plot(ep, [h["val_sinkhorn"] for h in history], "s-", label="validation")
+        axs[2].set_title("Sinkhorn divergence of the day cloud")
+        for a in axs:
+            a.set_xlabel("epoch")
+            a.legend(fontsize=7)
+        run.save_plot(fig, "learning_curves.png")
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot([0, 1], [0, 1], c="gray", lw=0.8)
+    for name, r in rel.items():
+        m = r["count"] > 0
+        ax.plot(r["mean"][m], r["freq"][m], "o-", ms=3,
+                label=f"{LABELS.get(name, name)} (ECE {r['ece']:.3f})")
+    ax.set_xlabel("forecast P(root code occurs)")
+    ax.set_ylabel("observed frequency")
+    ax.set_title("reliability diagram (test)")
+    ax.legend(fontsize=7)
+    run.save_plot(fig, "reliability.png")
+
+    cols = ["log_loss", "brier", "quad_kl", "f1_micro", "f1_weighted", "hamming", "ece",
+            "rouge1", "rouge2", "rougeL", "sinkhorn"]
+    names = list(scores)
+    cell = [[f"{scores[n][k]:.4f}" if k in scores[n] else "—" for k in cols] for n in names]
+    fig, ax = plt.subplots(figsize=(13, 0.45 * len(names) + 0.8))
+    ax.axis("off")
+    tab = ax.table(cellText=cell, rowLabels=[LABELS.get(n, n) for n in names], colLabels=cols,
+                   loc="center")
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(8)
+    ax.set_title("test metrics per method")
+    run.save_plot(fig, "metric_table.png")
+
+    if examples > 0 and "model" in texts:
+        countries = list(dict.fromkeys(test.country.tolist()))[:examples]
+        fig, axs = plt.subplots(len(countries), 1, figsize=(11, 2.7 * len(countries)), squeeze=False)
+        t = test.target_day.numpy()
+        for ax, c in zip(axs[:, 0], countries, strict=True):
+            i = int(np.flatnonzero(test.country.numpy() == c)[-1])
+            y = build.counts[c, t[i]].sum(-1)
+            x = np.arange(1, 21)
+            ax.bar(x - 0.2, y / max(y.sum(), 1), 0.4, label="actual")
+            ax.bar(x + 0.2, preds["model"].root_probs[i], 0.4, label="forecast")
+            if "oracle" in preds:
+                ax.plot(x, preds["oracle"].root_probs[i], "k_", ms=10, label="oracle")
+            ax.set_xticks(x)
+            ax.set_xlabel("CAMEO root code")
+            ax.set_title(f"{build.countries[c]} {build.days[t[i]]}", fontsize=9)
+            txt = ("forecast: " + "; ".join(texts["model"][i][:3]) + "\nactual:   "
+                   + "; ".join(texts["actual"][i][:3]))
+            ax.text(1.01, 0.5, txt, transform=ax.transAxes, fontsize=7, va="center", wrap=True)
+            ax.legend(fontsize=7, loc="upper left")
+        fig.subplots_adjust(right=0.55, hspace=0.6)
+        run.save_plot(fig, "example_forecasts.png")

@@ -1,0 +1,259 @@
+"""Reading a ``wgf gdelt-build`` folder (the dataset contract, version 1) for training.
+
+:func:`check_build` validates a folder cheaply (manifest only) and raises :class:`BuildError`
+with one line; :func:`load_build` reads everything into a :class:`GdeltBuild`;
+:class:`SequenceData` turns the sequence index into batches of tensors:
+
+- context features per day (``feats`` [B, L, F]): log1p of the 20 x 4 root-code x QuadClass
+  counts, log1p of the total, Goldstein mean and std (/10), multi-country fraction, and the day
+  of week; the day's k weighted points on the embedding sphere (``points`` [B, L, K, E],
+  ``weights`` [B, L, K]) and the country index;
+- targets for every position (the next day of each context day; the last one is the
+  sequence's target day): counts [B, L, 80], total [B, L], points and weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+BUILD_COMMAND = "wgf gdelt-build experiment=gdelt_synthetic"
+N_ROOT, N_QUAD = 20, 4
+N_CELLS = N_ROOT * N_QUAD
+N_FEATS = N_CELLS + 4  # cells, log total, goldstein mean, goldstein std, multi fraction
+
+
+class BuildError(ValueError):
+    """A build folder that cannot be used; the message is one line."""
+
+
+def read_manifest(build_dir: str | Path) -> dict:
+    """The ``dataset`` object of ``<build>/manifest.json`` (checked for version 1)."""
+    root = Path(build_dir)
+    if not root.is_dir():
+        raise BuildError(f"no gdelt-build folder at {root}; build one with `{BUILD_COMMAND}` "
+                         "(or point data.build_dir=PATH at a build)")
+    path = root / "manifest.json"
+    if not path.is_file():
+        raise BuildError(f"{root} is not a gdelt-build folder (no manifest.json); build one "
+                         f"with `{BUILD_COMMAND}`")
+    try:
+        ds = json.loads(path.read_text())["dataset"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise BuildError(f"{path} has no \"dataset\" object; rebuild with `{BUILD_COMMAND}`") from None
+    if ds.get("version") != 1:
+        raise BuildError(f"{path}: dataset version {ds.get('version')!r}, this gdelt-train reads "
+                         "version 1")
+    return ds
+
+
+def check_build(build_dir: str | Path, context: int, embedding: tuple[str, int] | None = None) -> dict:
+    """Check a build folder before any work: files present, sequences at least ``context`` days
+    long, and (when given) the embedding ``(name, dim)`` a checkpoint was trained with."""
+    root = Path(build_dir)
+    ds = read_manifest(root)
+    for rel in ("descriptors/descriptors.npz", "descriptors/standard_events.npz",
+                "sequences/index.parquet"):
+        if not (root / rel).is_file():
+            raise BuildError(f"{root}: {rel} is missing (an unfinished build?); rebuild with "
+                             f"`{BUILD_COMMAND}`")
+    if int(ds.get("context", 0)) < context:
+        raise BuildError(f"the build's sequences have {ds.get('context')} context days, shorter "
+                         f"than data.context={context}; rebuild with longer sequences or lower "
+                         "data.context")
+    if embedding is not None:
+        name, dim = embedding
+        if (ds.get("embedding"), int(ds.get("embedding_dim", -1))) != (name, int(dim)):
+            raise BuildError(f"the build uses embedding {ds.get('embedding')} "
+                             f"({ds.get('embedding_dim')}-d) but the checkpoint was trained on "
+                             f"{name} ({dim}-d); resume only on a build with the same embedding")
+    return ds
+
+
+@dataclass
+class StandardEvents:
+    """The basis of standard events and the country vectors (forecast text)."""
+
+    codes: np.ndarray
+    phrases: np.ndarray
+    vectors: np.ndarray  # [P, E] float32
+    country_codes: np.ndarray
+    country_names: np.ndarray
+    country_vectors: np.ndarray  # [Q, E] float32
+
+    def country_name(self, code: str) -> str:
+        hit = np.flatnonzero(self.country_codes == code)
+        return str(self.country_names[hit[0]]) if len(hit) else str(code)
+
+
+@dataclass
+class GdeltBuild:
+    """Everything gdelt-train reads from one build folder (arrays indexed [country, day])."""
+
+    root: Path
+    dataset: dict
+    countries: np.ndarray
+    days: np.ndarray
+    counts: np.ndarray  # [C, D, 20, 4] int32
+    total: np.ndarray
+    goldstein_mean: np.ndarray
+    goldstein_std: np.ndarray
+    multi_frac: np.ndarray
+    observed: np.ndarray
+    points: np.ndarray  # [C, D, K, E] float16
+    weights: np.ndarray  # [C, D, K]
+    partners: np.ndarray
+    standard: StandardEvents
+    index: pd.DataFrame
+    oracle: dict[str, np.ndarray] | None
+
+    @property
+    def k(self) -> int:
+        return int(self.points.shape[2])
+
+    @property
+    def dim(self) -> int:
+        return int(self.points.shape[3])
+
+    @property
+    def n_countries(self) -> int:
+        return int(len(self.countries))
+
+    @property
+    def context(self) -> int:
+        return int(self.dataset["context"])
+
+    def split(self, name: str) -> pd.DataFrame:
+        return self.index[self.index["split"] == name].reset_index(drop=True)
+
+    def weekday(self) -> np.ndarray:
+        """Day of week (Monday 0) of every day."""
+        return np.array([date(int(d) // 10000, int(d) // 100 % 100, int(d) % 100).weekday()
+                         for d in self.days], dtype=np.int64)
+
+
+def load_build(build_dir: str | Path, context: int = 50) -> GdeltBuild:
+    """Read a build folder (after :func:`check_build`); checks shapes against the contract."""
+    root = Path(build_dir)
+    ds = check_build(root, context)
+    with np.load(root / "descriptors" / "descriptors.npz") as z:
+        arr = {k: z[k] for k in z.files}
+    with np.load(root / "descriptors" / "standard_events.npz") as z:
+        std = StandardEvents(**{k: z[k] for k in ("codes", "phrases", "vectors", "country_codes",
+                                                  "country_names", "country_vectors")})
+    oracle = None
+    if ds.get("oracle") and (root / "oracle.npz").is_file():
+        with np.load(root / "oracle.npz") as z:
+            oracle = {k: z[k] for k in z.files}
+    index = pd.read_parquet(root / "sequences" / "index.parquet")
+    n_c, n_d = arr["total"].shape
+    if arr["counts"].shape != (n_c, n_d, N_ROOT, N_QUAD):
+        raise BuildError(f"{root}: counts has shape {arr['counts'].shape}, expected "
+                         f"({n_c}, {n_d}, 20, 4)")
+    if arr["points"].shape[:2] != (n_c, n_d) or arr["points"].shape[-1] != std.vectors.shape[-1]:
+        raise BuildError(f"{root}: points {arr['points'].shape} do not match the descriptors / "
+                         f"standard events ({std.vectors.shape[-1]}-d)")
+    last = index["start"].to_numpy() + int(ds["context"])
+    if len(index) and (last.max() >= n_d or index["start"].min() < 0):
+        raise BuildError(f"{root}: the sequence index points outside the {n_d} days")
+    return GdeltBuild(root, ds, arr["countries"], arr["days"], arr["counts"], arr["total"],
+                      arr["goldstein_mean"], arr["goldstein_std"], arr["multi_frac"],
+                      arr["observed"], arr["points"], arr["weights"], arr["partners"], std,
+                      index, oracle)
+
+
+def day_features(build: GdeltBuild) -> np.ndarray:
+    """Scalar features of every (country, day): [C, D, F] float32 (see the module doc)."""
+    n_c, n_d = build.total.shape
+    cells = np.log1p(build.counts.reshape(n_c, n_d, N_CELLS).astype(np.float32))
+    extra = np.stack([np.log1p(build.total.astype(np.float32)), build.goldstein_mean / 10.0,
+                      build.goldstein_std / 10.0, build.multi_frac], axis=-1).astype(np.float32)
+    return np.concatenate([cells, extra], axis=-1)
+
+
+class SequenceData:
+    """Batches of training sequences of one split, as tensors.
+
+    ``context`` days before each sequence's target day are the input; for every input
+    position the target is the following day.  All per-day arrays are kept once as
+    tensors and gathered per batch (no per-sequence copies).
+    """
+
+    def __init__(self, build: GdeltBuild, split: str, context: int,
+                 max_sequences: int = 0) -> None:
+        self.build = build
+        self.split = split
+        self.context = context
+        table = build.split(split)
+        if max_sequences and len(table) > max_sequences:
+            table = table.iloc[np.linspace(0, len(table) - 1, max_sequences).round().astype(int)]
+            table = table.reset_index(drop=True)
+        self.table = table
+        self.country = torch.as_tensor(table["country_idx"].to_numpy(np.int64))
+        self.target_day = torch.as_tensor(table["start"].to_numpy(np.int64) + build.context)
+        self._feats = torch.as_tensor(day_features(build))
+        self._counts = torch.as_tensor(build.counts.reshape(*build.total.shape, N_CELLS))
+        self._points = torch.as_tensor(build.points)
+        self._weights = torch.as_tensor(build.weights)
+        self._dow = torch.as_tensor(build.weekday())
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def batch(self, rows: torch.Tensor | np.ndarray | list[int]) -> dict[str, torch.Tensor]:
+        """The tensors of sequences ``rows`` (positions in this split's table)."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        c = self.country[rows]
+        t = self.target_day[rows]
+        ctx = t[:, None] + torch.arange(-self.context, 0)[None, :]  # [B, L] input days
+        nxt = ctx + 1  # [B, L] target days
+        cc = c[:, None].expand_as(ctx)
+        return {
+            "rows": rows,
+            "country": c,
+            "feats": self._feats[cc, ctx],
+            "points": self._points[cc, ctx].float(),
+            "weights": self._weights[cc, ctx],
+            "dow": self._dow[ctx],
+            "next_dow": self._dow[nxt],
+            "y_counts": self._counts[cc, nxt].float(),
+            "y_points": self._points[cc, nxt].float(),
+            "y_weights": self._weights[cc, nxt],
+        }
+
+
+class BatchDataset(torch.utils.data.Dataset):
+    """A map-style dataset whose items are whole batches (for a DataLoader with workers)."""
+
+    def __init__(self, data: SequenceData, batches: list[np.ndarray]) -> None:
+        self.data, self.batches = data, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.data.batch(self.batches[i])
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True,
+                  rank: int = 0, world: int = 1, per_epoch: int = 0) -> list[np.ndarray]:
+    """The batches of one epoch: a permutation drawn from ``(seed, epoch)`` alone (so a
+    resumed run sees the same order), cut to its first ``per_epoch`` sequences (0: all; the
+    sequences overlap heavily, so an epoch of a fresh random subset loses little), sharded
+    over ``world`` ranks."""
+    if shuffle:
+        g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
+        order = torch.randperm(n, generator=g).numpy()
+    else:
+        order = np.arange(n)
+    if per_epoch and per_epoch < n:
+        order = order[:per_epoch]
+    if world > 1:  # every rank gets the same number of batches (DDP steps in lockstep)
+        order = order[: len(order) - len(order) % world][rank::world]
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]

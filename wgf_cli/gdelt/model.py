@@ -1,0 +1,187 @@
+"""The next-day forecaster: a causal transformer over days (or a GRU, the baseline).
+
+Each day is one token (:class:`DayEncoder`): an MLP of the day's scalar descriptor (log counts
+of the 20 x 4 root-code x QuadClass cells, log total, Goldstein mean/std, multi-country
+fraction), a set encoder of its k weighted points on the embedding sphere (attention pooling
+whose logits carry the log weights, so heavier points count more), a country embedding and
+a day-of-week embedding.  A causal backbone reads the tokens (position ``t`` sees days
+``<= t``) and heads predict day ``t + 1`` (whose weekday embedding is added, the calendar is
+known in advance):
+
+- ``cell_logits`` [..., 80]: the per-event distribution over root code x QuadClass; the root
+  (20) and quad (4) distributions are its marginals;
+- ``log_mu``, ``log_alpha``: the total count, negative binomial with mean ``mu`` and variance
+  ``mu + alpha mu^2`` (or Poisson, ``count_dist="poisson"``);
+- the day's cloud: K unit vectors on the sphere with softmax weights, trained with the
+  debiased Sinkhorn divergence (:func:`wgf_cli.gdelt.metrics.sinkhorn_divergence`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from wgf_cli.gdelt.data import N_CELLS, N_FEATS, N_QUAD, N_ROOT
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a :class:`Forecaster` (stored in checkpoints)."""
+
+    n_countries: int
+    dim: int  # embedding dimension E of the points
+    k: int  # points per day cloud
+    context: int = 50
+    backbone: str = "transformer"  # transformer | gru
+    d_model: int = 64
+    layers: int = 2
+    heads: int = 4
+    ff: int = 128
+    dropout: float = 0.1
+    set_heads: int = 2
+    count_dist: str = "negbin"  # negbin | poisson
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ForecastOutput:
+    """Raw head outputs for every position (``cloud_*`` only at the requested positions)."""
+
+    cell_logits: torch.Tensor  # [B, L, 80]
+    log_mu: torch.Tensor  # [B, L]
+    log_alpha: torch.Tensor  # [B, L]
+    cloud_x: torch.Tensor | None  # [B, P, K, E] unit vectors
+    cloud_logw: torch.Tensor | None  # [B, P, K] log weights
+
+    def root_log_probs(self) -> torch.Tensor:
+        lp = torch.log_softmax(self.cell_logits.float(), -1)
+        return torch.logsumexp(lp.unflatten(-1, (N_ROOT, N_QUAD)), -1)
+
+    def quad_log_probs(self) -> torch.Tensor:
+        lp = torch.log_softmax(self.cell_logits.float(), -1)
+        return torch.logsumexp(lp.unflatten(-1, (N_ROOT, N_QUAD)), -2)
+
+
+class SetEncoder(nn.Module):
+    """Attention pooling of a weighted point cloud [..., K, E] (weights [..., K]) to [..., d]."""
+
+    def __init__(self, dim: int, d: int, heads: int = 2) -> None:
+        super().__init__()
+        self.proj = nn.Sequential(nn.Linear(dim, d), nn.GELU(), nn.Linear(d, d))
+        self.query = nn.Parameter(torch.randn(heads, d) / math.sqrt(d))
+        self.out = nn.Linear(heads * d, d)
+        self.empty = nn.Parameter(torch.zeros(d))  # the token of a day without events
+        self.scale = 1.0 / math.sqrt(d)
+
+    def forward(self, points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        h = self.proj(points)  # [..., K, d]
+        present = weights > 0
+        logits = torch.einsum("...kd,hd->...hk", h, self.query) * self.scale
+        logits = logits + torch.log(weights.clamp_min(1e-12)).unsqueeze(-2).to(logits.dtype)
+        logits = logits.masked_fill(~present.unsqueeze(-2), -1e4)
+        att = torch.softmax(logits, dim=-1)
+        pooled = self.out(torch.einsum("...hk,...kd->...hd", att, h).flatten(-2))
+        has = present.any(-1, keepdim=True)
+        return torch.where(has, pooled, self.empty.to(pooled.dtype).expand_as(pooled))
+
+
+class Forecaster(nn.Module):
+    """Day tokens -> causal backbone -> next-day heads (see the module doc)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.backbone not in ("transformer", "gru"):
+            raise ValueError(f"backbone must be transformer or gru, got {cfg.backbone!r}")
+        if cfg.count_dist not in ("negbin", "poisson"):
+            raise ValueError(f"count_dist must be negbin or poisson, got {cfg.count_dist!r}")
+        self.cfg = cfg
+        d = cfg.d_model
+        self.feat = nn.Sequential(nn.Linear(N_FEATS, d), nn.GELU(), nn.Linear(d, d))
+        self.set = SetEncoder(cfg.dim, d, cfg.set_heads)
+        self.country = nn.Embedding(cfg.n_countries, d)
+        self.dow = nn.Embedding(7, d)
+        self.norm_in = nn.LayerNorm(d)
+        self.drop = nn.Dropout(cfg.dropout)
+        if cfg.backbone == "transformer":
+            self.pos = nn.Parameter(torch.zeros(cfg.context, d))
+            layer = nn.TransformerEncoderLayer(d, cfg.heads, cfg.ff, cfg.dropout, activation="gelu",
+                                               batch_first=True, norm_first=True)
+            self.backbone = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        else:
+            self.backbone = nn.GRU(d, d, num_layers=cfg.layers, batch_first=True,
+                                   dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.norm_out = nn.LayerNorm(d)
+        self.next_dow = nn.Embedding(7, d)
+        self.trunk = nn.Sequential(nn.Linear(d, d), nn.GELU())
+        self.cells = nn.Linear(d, N_CELLS)
+        self.total = nn.Linear(d, 2)
+        self.cloud = nn.Linear(d, cfg.k * (cfg.dim + 1))
+        nn.init.zeros_(self.cells.weight)
+        nn.init.zeros_(self.total.weight)
+
+    def init_biases(self, cell_freq: torch.Tensor, mean_total: float, alpha: float = 0.1) -> None:
+        """Start the heads at the training base rates (cell frequencies, mean total)."""
+        with torch.no_grad():
+            self.cells.bias.copy_(torch.log(cell_freq.clamp_min(1e-6)))
+            self.total.bias.copy_(torch.tensor([math.log(max(mean_total, 1e-3)), math.log(alpha)]))
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Hidden state [B, L, d] of every position (causal)."""
+        tok = (self.feat(batch["feats"]) + self.set(batch["points"], batch["weights"])
+               + self.country(batch["country"])[:, None, :] + self.dow(batch["dow"]))
+        length = tok.shape[1]
+        if self.cfg.backbone == "transformer":
+            x = self.drop(self.norm_in(tok + self.pos[-length:]))
+            mask = torch.triu(torch.full((length, length), float("-inf"), device=x.device), 1)
+            h = self.backbone(x, mask=mask, is_causal=True)
+        else:
+            h, _ = self.backbone(self.drop(self.norm_in(tok)))
+        return self.norm_out(h)
+
+    def forward(self, batch: dict[str, torch.Tensor],
+                cloud_positions: torch.Tensor | None = None) -> ForecastOutput:
+        """Heads at every position; the cloud head at ``cloud_positions`` (default: last)."""
+        h = self.encode(batch)
+        h = self.trunk(h + self.next_dow(batch["next_dow"]))
+        tot = self.total(h)
+        if cloud_positions is None:
+            cloud_positions = torch.tensor([h.shape[1] - 1], device=h.device)
+        hc = h[:, cloud_positions]
+        raw = self.cloud(hc).unflatten(-1, (self.cfg.k, self.cfg.dim + 1)).float()
+        x = raw[..., :-1]
+        x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        logw = torch.log_softmax(raw[..., -1], dim=-1)
+        return ForecastOutput(self.cells(h), tot[..., 0].float(),
+                              tot[..., 1].float().clamp(-8.0, 4.0), x, logw)
+
+
+# ---------------------------------------------------------------------------------------
+# likelihoods
+# ---------------------------------------------------------------------------------------
+def count_nll(n: torch.Tensor, log_mu: torch.Tensor, log_alpha: torch.Tensor,
+              dist: str = "negbin") -> torch.Tensor:
+    """Negative log-likelihood of counts ``n`` (elementwise): negative binomial with mean
+    ``mu`` and variance ``mu + alpha mu^2``, or Poisson(mu)."""
+    mu = log_mu.exp()
+    if dist == "poisson":
+        return mu - n * log_mu + torch.lgamma(n + 1)
+    r = torch.exp(-log_alpha)  # 1 / alpha
+    log_r_mu = torch.logaddexp(torch.log(r), log_mu)  # log(r + mu)
+    return -(torch.lgamma(n + r) - torch.lgamma(r) - torch.lgamma(n + 1)
+             + r * (torch.log(r) - log_r_mu) + n * (log_mu - log_r_mu))
+
+
+def occurrence_probs(root_probs: torch.Tensor, mu: torch.Tensor, alpha: torch.Tensor | None,
+                     dist: str = "negbin") -> torch.Tensor:
+    """P(at least one event of each root code): thinning of the total count by ``p_r`` gives
+    NB(mu p_r, alpha) (``1 - (1 + alpha mu p_r)^(-1/alpha)``) or Poisson(mu p_r)."""
+    lam = mu[..., None] * root_probs
+    if dist == "poisson" or alpha is None:
+        return -torch.expm1(-lam)
+    a = alpha[..., None]
+    return -torch.expm1(-torch.log1p(a * lam) / a)

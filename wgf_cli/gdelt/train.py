@@ -1,0 +1,302 @@
+"""Training of a :class:`~wgf_cli.gdelt.model.Forecaster`: losses, the epoch loop, prediction.
+
+Loss per position (the next day of every context day when ``all_positions``, else the
+sequence's target day only), over days with events:
+
+    w_events * CE(cell counts, cell probs) / N  +  w_total * NLL(N)  +  w_cloud * S_eps(cloud)
+
+with ``CE / N`` the per-event cross entropy of the root-code x QuadClass cells, ``NLL`` the
+negative-binomial (or Poisson) likelihood of the total and ``S_eps`` the debiased Sinkhorn
+divergence between the forecast and the actual weighted clouds (at the last position, or
+every ``cloud_stride`` positions back from it).
+
+:class:`Trainer` runs AdamW with linear warm-up and cosine decay, gradient clipping, bf16
+autocast and optional ``torch.compile`` on CUDA, early stopping on the validation loss
+(target day only), DataLoader workers, and DDP when ``torch.distributed`` is initialised
+(``torchrun``).  Its :meth:`Trainer.state_dict` holds everything a resumed run needs to
+continue exactly: model, optimizer, scheduler, RNG states, epoch, early-stopping state and
+the best weights.  The epoch order depends only on ``(seed, epoch)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from wgf_cli.gdelt.data import BatchDataset, SequenceData, epoch_batches
+from wgf_cli.gdelt.metrics import sinkhorn_divergence
+from wgf_cli.gdelt.model import Forecaster, count_nll, occurrence_probs
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup: float = 0.05  # fraction of all steps
+    min_lr: float = 0.05  # final lr / peak lr of the cosine
+    grad_clip: float = 1.0
+    patience: int = 3  # early stopping: epochs without improvement (0: never stop)
+    min_delta: float = 1e-4
+    w_events: float = 1.0
+    w_total: float = 0.1
+    w_cloud: float = 0.5
+    blur: float = 0.3
+    scaling: float = 0.5
+    iters: int = 20  # Sinkhorn iterations at the final eps (after epsilon-scaling)
+    all_positions: bool = True
+    cloud_stride: int = 0  # 0: cloud loss at the last position only
+    amp: bool = False  # bf16 autocast (CUDA)
+    compile: bool = False  # torch.compile (CUDA)
+    workers: int = 0
+    seed: int = 0
+    stop_after: int = 0  # stop this invocation after this many epochs (0: run to the end)
+    max_val: int = 0  # validation sequences used per epoch (0: all)
+    per_epoch: int = 0  # training sequences per epoch, a fresh random subset (0: all)
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    best_val: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    best_state: dict | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def cloud_positions(length: int, stride: int, device) -> torch.Tensor:
+    if stride <= 0:
+        return torch.tensor([length - 1], device=device)
+    return torch.arange(length - 1, -1, -stride, device=device).flip(0)
+
+
+def losses(model: Forecaster, batch: dict[str, torch.Tensor], tc: TrainConfig,
+           all_positions: bool, autocast: Callable) -> dict[str, torch.Tensor]:
+    """The loss terms (means over positions with events) and their weighted sum ``loss``."""
+    length = batch["feats"].shape[1]
+    pos = cloud_positions(length, tc.cloud_stride if all_positions else 0, batch["feats"].device)
+    with autocast():
+        out = model(batch, pos)
+    y = batch["y_counts"]
+    if not all_positions:
+        y = y[:, -1:]
+    n = y.sum(-1)
+    logits = out.cell_logits.float() if all_positions else out.cell_logits[:, -1:].float()
+    log_mu = out.log_mu if all_positions else out.log_mu[:, -1:]
+    log_alpha = out.log_alpha if all_positions else out.log_alpha[:, -1:]
+    has = (n > 0).float()
+    ce = -(y * torch.log_softmax(logits, -1)).sum(-1) / n.clamp_min(1)
+    events = (ce * has).sum() / has.sum().clamp_min(1)
+    dist = model.cfg.count_dist if not isinstance(model, nn.parallel.DistributedDataParallel) \
+        else model.module.cfg.count_dist
+    total = count_nll(n, log_mu, log_alpha, dist).mean()
+    yw = batch["y_weights"][:, pos]
+    yx = batch["y_points"][:, pos]
+    ok = yw.sum(-1) > 0
+    if tc.w_cloud > 0 and ok.any():
+        a = out.cloud_logw.exp()[ok]
+        s = sinkhorn_divergence(a, out.cloud_x[ok], yw[ok] / yw[ok].sum(-1, keepdim=True),
+                                yx[ok], tc.blur, tc.scaling, tc.iters)
+        cloud = s.mean()
+    else:
+        cloud = torch.zeros((), device=n.device)
+    loss = tc.w_events * events + tc.w_total * total + tc.w_cloud * cloud
+    return {"loss": loss, "events": events, "total": total, "cloud": cloud}
+
+
+def lr_lambda(total_steps: int, warmup_steps: int, min_lr: float) -> Callable[[int], float]:
+    """Linear warm-up to 1, then cosine decay to ``min_lr`` (multipliers of the peak lr)."""
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_lr + (1 - min_lr) * 0.5 * (1 + math.cos(math.pi * t))
+    return f
+
+
+class Trainer:
+    """Fits one model; see the module doc.  ``rank``/``world`` come from torch.distributed."""
+
+    def __init__(self, model: Forecaster, train: SequenceData, val: SequenceData,
+                 tc: TrainConfig, device: str | torch.device) -> None:
+        self.tc = tc
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.train_data, self.val_data = train, val
+        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self.rank = torch.distributed.get_rank() if dist else 0
+        self.world = torch.distributed.get_world_size() if dist else 1
+        self.net: nn.Module = self.model
+        if dist:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if tc.compile and self.device.type == "cuda":
+            self.net = torch.compile(self.net)
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2 and "pos" not in n]
+        other = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "pos" not in n)]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
+                                      {"params": other, "weight_decay": 0.0}],
+                                     lr=tc.lr, betas=tuple(tc.betas))
+        self.steps_per_epoch = len(epoch_batches(len(train), tc.batch_size, tc.seed, 0,
+                                                 rank=self.rank, world=self.world,
+                                                 per_epoch=tc.per_epoch))
+        total = max(1, tc.epochs * self.steps_per_epoch)
+        warm = max(1, int(round(tc.warmup * total)))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(total, warm, tc.min_lr))
+        self.state = TrainState()
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "rng": rng,
+                "train_state": copy.deepcopy(self.state.__dict__)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.state = TrainState(**state["train_state"])
+
+    # ------------------------------------------------------------------ loop
+    def _autocast(self):
+        if self.tc.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _loader(self, data: SequenceData, batches: list[np.ndarray]):
+        if self.tc.workers <= 0:
+            return (data.batch(b) for b in batches)
+        return torch.utils.data.DataLoader(BatchDataset(data, batches), batch_size=None,
+                                           shuffle=False, num_workers=self.tc.workers,
+                                           pin_memory=self.device.type == "cuda",
+                                           persistent_workers=False)
+
+    def train_epoch(self, on_step: Callable[[dict], None] | None = None) -> dict:
+        self.net.train()
+        epoch = self.state.epoch
+        batches = epoch_batches(len(self.train_data), self.tc.batch_size, self.tc.seed, epoch,
+                                rank=self.rank, world=self.world, per_epoch=self.tc.per_epoch)
+        sums = {"loss": 0.0, "events": 0.0, "total": 0.0, "cloud": 0.0}
+        seqs, t0 = 0, time.perf_counter()
+        for batch in self._loader(self.train_data, batches):
+            batch = _to(batch, self.device)
+            terms = losses(self.net, batch, self.tc, self.tc.all_positions, self._autocast)
+            self.opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            if self.tc.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+            self.opt.step()
+            self.sched.step()
+            bs = len(batch["rows"])
+            seqs += bs
+            for k in sums:
+                sums[k] += float(terms[k].detach()) * bs
+            if on_step is not None:
+                on_step({k: float(v) for k, v in terms.items()})
+        dt = time.perf_counter() - t0
+        out = {f"train_{k}": v / max(seqs, 1) for k, v in sums.items()}
+        out["sequences_per_s"] = seqs * self.world / max(dt, 1e-9)
+        out["epoch_s"] = dt
+        return out
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        self.net.eval()
+        n_val = len(self.val_data)
+        rows = np.arange(n_val)
+        if self.tc.max_val and n_val > self.tc.max_val:
+            rows = np.linspace(0, n_val - 1, self.tc.max_val).round().astype(int)
+        rows = rows[self.rank::self.world]
+        sums = torch.zeros(5, dtype=torch.float64, device=self.device)
+        for i in range(0, len(rows), self.tc.batch_size):
+            batch = _to(self.val_data.batch(rows[i: i + self.tc.batch_size]), self.device)
+            terms = losses(self.model, batch, self.tc, False, self._autocast)
+            bs = len(batch["rows"])
+            sums += torch.tensor([float(terms[k].detach()) * bs for k in ("loss", "events", "total", "cloud")]
+                                 + [bs], dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            torch.distributed.all_reduce(sums)
+        s = (sums[:4] / sums[4].clamp_min(1)).tolist()
+        return {"val_loss": s[0], "val_log_loss": s[1], "val_total_nll": s[2], "val_sinkhorn": s[3]}
+
+    def fit(self, on_epoch: Callable[[int, dict], None] | None = None,
+            on_step: Callable[[dict], None] | None = None) -> TrainState:
+        """Train from ``state.epoch`` to ``tc.epochs`` (or ``stop_after`` more, or early stop);
+        ``on_epoch(epoch, row)`` after each epoch (log and checkpoint there)."""
+        st, tc = self.state, self.tc
+        done_now = 0
+        while st.epoch < tc.epochs and not st.stopped_early:
+            if tc.stop_after and done_now >= tc.stop_after:
+                break
+            row = self.train_epoch(on_step)
+            row.update(self.validate())
+            row["lr"] = self.opt.param_groups[0]["lr"]
+            st.epoch += 1
+            done_now += 1
+            if row["val_loss"] < st.best_val - tc.min_delta:
+                st.best_val, st.best_epoch, st.bad_epochs = row["val_loss"], st.epoch, 0
+                st.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            else:
+                st.bad_epochs += 1
+                if tc.patience and st.bad_epochs >= tc.patience:
+                    st.stopped_early = True
+            row["best_epoch"] = st.best_epoch
+            st.history.append(dict(row))
+            if on_epoch is not None:
+                on_epoch(st.epoch, row)
+        return st
+
+    def finished(self) -> bool:
+        return self.state.epoch >= self.tc.epochs or self.state.stopped_early
+
+    def load_best(self) -> None:
+        if self.state.best_state is not None:
+            self.model.load_state_dict(self.state.best_state)
+
+
+@torch.no_grad()
+def predict(model: Forecaster, data: SequenceData, batch_size: int = 256,
+            device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
+    """Forecasts of every sequence's target day: root / quad / occurrence probabilities,
+    total mean and dispersion, the cloud (points, weights)."""
+    model.eval()
+    dev = torch.device(device)
+    keys = ("root_probs", "quad_probs", "occur_probs", "total_mean", "alpha", "cloud_x", "cloud_w")
+    out: dict[str, list] = {k: [] for k in keys}
+    for i in range(0, len(data), batch_size):
+        batch = _to(data.batch(np.arange(i, min(len(data), i + batch_size))), dev)
+        o = model(batch)
+        root = o.root_log_probs()[:, -1].exp()
+        mu = o.log_mu[:, -1].exp()
+        alpha = o.log_alpha[:, -1].exp()
+        occ = occurrence_probs(root, mu, alpha, model.cfg.count_dist)
+        vals = (root, o.quad_log_probs()[:, -1].exp(), occ, mu, alpha, o.cloud_x[:, -1],
+                o.cloud_logw[:, -1].exp())
+        for k, v in zip(keys, vals, strict=True):
+            out[k].append(v.float().cpu().numpy())
+    res = {k: np.concatenate(v) for k, v in out.items()}
+    if model.cfg.count_dist == "poisson":
+        res["alpha"] = None
+    return res
