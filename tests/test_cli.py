@@ -189,14 +189,18 @@ def test_interrupt_then_resume_matches_uninterrupted(tmp_path, monkeypatch):
 
 
 def test_every_preset_composes():
-    from wgf_cli.launch import Command, compose
+    """Every conf/experiment/ file is a preset of one subcommand and composes with it."""
+    from wgf_cli.commands import COMMANDS
+    from wgf_cli.launch import compose
+    from wgf_cli.reproduce import presets as all_presets
 
-    cmd = Command("jko", "jko", "wgf_cli.experiments.jko")
-    presets = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
-    assert presets
-    for name in presets:
-        cfg = compose(cmd, [f"experiment={name}"])
-        assert cfg.steps >= 1
+    files = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
+    owned = {p.name: cmd for cmd, p in all_presets()}
+    assert files and sorted(owned) == files
+    for name, cmd in owned.items():
+        cfg = compose(COMMANDS[cmd], [f"experiment={name}"])
+        if cmd == "jko":
+            assert cfg.steps >= 1
 
 
 def test_every_group_option_composes_and_validates(tmp_path):
