@@ -130,7 +130,7 @@ def jko(
 @app.command("renyi-mi", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def renyi_mi(
     overrides: Overrides = None,
-    task: Annotated[str | None, typer.Option("--task", help="infoplane | ntk | scaling",
+    task: Annotated[str | None, typer.Option("--task", help="infoplane | ntk | scaling | estimate",
                                              show_default=False)] = None,
     alpha: Annotated[float | None, typer.Option("--alpha", help="Rényi order (> 0; 1: von Neumann)",
                                                 show_default=False)] = None,
