@@ -103,30 +103,6 @@ def _report(result, quiet: bool, headline: list[str]) -> None:
         _err(f"run failed: {job.error} (see {job.run_dir}/status.json)")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def jko(
-    overrides: Overrides = None,
-    grid: Annotated[int | None, typer.Option("--grid", help="Cells per axis (grid.size).",
-                                             show_default=False)] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="JKO steps.", show_default=False)] = None,
-    energy: Annotated[str | None, typer.Option(
-        "--energy", help="heat | fokker_planck | porous_medium | crowd | aggregation",
-        show_default=False)] = None,
-    device: Device = None,
-    seed: Seed = None,
-    multirun: Multirun = False,
-    show_config: ShowConfig = False,
-    quiet: Quiet = False,
-) -> None:
-    """Entropic JKO Wasserstein gradient flow of a free energy on a grid.
-
-    Examples: `wgf jko --grid 128`; `wgf jko energy=porous_medium initial=barenblatt`;
-    `wgf jko -m solver.gamma_factor=0.5,1,2`.
-    """
-    flags = {"energy": energy, "grid.size": grid, "steps": steps, "device": device, "seed": seed}
-    _dispatch("jko", flags, overrides, multirun, show_config, quiet)
-
-
 @app.command("renyi-mi", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def renyi_mi(
     overrides: Overrides = None,
@@ -156,6 +132,30 @@ def renyi_mi(
     flags = {"task": task, "alpha": alpha, "train.epochs": epochs, "kernel.width": width,
              "entropy.method": method, "device": device, "seed": seed}
     _dispatch("renyi-mi", flags, overrides, multirun, show_config, quiet)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def jko(
+    overrides: Overrides = None,
+    grid: Annotated[int | None, typer.Option("--grid", help="Cells per axis (grid.size).",
+                                             show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="JKO steps.", show_default=False)] = None,
+    energy: Annotated[str | None, typer.Option(
+        "--energy", help="heat | fokker_planck | porous_medium | crowd | aggregation",
+        show_default=False)] = None,
+    device: Device = None,
+    seed: Seed = None,
+    multirun: Multirun = False,
+    show_config: ShowConfig = False,
+    quiet: Quiet = False,
+) -> None:
+    """Entropic JKO Wasserstein gradient flow of a free energy on a grid.
+
+    Examples: `wgf jko --grid 128`; `wgf jko energy=porous_medium initial=barenblatt`;
+    `wgf jko -m solver.gamma_factor=0.5,1,2`.
+    """
+    flags = {"energy": energy, "grid.size": grid, "steps": steps, "device": device, "seed": seed}
+    _dispatch("jko", flags, overrides, multirun, show_config, quiet)
 
 
 def main() -> None:  # pragma: no cover - console entry
