@@ -163,3 +163,20 @@ def test_infoplane_on_cuda(tmp_path):
     res = wgf(*TINY, "--device", "cuda", f"hydra.run.dir={tmp_path}")
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "summary.json").read_text())["device"].startswith("cuda")
+
+
+def test_every_renyi_group_option_composes_and_validates():
+    from pathlib import Path
+
+    from wgf_cli.commands import COMMANDS
+    from wgf_cli.experiments import renyi_mi
+    from wgf_cli.launch import compose
+
+    conf = Path(__file__).parents[1] / "conf"
+    for group in ["dataset", "kernel", "network"]:
+        options = sorted(p.stem for p in (conf / group).glob("*.yaml"))
+        assert options
+        for option in options:
+            cfg = compose(COMMANDS["renyi-mi"], [f"{group}={option}"])
+            assert cfg[group].name == option
+            renyi_mi.validate(cfg)

@@ -103,34 +103,10 @@ def _report(result, quiet: bool, headline: list[str]) -> None:
         _err(f"run failed: {job.error} (see {job.run_dir}/status.json)")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def jko(
-    overrides: Overrides = None,
-    grid: Annotated[int | None, typer.Option("--grid", help="Cells per axis (grid.size).",
-                                             show_default=False)] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="JKO steps.", show_default=False)] = None,
-    energy: Annotated[str | None, typer.Option(
-        "--energy", help="heat | fokker_planck | porous_medium | crowd | aggregation",
-        show_default=False)] = None,
-    device: Device = None,
-    seed: Seed = None,
-    multirun: Multirun = False,
-    show_config: ShowConfig = False,
-    quiet: Quiet = False,
-) -> None:
-    """Entropic JKO Wasserstein gradient flow of a free energy on a grid.
-
-    Examples: `wgf jko --grid 128`; `wgf jko energy=porous_medium initial=barenblatt`;
-    `wgf jko -m solver.gamma_factor=0.5,1,2`.
-    """
-    flags = {"energy": energy, "grid.size": grid, "steps": steps, "device": device, "seed": seed}
-    _dispatch("jko", flags, overrides, multirun, show_config, quiet)
-
-
 @app.command("renyi-mi", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def renyi_mi(
     overrides: Overrides = None,
-    task: Annotated[str | None, typer.Option("--task", help="infoplane | ntk | scaling",
+    task: Annotated[str | None, typer.Option("--task", help="infoplane | ntk | scaling | estimate",
                                              show_default=False)] = None,
     alpha: Annotated[float | None, typer.Option("--alpha", help="Rényi order (> 0; 1: von Neumann)",
                                                 show_default=False)] = None,
@@ -318,6 +294,30 @@ def summarize(
     Console(soft_wrap=True).print(t)
     for k in df.attrs.get("missing", []):
         _err(f"key {k!r} is in no summary.json")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def jko(
+    overrides: Overrides = None,
+    grid: Annotated[int | None, typer.Option("--grid", help="Cells per axis (grid.size).",
+                                             show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="JKO steps.", show_default=False)] = None,
+    energy: Annotated[str | None, typer.Option(
+        "--energy", help="heat | fokker_planck | porous_medium | crowd | aggregation",
+        show_default=False)] = None,
+    device: Device = None,
+    seed: Seed = None,
+    multirun: Multirun = False,
+    show_config: ShowConfig = False,
+    quiet: Quiet = False,
+) -> None:
+    """Entropic JKO Wasserstein gradient flow of a free energy on a grid.
+
+    Examples: `wgf jko --grid 128`; `wgf jko energy=porous_medium initial=barenblatt`;
+    `wgf jko -m solver.gamma_factor=0.5,1,2`.
+    """
+    flags = {"energy": energy, "grid.size": grid, "steps": steps, "device": device, "seed": seed}
+    _dispatch("jko", flags, overrides, multirun, show_config, quiet)
 
 
 def main() -> None:  # pragma: no cover - console entry
