@@ -191,7 +191,10 @@ class Trainer:
         return torch.utils.data.DataLoader(BatchDataset(data, batches), batch_size=None,
                                            shuffle=False, num_workers=self.tc.workers,
                                            pin_memory=self.device.type == "cuda",
-                                           persistent_workers=False)
+                                           persistent_workers=False,
+                                           # its own generator: the workers' seeds must not
+                                           # consume the global RNG (dropout, resume)
+                                           generator=torch.Generator().manual_seed(self.tc.seed))
 
     def train_epoch(self, on_step: Callable[[dict], None] | None = None) -> dict:
         self.net.train()
