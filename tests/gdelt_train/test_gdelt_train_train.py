@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
 from wgf_cli.gdelt.data import SequenceData, load_build
@@ -68,3 +70,21 @@ def test_ddp_gloo_single_process_smoke():
                                    torch.ones(len(t.val_data)), rtol=0, atol=1e-5)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def test_dataloader_workers_give_the_same_epoch():
+    plain = _setup(epochs=1)
+    plain.fit()
+    workers = _setup(epochs=1, workers=1)
+    workers.fit()
+    assert plain.state.history[0]["train_loss"] == workers.state.history[0]["train_loss"]
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_epoch_and_prediction():
+    t = _setup(epochs=1, amp=True)
+    t = Trainer(t.model, t.train_data, t.val_data, t.tc, "cuda")
+    t.fit()
+    p = predict(t.model, t.val_data, device="cuda")
+    assert np.isfinite(t.state.history[0]["val_loss"])
+    np.testing.assert_allclose(p["root_probs"].sum(-1), 1.0, rtol=1e-4)

@@ -267,6 +267,11 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     elif cfg.resume is True:
         ck = run.load_checkpoint()
     if ck is not None:
+        got = (ck["meta"].get("embedding"), ck["meta"].get("embedding_dim"))
+        if got != (meta["embedding"], meta["embedding_dim"]):
+            raise ConfigError(f"resume: the checkpoint was trained on embedding {got[0]} "
+                              f"({got[1]}-d), the build uses {meta['embedding']} "
+                              f"({meta['embedding_dim']}-d)")
         if ck["meta"]["model_config"] != meta["model_config"]:
             raise ValueError("resume: the checkpoint's model differs from this config's "
                              f"({ck['meta']['model_config']} vs {meta['model_config']})")

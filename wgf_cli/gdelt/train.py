@@ -76,8 +76,15 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
-def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+def _to(batch: dict[str, torch.Tensor], device: torch.device,
+        dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Move a batch to ``device``; floating tensors take the model's ``dtype``."""
+    return {k: v.to(device, dtype=dtype if v.is_floating_point() else None, non_blocking=True)
+            for k, v in batch.items()}
+
+
+def _dtype(model: nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
 
 
 def cloud_positions(length: int, stride: int, device) -> torch.Tensor:
@@ -106,8 +113,8 @@ def losses(model: Forecaster, batch: dict[str, torch.Tensor], tc: TrainConfig,
     dist = model.cfg.count_dist if not isinstance(model, nn.parallel.DistributedDataParallel) \
         else model.module.cfg.count_dist
     total = count_nll(n, log_mu, log_alpha, dist).mean()
-    yw = batch["y_weights"][:, pos]
-    yx = batch["y_points"][:, pos]
+    yw = batch["y_weights"][:, pos].to(out.cloud_x.dtype)
+    yx = batch["y_points"][:, pos].to(out.cloud_x.dtype)
     ok = yw.sum(-1) > 0
     if tc.w_cloud > 0 and ok.any():
         a = out.cloud_logw.exp()[ok]
@@ -191,7 +198,10 @@ class Trainer:
         return torch.utils.data.DataLoader(BatchDataset(data, batches), batch_size=None,
                                            shuffle=False, num_workers=self.tc.workers,
                                            pin_memory=self.device.type == "cuda",
-                                           persistent_workers=False)
+                                           persistent_workers=False,
+                                           # its own generator: the workers' seeds must not
+                                           # consume the global RNG (dropout, resume)
+                                           generator=torch.Generator().manual_seed(self.tc.seed))
 
     def train_epoch(self, on_step: Callable[[dict], None] | None = None) -> dict:
         self.net.train()
@@ -201,7 +211,7 @@ class Trainer:
         sums = {"loss": 0.0, "events": 0.0, "total": 0.0, "cloud": 0.0}
         seqs, t0 = 0, time.perf_counter()
         for batch in self._loader(self.train_data, batches):
-            batch = _to(batch, self.device)
+            batch = _to(batch, self.device, _dtype(self.model))
             terms = losses(self.net, batch, self.tc, self.tc.all_positions, self._autocast)
             self.opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
@@ -231,7 +241,8 @@ class Trainer:
         rows = rows[self.rank::self.world]
         sums = torch.zeros(5, dtype=torch.float64, device=self.device)
         for i in range(0, len(rows), self.tc.batch_size):
-            batch = _to(self.val_data.batch(rows[i: i + self.tc.batch_size]), self.device)
+            batch = _to(self.val_data.batch(rows[i: i + self.tc.batch_size]), self.device,
+                        _dtype(self.model))
             terms = losses(self.model, batch, self.tc, False, self._autocast)
             bs = len(batch["rows"])
             sums += torch.tensor([float(terms[k].detach()) * bs for k in ("loss", "events", "total", "cloud")]
@@ -286,7 +297,7 @@ def predict(model: Forecaster, data: SequenceData, batch_size: int = 256,
     keys = ("root_probs", "quad_probs", "occur_probs", "total_mean", "alpha", "cloud_x", "cloud_w")
     out: dict[str, list] = {k: [] for k in keys}
     for i in range(0, len(data), batch_size):
-        batch = _to(data.batch(np.arange(i, min(len(data), i + batch_size))), dev)
+        batch = _to(data.batch(np.arange(i, min(len(data), i + batch_size))), dev, _dtype(model))
         o = model(batch)
         root = o.root_log_probs()[:, -1].exp()
         mu = o.log_mu[:, -1].exp()
