@@ -48,7 +48,7 @@ SUMMARY_KEYS = {
 }
 HEADLINE = ["skill_vs_oracle", "test_log_loss"]
 
-_TOY = ["data.build_dir=tests/fixtures/gdelt_train_build", "train.epochs=1", "train.per_epoch=64",
+_TOY = ["train.epochs=1", "train.per_epoch=64",
         "train.batch_size=32", "model.d_model=16", "model.ff=32", "model.layers=1",
         "baselines.gru.epochs=1", "data.max_eval=40", "train.max_val=40", "eval.samples=20"]
 
@@ -65,7 +65,7 @@ PRESETS = [
                   "skill (LL_clim - LL_model)/(LL_clim - LL_oracle) against the exact HMM oracle")],
            figures=["learning_curves.png", "reliability.png", "metric_table.png",
                     "example_forecasts.png"],
-           toy=_TOY,
+           toy=_TOY, needs={"data.build_dir": "gdelt_synthetic"},
            full=["train.epochs=40", "train.per_epoch=0", "model.d_model=128", "model.layers=4",
                  "model.ff=256", "train.patience=5", "baselines.gru.epochs=10",
                  "baselines.gru.d_model=64"]),
