@@ -106,7 +106,9 @@ def distance_curves(run, dists: dict, times: dict) -> None:
     for name, d in dists.items():
         idx = sorted(d)
         t = [times[name][i] for i in idx]
-        ax.plot(t, [d[i]["dist_to_reference"] for i in idx], "o-", label=f"W2 ({name} vs grid)")
+        w2 = [d[i]["dist_to_reference"] for i in idx]
+        if not np.isnan(w2).all():
+            ax.plot(t, w2, "o-", label=f"W2 ({name} vs grid)")
         ax.plot(t, [d[i]["sliced_w2_to_reference"] for i in idx], "s--", label=f"sliced W2 ({name} vs grid)")
     ax.set_xlabel("mean-field time t")
     ax.set_ylabel("distance")
