@@ -435,7 +435,7 @@ def _grid_run(cfg, run, problem, flow, W0, a0, offset: int, method: str,
                "mass": float(r.sum())}
         if st is not None:
             row.update(inner_iters=st.inner_iters, marginal_error=st.marginal_error,
-                       converged=st.converged)
+                       converged=st.converged, log_domain=st.log_domain, wall_s=round(st.wall_s, 5))
             state["iters"].append(st.inner_iters)
             state["conv"].append(st.converged)
         state["times"].append(t)

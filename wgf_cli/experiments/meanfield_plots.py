@@ -75,7 +75,7 @@ def grid_snapshots(run, problem, snaps, particles=None) -> None:
         ax.set_title(f"t={t:g}", fontsize=9)
         ax.set_xlabel("w")
     axs[0][0].set_ylabel("b")
-    fig.suptitle("grid measure r+ - r- (red +, blue -); dots: gd neurons", fontsize=9)
+    fig.suptitle("grid measure r+ - r- (red +, blue -); dots: gd neurons (black +, green -)", fontsize=9)
     run.save_plot(fig, "grid_snapshots.png")
 
 

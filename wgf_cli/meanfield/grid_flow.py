@@ -182,9 +182,13 @@ class GridJKO:
         sigma = self.sigma
         sign_mass = r.reshape(r.shape[0], -1).sum(1)
         view = (-1,) + (1,) * (r.ndim - 1)
+        # the sign masses are fixed by the constraint pi^T 1 = r_k, so a constant per sign in V
+        # changes nothing but the scalings: centre V on its r_k-mean to keep exp(-sigma V)
+        # inside the float range (the plain path; large |sigma V| would force the log domain)
+        shift = ((state["V"] * r).reshape(r.shape[0], -1).sum(1) / sign_mass).reshape(view)
 
         def prox_log(log_p: Tensor) -> Tensor:
-            log_r = log_p - sigma * state["V"]
+            log_r = log_p - sigma * (state["V"] - shift)
             if self.linearize == "inner":
                 # the first marginal of the current iterate, rescaled to the conserved mass
                 # of each sign (the iterates only reach it at the fixed point)
