@@ -49,7 +49,8 @@ def test_same_seed_same_metrics(tmp_path):
 
 
 def test_jko_grid_run(tmp_path):
-    res = wgf(*TINY, "method=jko_grid", "jko.grid_size=24", "jko.box=3.0", "jko.h=0.05", f"hydra.run.dir={tmp_path}", "-q")
+    res = wgf(*TINY, "method=jko_grid", "jko.grid_size=24", "jko.box=3.0", "jko.h=0.05",
+              f"hydra.run.dir={tmp_path}", "-q")
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["method"] == "jko_grid" and summary["blur_diffusion"] > 0

@@ -143,4 +143,5 @@ def test_gd_and_grid_flow_agree_within_blur_step_and_quantisation():
     step = ParticleTrainer(ds, "gd", h).run(W, a, round(T / h))
     F_gd, F_b, F_h, F_g = (np.array(v) for v in (gd.loss, blur.loss, step.loss, F_grid))
     tol = (np.abs(F_b - F_gd) + np.abs(F_h - F_gd)).max() + abs(F_g[0] - F_gd[0])
-    assert np.abs(F_g - F_gd).max() <= tol, (np.abs(F_g - F_gd).max(), np.abs(F_b - F_gd).max(), np.abs(F_h - F_gd).max(), abs(F_g[0] - F_gd[0]))
+    assert np.abs(F_g - F_gd).max() <= tol, (np.abs(F_g - F_gd).max(), np.abs(F_b - F_gd).max(),
+                                             np.abs(F_h - F_gd).max(), abs(F_g[0] - F_gd[0]))

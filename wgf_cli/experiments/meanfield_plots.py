@@ -88,7 +88,7 @@ def output_snapshots(run, data, outputs, grid=None) -> None:
     for i, (t, f) in enumerate(outputs):
         ax.plot(x[order], _np(f)[order], color=cmap(i / max(1, len(outputs) - 1)), lw=1.2,
                 label=f"t={t:g}" if i in (0, len(outputs) - 1) else None)
-    for t, f in grid or []:
+    for _t, f in grid or []:
         ax.plot(x[order], _np(f)[order], color="tab:orange", lw=0.8, ls="--")
     ax.plot(x[order], _np(data.y_test)[order], "k:", lw=1.5, label="target")
     if grid:
