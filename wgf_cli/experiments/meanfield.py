@@ -84,7 +84,7 @@ PRESETS = [
            full=["model.width=16384", "jko.grid_size=256", "jko.h=0.02", "dt=0.002",
                  "compare.distances_at=11"]),
     Preset("width",
-           "Finite-width rate: gd at m=16..1024 (4 seeds) vs a width-4096 reference; "
+           "Finite-width rate: gd at m=16..1024 (8 seeds) vs a width-4096 reference; "
            "log-log slope of the output distance with a bootstrap CI.",
            ["slope", "slope_ci_low", "slope_ci_high", "slope_sliced_w2", "slope_w2"],
            [Claim("slope", "<=", -0.35, "width study: slope <= -0.35 (mean-field rate ~ m^(-1/2))"),
@@ -157,7 +157,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"data.path: {path} has {len(first.split(','))} columns; data.dim={dim} "
                               f"needs {dim - 1} inputs and 1 label")
 
-    m = C.integer(cfg, "model.width", minimum=1)
+    C.integer(cfg, "model.width", minimum=1)
     std = C.number(cfg, "model.init_std", positive=True)
     train_alpha = C.boolean(cfg, "model.train_alpha")
     C.number(cfg, "model.weight_decay", minimum=0.0)
@@ -232,9 +232,6 @@ def validate(cfg: DictConfig) -> None:
         level = C.number(cfg, "width_study.level")
         if not 0 < level < 1:
             raise ConfigError(f"width_study.level must be in (0, 1), got {level}")
-    if mode == "train" and method == "sgd" and train_alpha is None:  # pragma: no cover
-        raise ConfigError("unreachable")
-    del m
 
 
 def _methods(cfg: DictConfig) -> list[str]:
