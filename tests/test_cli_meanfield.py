@@ -58,6 +58,10 @@ def test_jko_grid_run(tmp_path):
     assert g["r"].shape[1:] == (2, 24, 24)
     np.testing.assert_allclose(g["r"].sum(axis=(1, 2, 3)), 1.0, rtol=0, atol=1e-9)
     assert (tmp_path / "plots" / "grid_snapshots.png").exists()
+    df = pd.read_csv(tmp_path / "metrics.csv")
+    for col in ["method", "t", "loss", "test_loss", "grad_norm", "inner_iters", "marginal_error"]:
+        assert col in df.columns, col
+    assert (df["loss"].diff().dropna() < 0).all()  # small h: the grid flow decreases the loss
 
 
 def test_compare_and_width_modes(tmp_path):

@@ -81,8 +81,8 @@ PRESETS = [
            toy=["model.width=128", "time=0.2", "jko.grid_size=32", "jko.box=3.0", "data.size=32",
                 "data.test_size=64", "compare.distances_at=2", "wprox.inner_iters=3",
                 "output.trajectories=20"],
-           full=["model.width=16384", "jko.grid_size=256", "jko.h=0.02", "dt=0.002",
-                 "compare.distances_at=11"]),
+           full=["dtype=float64", "model.width=4096", "jko.grid_size=256", "jko.h=0.02", "dt=0.002",
+                 "wprox.distance=entropic", "wprox.blur=0.02", "wprox.tau=0.02", "compare.distances_at=11"]),
     Preset("width",
            "Finite-width rate: gd at m=16..1024 (8 seeds) vs a width-4096 reference; "
            "log-log slope of the output distance with a bootstrap CI.",
@@ -93,7 +93,7 @@ PRESETS = [
            toy=["width_study.widths=[4,16]", "width_study.seeds=2", "width_study.reference=64",
                 "width_study.times=[0.2]", "time=0.2", "data.size=32", "data.test_size=64",
                 "width_study.bootstrap=50"],
-           full=["width_study.widths=[16,64,256,1024,4096]", "width_study.seeds=8",
+           full=["dtype=float64", "width_study.widths=[16,64,256,1024,4096]", "width_study.seeds=8",
                  "width_study.reference=16384", "width_study.emd_max_pairs=67108864",
                  "time=4.0", "dt=0.01", "width_study.times=[1.0,2.0,4.0]"]),
 ]
@@ -429,7 +429,7 @@ def _grid_run(cfg, run, problem, flow, W0, a0, offset: int, method: str,
     def record(k, r, st):
         t = k * h
         row = {"method": method, "t": t, "loss": problem.loss(r), "test_loss": problem.loss(r, x_t, y_t),
-               "mass": float(r.sum())}
+               "grad_norm": problem.velocity_norm(r), "mass": float(r.sum())}
         if st is not None:
             row.update(inner_iters=st.inner_iters, marginal_error=st.marginal_error,
                        converged=st.converged, log_domain=st.log_domain, wall_s=round(st.wall_s, 5))

@@ -115,6 +115,13 @@ class MeanFieldGrid:
             V = V + self.weight_decay * self._decay()
         return V
 
+    def velocity_norm(self, r: Tensor) -> float:
+        """``||grad V_r||_{L2(r)}`` with ``grad V`` by centred differences on the grid (one-sided
+        at the walls): the grid counterpart of the particles' ``grad_norm``."""
+        V = self.potential(r)
+        gw, gb = torch.gradient(V, spacing=self.grid.spacing, dim=(1, 2))
+        return float(((gw * gw + gb * gb) * r).sum() / r.sum()) ** 0.5
+
     def gaussian(self, std: float, sign_mass: tuple[float, ...] = (0.5, 0.5)) -> Tensor:
         """``N(0, std^2 I)`` in (w, b) for every sign, as cell masses ``sign_mass[s]`` each
         (density at the cell centres, normalised on the grid)."""
