@@ -49,7 +49,8 @@ def test_same_seed_same_metrics(tmp_path):
 
 
 def test_jko_grid_run(tmp_path):
-    res = wgf(*TINY, "method=jko_grid", "jko.grid_size=24", "jko.h=0.05", f"hydra.run.dir={tmp_path}", "-q")
+    res = wgf(*TINY, "method=jko_grid", "jko.grid_size=24", "jko.box=3.0", "jko.h=0.05",
+              f"hydra.run.dir={tmp_path}", "-q")
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["method"] == "jko_grid" and summary["blur_diffusion"] > 0
@@ -57,10 +58,14 @@ def test_jko_grid_run(tmp_path):
     assert g["r"].shape[1:] == (2, 24, 24)
     np.testing.assert_allclose(g["r"].sum(axis=(1, 2, 3)), 1.0, rtol=0, atol=1e-9)
     assert (tmp_path / "plots" / "grid_snapshots.png").exists()
+    df = pd.read_csv(tmp_path / "metrics.csv")
+    for col in ["method", "t", "loss", "test_loss", "grad_norm", "inner_iters", "marginal_error"]:
+        assert col in df.columns, col
+    assert (df["loss"].diff().dropna() < 0).all()  # small h: the grid flow decreases the loss
 
 
 def test_compare_and_width_modes(tmp_path):
-    res = wgf(*TINY, "mode=compare", "jko.grid_size=24", "jko.h=0.05", "wprox.tau=0.05",
+    res = wgf(*TINY, "mode=compare", "jko.grid_size=24", "jko.box=3.0", "jko.h=0.05", "wprox.tau=0.05",
               "wprox.inner_iters=2", "compare.distances_at=2", f"hydra.run.dir={tmp_path / 'c'}", "-q")
     assert res.exit_code == 0, res.output
     s = json.loads((tmp_path / "c" / "summary.json").read_text())

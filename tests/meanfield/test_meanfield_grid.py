@@ -143,4 +143,16 @@ def test_gd_and_grid_flow_agree_within_blur_step_and_quantisation():
     step = ParticleTrainer(ds, "gd", h).run(W, a, round(T / h))
     F_gd, F_b, F_h, F_g = (np.array(v) for v in (gd.loss, blur.loss, step.loss, F_grid))
     tol = (np.abs(F_b - F_gd) + np.abs(F_h - F_gd)).max() + abs(F_g[0] - F_gd[0])
-    assert np.abs(F_g - F_gd).max() <= tol, (np.abs(F_g - F_gd).max(), np.abs(F_b - F_gd).max(), np.abs(F_h - F_gd).max(), abs(F_g[0] - F_gd[0]))
+    assert np.abs(F_g - F_gd).max() <= tol, (np.abs(F_g - F_gd).max(), np.abs(F_b - F_gd).max(),
+                                             np.abs(F_h - F_gd).max(), abs(F_g[0] - F_gd[0]))
+
+
+def test_grid_velocity_norm_matches_particles_for_a_histogram():
+    """||grad V||_{L2(r)} of a particle histogram ~ the particles' grad_norm (fine grid)."""
+    ds = make_dataset("teacher", 20, 16, 2, generator=torch.Generator().manual_seed(0))
+    prob = MeanFieldGrid(Grid.regular(400, 2, -4.0, 4.0), ds)
+    W, a = N.init_particles(2000, 2, 1.0, torch.Generator().manual_seed(1))
+    r = prob.from_particles(W, a)
+    g = N.gradient(W, a, ds.x, ds.y)
+    ref = float((W.shape[0] * g.W).pow(2).sum(1).mean().sqrt())
+    assert prob.velocity_norm(r) == pytest.approx(ref, rel=0.05)

@@ -75,7 +75,7 @@ def grid_snapshots(run, problem, snaps, particles=None) -> None:
         ax.set_title(f"t={t:g}", fontsize=9)
         ax.set_xlabel("w")
     axs[0][0].set_ylabel("b")
-    fig.suptitle("grid measure r+ - r- (red +, blue -); dots: gd neurons", fontsize=9)
+    fig.suptitle("grid measure r+ - r- (red +, blue -); dots: gd neurons (black +, green -)", fontsize=9)
     run.save_plot(fig, "grid_snapshots.png")
 
 
@@ -88,7 +88,7 @@ def output_snapshots(run, data, outputs, grid=None) -> None:
     for i, (t, f) in enumerate(outputs):
         ax.plot(x[order], _np(f)[order], color=cmap(i / max(1, len(outputs) - 1)), lw=1.2,
                 label=f"t={t:g}" if i in (0, len(outputs) - 1) else None)
-    for t, f in grid or []:
+    for _t, f in grid or []:
         ax.plot(x[order], _np(f)[order], color="tab:orange", lw=0.8, ls="--")
     ax.plot(x[order], _np(data.y_test)[order], "k:", lw=1.5, label="target")
     if grid:
@@ -106,7 +106,9 @@ def distance_curves(run, dists: dict, times: dict) -> None:
     for name, d in dists.items():
         idx = sorted(d)
         t = [times[name][i] for i in idx]
-        ax.plot(t, [d[i]["dist_to_reference"] for i in idx], "o-", label=f"W2 ({name} vs grid)")
+        w2 = [d[i]["dist_to_reference"] for i in idx]
+        if not np.isnan(w2).all():
+            ax.plot(t, w2, "o-", label=f"W2 ({name} vs grid)")
         ax.plot(t, [d[i]["sliced_w2_to_reference"] for i in idx], "s--", label=f"sliced W2 ({name} vs grid)")
     ax.set_xlabel("mean-field time t")
     ax.set_ylabel("distance")

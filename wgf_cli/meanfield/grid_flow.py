@@ -115,6 +115,13 @@ class MeanFieldGrid:
             V = V + self.weight_decay * self._decay()
         return V
 
+    def velocity_norm(self, r: Tensor) -> float:
+        """``||grad V_r||_{L2(r)}`` with ``grad V`` by centred differences on the grid (one-sided
+        at the walls): the grid counterpart of the particles' ``grad_norm``."""
+        V = self.potential(r)
+        gw, gb = torch.gradient(V, spacing=self.grid.spacing, dim=(1, 2))
+        return float(((gw * gw + gb * gb) * r).sum() / r.sum()) ** 0.5
+
     def gaussian(self, std: float, sign_mass: tuple[float, ...] = (0.5, 0.5)) -> Tensor:
         """``N(0, std^2 I)`` in (w, b) for every sign, as cell masses ``sign_mass[s]`` each
         (density at the cell centres, normalised on the grid)."""
@@ -182,9 +189,13 @@ class GridJKO:
         sigma = self.sigma
         sign_mass = r.reshape(r.shape[0], -1).sum(1)
         view = (-1,) + (1,) * (r.ndim - 1)
+        # the sign masses are fixed by the constraint pi^T 1 = r_k, so a constant per sign in V
+        # changes nothing but the scalings: centre V on its r_k-mean to keep exp(-sigma V)
+        # inside the float range (the plain path; large |sigma V| would force the log domain)
+        shift = ((state["V"] * r).reshape(r.shape[0], -1).sum(1) / sign_mass).reshape(view)
 
         def prox_log(log_p: Tensor) -> Tensor:
-            log_r = log_p - sigma * state["V"]
+            log_r = log_p - sigma * (state["V"] - shift)
             if self.linearize == "inner":
                 # the first marginal of the current iterate, rescaled to the conserved mass
                 # of each sign (the iterates only reach it at the fixed point)

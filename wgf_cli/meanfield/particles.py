@@ -6,7 +6,9 @@ widths ``m`` share one time axis and converge, as ``m -> infinity`` and ``dt -> 
 Wasserstein gradient flow of the neuron measure.
 
 ``wprox`` makes implicit steps ``mu^{k+1} = argmin_mu F(mu) + D(mu, mu^k) / (2 tau)`` on the
-empirical measures, with ``D`` one of
+empirical measures, with ``D`` composed over the output signs when the output weights are
+fixed (a neuron never changes sign, so couplings stay within a sign; coupling across signs would
+let a positive and a negative neuron trade places at no cost), each part one of
 
 * ``emd``: the exact squared 2-Wasserstein distance (``ot.emd2``, POT; differentiable in the
   positions through the cost matrix);
@@ -126,9 +128,16 @@ class ParticleTrainer:
         return W_new, a_new, info
 
     # -- wprox --------------------------------------------------------------------------
-    def prox_distance(self, P: Tensor, P0: Tensor) -> Tensor:
+    def prox_distance(self, P: Tensor, P0: Tensor, groups: list[Tensor] | None = None) -> Tensor:
         """``D(P, P0)`` between the uniform empirical measures on the rows of ``P`` and ``P0``
-        (differentiable in ``P``)."""
+        (differentiable in ``P``).  With ``groups`` (index sets, e.g. the neurons of each output
+        sign) the measures are coupled only within a group: ``D = sum_g (|g|/m) D(P_g, P0_g)``
+        -- neurons with fixed output weights never change sign, and a coupling across signs
+        would let a positive and a negative neuron swap places at no cost."""
+        if groups is not None:
+            m = P.shape[0]
+            return sum(idx.numel() / m * self.prox_distance(P[idx], P0[idx]) for idx in groups
+                       if idx.numel() > 0)
         m = P.shape[0]
         if self.distance == "emd":
             import ot
@@ -156,6 +165,9 @@ class ParticleTrainer:
         g0 = N.gradient(W, alpha, x, y, lam)
         info = StepInfo(g0.loss, _grad_norm(g0, m, self.train_alpha))
         P0 = self._points(W, alpha).detach()
+        # fixed output weights: couple neurons of the same sign only
+        groups = None if self.train_alpha else [torch.nonzero(alpha == v).reshape(-1)
+                                                 for v in torch.unique(alpha)]
         best = (g0.loss, W, alpha, 0.0)  # G(mu^k) = F(mu^k)
         Wv = (W - tau * m * g0.W).detach()
         av = (alpha - tau * m * g0.alpha).detach() if self.train_alpha else alpha
@@ -165,7 +177,7 @@ class ParticleTrainer:
             if self.train_alpha:
                 av.requires_grad_(True)
             F = N.loss(Wv, av, x, y, lam)
-            D = self.prox_distance(self._points(Wv, av), P0)
+            D = self.prox_distance(self._points(Wv, av), P0, groups)
             G = F + D / (2.0 * tau)
             Gv = float(G.detach())
             if Gv < best[0]:
