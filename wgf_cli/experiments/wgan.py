@@ -71,7 +71,8 @@ SUMMARY_KEYS = {
 HEADLINE = ["modes_covered", "final_w1", "clip_time_error"]
 
 _TOY_TRAIN = ["iterations=20", "eval.every=10", "eval.samples=200", "eval.track_every=2",
-              "model.generator.hidden=16", "model.critic.hidden=16", "batch_size=32", "output.grid=16"]
+              "model.generator.hidden=16", "model.critic.hidden=16", "batch_size=32", "output.grid=16",
+              "output.snapshots=2"]
 
 _WIDE = ["model.generator.hidden=512", "model.critic.hidden=512"]
 _SEEDS5 = ["seeds=[0,1,2,3,4]"]
