@@ -70,7 +70,7 @@ def test_interpolates_lie_on_the_segments():
 def test_one_sided_penalty_ignores_small_gradients():
     a = torch.tensor([0.3, 0.4], dtype=torch.float64)  # ‖a‖ = 0.5 < 1
     x = torch.zeros(8, 2, dtype=torch.float64)
-    assert float(L.gradient_penalty(Linear(a), x, x, 10.0, one_sided=True).value) == 0.0
+    assert L.gradient_penalty(Linear(a), x, x, 10.0, one_sided=True).value.item() == 0.0
     torch.testing.assert_close(L.gradient_penalty(Linear(a), x, x, 10.0).value,
                                torch.tensor(2.5, dtype=torch.float64))
 

@@ -44,8 +44,9 @@ def _samples(run, cfg, data, res, ref) -> None:
             ax.set_aspect("equal")
         else:
             bins = np.linspace(-R, R, 121)
-            ax.hist(ref[:, 0], bins=bins, density=True, color="k", alpha=0.3, label="data")
-            ax.hist(x[:, 0], bins=bins, density=True, color="tab:orange", alpha=0.6, label="generated")
+            ax.hist(ref[:, 0], bins=bins, density=True, color="k", alpha=0.3, label="data", histtype="stepfilled")
+            ax.hist(x[:, 0], bins=bins, density=True, color="tab:orange", alpha=0.6, label="generated",
+                    histtype="stepfilled")
             if "critic" in snap:
                 tw = ax.twinx()
                 tw.plot(ax_grid, snap["critic"], color="tab:blue", lw=1)
@@ -89,7 +90,7 @@ def _weights(run, cfg, res) -> None:
     w = res["weights"]
     fig, ax = plt.subplots(figsize=(5, 3.2))
     c = float(cfg.loss.clip) if cfg.loss.name == "wgan_clip" else None
-    ax.hist(w, bins=101, color="tab:blue", range=(-c * 1.05, c * 1.05) if c else None)
+    ax.hist(w, bins=101, color="tab:blue", range=(-c * 1.05, c * 1.05) if c else None, histtype="stepfilled")
     if c:
         for s in (-c, c):
             ax.axvline(s, color="r", lw=1, ls="--")
@@ -131,7 +132,7 @@ def _clouds(run, cfg, data, res) -> None:
             ax.set_ylim(-R, R)
             ax.set_aspect("equal")
         else:
-            ax.hist(x[:, 0], bins=np.linspace(-R, R, 121), color="tab:orange")
+            ax.hist(x[:, 0], bins=np.linspace(-R, R, 121), color="tab:orange", histtype="stepfilled")
         ax.set_title("generator outputs", fontsize=9)
     fig.colorbar(sc, ax=axes[0].tolist(), label="a (outgoing weight)", shrink=0.8)
     fig.suptitle("mean-field view: first-layer critic neurons (w, b, a) and the generator cloud")
