@@ -194,6 +194,8 @@ def test_every_preset_composes_with_its_command():
     from wgf_cli.reproduce import presets
 
     for cmd, preset in presets():
+        if preset.needs:  # validation needs the other preset's run folder: tests/test_presets.py
+            continue
         cfg = compose(COMMANDS[cmd], [f"experiment={preset.name}"])
         assert cfg.seed == 0
 
