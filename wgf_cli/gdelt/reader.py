@@ -144,34 +144,6 @@ def _read(data, idx: dict[str, int], typed: bool, handler=None) -> pa.Table:
     return table.rename_columns(list(idx))
 
 
-_DICT = pa.dictionary(pa.int32(), pa.string())
-_STR_COLS = ["EventCode", "EventBaseCode", "EventRootCode", "Actor1Geo_CountryCode", "Actor2Geo_CountryCode"]
-
-
-def _read(data, idx: dict[str, int], typed: bool, handler=None) -> pa.Table:
-    """Arrow CSV read of the kept columns, quoting off, one thread.  ``typed``: the event id
-    as int64, every other column dictionary-encoded (few distinct values per file: dates,
-    codes, scores), so that cleaning works on the distinct values only; raises on a row that
-    does not fit.  Otherwise every column as a string."""
-    if typed:
-        types = {f"f{i}": (pa.int64() if n == "GLOBALEVENTID" else _DICT) for n, i in idx.items()}
-    else:
-        types = {f"f{i}": pa.string() for i in idx.values()}
-    parse_opts = dict(delimiter="\t", quote_char=False, double_quote=False, escape_char=False,
-                      newlines_in_values=False, ignore_empty_lines=True)
-    if handler is not None:
-        parse_opts["invalid_row_handler"] = handler
-    table = pacsv.read_csv(
-        data,
-        read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False, block_size=1 << 24),
-        parse_options=pacsv.ParseOptions(**parse_opts),
-        convert_options=pacsv.ConvertOptions(include_columns=[f"f{i}" for i in idx.values()], column_types=types,
-                                             strings_can_be_null=False, check_utf8=False,
-                                             null_values=[""], quoted_strings_can_be_null=False),
-    )
-    return table.rename_columns(list(idx))
-
-
 def _windows(data: bytes) -> np.ndarray:
     """The data as aligned little-endian 8-byte words (zero padded)."""
     pad = (-len(data)) % 8 + 16
