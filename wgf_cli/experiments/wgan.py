@@ -143,6 +143,25 @@ PRESETS = [
            [Claim("final_w1", "<=", 0.25, "Sinkhorn generator: exact W1 to fresh data")],
            ["samples.png", "metrics.png"], toy=_TOY_TRAIN,
            full=[*_WIDE, "iterations=10000", "eval.every=500"]),
+    Preset("wgan_grid25_gan", "Vanilla minimax GAN on the WGAN-GP 25 Gaussians: mode collapse "
+           "(7/25 modes in the quick profile).",
+           ["modes_covered", "hq_fraction", "reverse_kl", "final_w1", "mode_collapse", "oscillating"],
+           [Claim("mode_collapse", "==", True, "vanilla GAN on the 25 Gaussians starves modes")],
+           ["samples.png", "metrics.png"], toy=_TOY_TRAIN,
+           full=[*_WIDE, "iterations=20000", "eval.every=1000"]),
+    Preset("wgan_grid25_clip", "WGAN weight clipping c=0.01 on the WGAN-GP 25 Gaussians: the "
+           "boundary pile-up of the critic parameters, as on the ring.",
+           ["clip_boundary_fraction", "clip_corner_fraction", "final_w1", "modes_covered", "oscillating"],
+           [Claim("clip_boundary_fraction", ">=", 0.1,
+                  "wgan_clip on the grid: >= 10% of the critic parameters sit at +-c")],
+           ["weights.png", "samples.png"], toy=_TOY_TRAIN,
+           full=[*_WIDE, "iterations=5000", "eval.every=250"]),
+    Preset("wgan_grid25_sinkhorn", "OT baseline on the WGAN-GP 25 Gaussians: the generator "
+           "trained on the debiased Sinkhorn divergence (GeomLoss), no critic.",
+           ["final_w1", "final_w2", "modes_covered", "hq_fraction", "reverse_kl", "wall_s"],
+           [Claim("final_w1", "<=", 0.35, "Sinkhorn generator on the grid: exact W1 to fresh data")],
+           ["samples.png", "metrics.png"], toy=_TOY_TRAIN,
+           full=[*_WIDE, "iterations=10000", "eval.every=500"]),
 ]
 
 
