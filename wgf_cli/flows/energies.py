@@ -26,6 +26,7 @@ the current iterate ``rho_k``, and the step uses the potential ``W * rho_k``.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 
@@ -41,8 +42,11 @@ def _xlogx_over_v(p: Tensor, v: float) -> Tensor:
     return torch.where(p > 0, p * torch.log(safe / v), torch.zeros_like(p))
 
 
-class Energy:
-    """Base class.  Subclasses set ``name`` and ``diffusion`` and implement the methods."""
+class Energy(ABC):
+    """Base class.  Subclasses set ``name`` and ``diffusion`` and implement the abstract
+    methods; an energy with a particle (Langevin) form sets ``supports_particles = True``
+    and defines ``particle_drift(x)``: the drift ``-grad(delta F_nonentropic / delta rho)``
+    at particles ``x`` of shape (N, d)."""
 
     name = "energy"
     #: coefficient D of a linear-diffusion part ``D int rho log rho`` (0 when absent)
@@ -54,31 +58,27 @@ class Energy:
         self.prox_diffusion = self.diffusion
 
     # values ---------------------------------------------------------------------
+    @abstractmethod
     def parts(self, p: Tensor) -> dict[str, float]:
         """The named terms of the energy at ``p`` (their sum is :meth:`value`)."""
-        raise NotImplementedError
 
     def value(self, p: Tensor) -> float:
         return float(sum(self.parts(p).values()))
 
+    @abstractmethod
     def first_variation(self, p: Tensor) -> Tensor:
         """``delta F / delta rho`` at the cell centres."""
-        raise NotImplementedError
 
     # proximal map ---------------------------------------------------------------
-    def begin_step(self, p: Tensor) -> None:
+    def begin_step(self, p: Tensor) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Called with ``rho_k`` before each JKO step (linearisation hook)."""
 
+    @abstractmethod
     def prox_log(self, log_p: Tensor, sigma: float) -> Tensor:
         """``log prox^KL_{sigma F}(exp(log_p))`` elementwise."""
-        raise NotImplementedError
 
     # particles (Langevin cross-check) --------------------------------------------
-    supports_particles = False
-
-    def particle_drift(self, x: Tensor) -> Tensor:
-        """Drift ``-grad(delta F_nonentropic / delta rho)`` at particles ``x`` of shape (N, d)."""
-        raise NotImplementedError(f"energy {self.name!r} has no particle (Langevin) form")
+    supports_particles = False  # True: the energy defines particle_drift (see the class docstring)
 
     def _entropy(self, p: Tensor) -> float:
         """``D sum p log(p/v)``."""

@@ -8,6 +8,7 @@ Gradients come from autograd, so user expressions need no hand-written derivativ
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -29,11 +30,12 @@ def _eval_expr(expr: str, names: dict) -> Tensor:
     return eval(code, {"__builtins__": {}}, names)  # noqa: S307 - names are whitelisted above
 
 
-class Potential:
+class Potential(ABC):
     """Base class: ``V(xs)`` for coordinates ``xs = [x_1, ..., x_d]``."""
 
-    def __call__(self, xs: Sequence[Tensor]) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def __call__(self, xs: Sequence[Tensor]) -> Tensor:
+        """The potential at the coordinates ``xs``."""
 
     def grad(self, x: Tensor) -> Tensor:
         """``grad V`` at particle positions ``x`` of shape ``(N, d)``."""
