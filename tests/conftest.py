@@ -25,3 +25,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def jko_fails_above_tau(monkeypatch):
+    """`wgf jko` runs fail with RuntimeError("boom") when solver.tau > 1.5e-3 (in-process launches)."""
+    from wgf_cli.experiments import jko
+
+    real_run = jko.run
+
+    def flaky(cfg, run):
+        if float(cfg.solver.tau) > 1.5e-3:
+            raise RuntimeError("boom")
+        return real_run(cfg, run)
+
+    monkeypatch.setattr(jko, "run", flaky)

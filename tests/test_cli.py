@@ -229,18 +229,8 @@ def test_reused_folder_starts_fresh_metrics(tmp_path):
     assert pd.read_csv(run_dir / "metrics.csv")["step"].tolist() == [0, 1, 2]
 
 
-def test_sweep_with_a_failed_job_reports_it(tmp_path, monkeypatch):
+def test_sweep_with_a_failed_job_reports_it(tmp_path, jko_fails_above_tau):
     """One failing job: the others complete, summary.csv lists both, exit code 1, no traceback."""
-    from wgf_cli.experiments import jko
-
-    real_run = jko.run
-
-    def flaky(cfg, run):
-        if float(cfg.solver.tau) > 1.5e-3:
-            raise RuntimeError("boom")
-        return real_run(cfg, run)
-
-    monkeypatch.setattr(jko, "run", flaky)
     sweep = tmp_path / "sweep"
     res = runner.invoke(app, ["jko", "-m", "--grid", "16", "--steps", "2", "output.gif_frames=0",
                               "solver.tau=1e-3,2e-3", "~launcher", f"hydra.sweep.dir={sweep}"])

@@ -55,7 +55,7 @@ def test_every_preset_is_reproduced_once():
     assert len(names) == len(set(names)) and set(names) == files
 
 
-def test_sweep_preset_aggregates_and_reports_failed_jobs(tmp_path, monkeypatch):
+def test_sweep_preset_aggregates_and_reports_failed_jobs(tmp_path, request):
     from wgf_cli.presets import Preset
     from wgf_cli.reproduce import run_preset
 
@@ -71,14 +71,7 @@ def test_sweep_preset_aggregates_and_reports_failed_jobs(tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "ok" / "summary.json").read_text())
     assert summary["jobs"] == 2 and summary["taus"] == 2 and abs(summary["h_sum"] - 3e-3) < 1e-15
 
-    real_run = jko.run
-
-    def flaky(cfg, run):
-        if float(cfg.solver.tau) > 1.5e-3:
-            raise RuntimeError("boom")
-        return real_run(cfg, run)
-
-    monkeypatch.setattr(jko, "run", flaky)
+    request.getfixturevalue("jko_fails_above_tau")  # from here on, the tau=2e-3 job fails
     job = run_preset("jko", preset, tmp_path / "bad", ["grid.size=16", "steps=2", "output.gif_frames=0"])
     assert job.status == "failed" and "boom" in job.error
     status = json.loads((tmp_path / "bad" / "status.json").read_text())

@@ -23,6 +23,8 @@ Overrides = Annotated[
     typer.Argument(help="Hydra overrides key=value (e.g. energy=porous_medium solver.tau=5e-4)",
                    show_default=False),
 ]
+#: subcommands accept trailing ``key=value`` Hydra overrides
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 Multirun = Annotated[bool, typer.Option("-m", "--multirun", help="Sweep: comma lists become jobs.")]
 ShowConfig = Annotated[bool, typer.Option("--show-config", help="Print the resolved config; run nothing.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no table: print the run folder only.")]
@@ -103,7 +105,7 @@ def _report(result, quiet: bool, headline: list[str]) -> None:
         _err(f"run failed: {job.error} (see {job.run_dir}/status.json)")
 
 
-@app.command("renyi-mi", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("renyi-mi", context_settings=PASS_THROUGH)
 def renyi_mi(
     overrides: Overrides = None,
     task: Annotated[str | None, typer.Option("--task", help="infoplane | ntk | scaling | estimate",
@@ -132,7 +134,7 @@ def renyi_mi(
     flags = {"task": task, "alpha": alpha, "train.epochs": epochs, "kernel.width": width,
              "entropy.method": method, "device": device, "seed": seed}
     _dispatch("renyi-mi", flags, overrides, multirun, show_config, quiet)
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings=PASS_THROUGH)
 def meanfield(
     overrides: Overrides = None,
     mode: Annotated[str | None, typer.Option(
@@ -159,7 +161,7 @@ def meanfield(
     _dispatch("meanfield", flags, overrides, multirun, show_config, quiet)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings=PASS_THROUGH)
 def wgan(
     overrides: Overrides = None,
     data: Annotated[str | None, typer.Option(
@@ -184,7 +186,7 @@ def wgan(
     _dispatch("wgan", flags, overrides, multirun, show_config, quiet)
 
 
-@app.command("gdelt-build", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("gdelt-build", context_settings=PASS_THROUGH)
 def gdelt_build(
     overrides: Overrides = None,
     source: Annotated[str | None, typer.Option("--source", help="synthetic | dir | download",
@@ -211,7 +213,7 @@ def gdelt_build(
     _dispatch("gdelt-build", flags, overrides, multirun, show_config, quiet)
 
 
-@app.command("gdelt-train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("gdelt-train", context_settings=PASS_THROUGH)
 def gdelt_train(
     overrides: Overrides = None,
     build: Annotated[str | None, typer.Option("--build", help="A gdelt-build folder (data.build_dir).",
@@ -296,7 +298,7 @@ def summarize(
         _err(f"key {k!r} is in no summary.json")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings=PASS_THROUGH)
 def jko(
     overrides: Overrides = None,
     grid: Annotated[int | None, typer.Option("--grid", help="Cells per axis (grid.size).",

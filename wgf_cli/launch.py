@@ -255,23 +255,15 @@ def _job_result(ret, overrides: list[str]) -> JobResult:
 
 def _jobs_from_folders(root: Path) -> list[JobResult]:
     """The results of a sweep read back from its job folders (``status.json``, ``summary.json``)."""
-    import json
-
-    import yaml
-
-    def load(path: Path, default):
-        try:
-            return (json.loads if path.suffix == ".json" else yaml.safe_load)(path.read_text()) or default
-        except (OSError, ValueError, yaml.YAMLError):
-            return default
+    from wgf_cli.run import read_file
 
     jobs = sorted((p for p in root.iterdir() if (p / "status.json").exists()),
                   key=lambda p: (len(p.name), p.name))
     results = []
     for job in jobs:
-        status = load(job / "status.json", {})
-        results.append(JobResult(job, status.get("status", "failed"), load(job / "summary.json", {}),
-                                 load(job / ".hydra" / "overrides.yaml", []), status.get("error")))
+        status = read_file(job / "status.json", {})
+        results.append(JobResult(job, status.get("status", "failed"), read_file(job / "summary.json", {}),
+                                 read_file(job / ".hydra" / "overrides.yaml", []), status.get("error")))
     return results
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import re
 import shutil
 from datetime import datetime
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from wgf_cli.commands import COMMANDS
-from wgf_cli.run import atomic_write, write_json
+from wgf_cli.run import atomic_write, read_file, write_json
 
 MANIFEST = "reproduce.json"
 
@@ -35,16 +34,9 @@ def _fmt(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def load_manifest(runs_dir: Path) -> dict[str, dict[str, Any]]:
     """``{run name: {"cmd", "preset", "status", "error"}}`` from ``reproduce.json`` (empty if none)."""
-    return _read_json(Path(runs_dir) / MANIFEST).get("runs", {})
+    return read_file(Path(runs_dir) / MANIFEST, {}).get("runs", {})
 
 
 def save_manifest(runs_dir: Path, runs: dict[str, dict[str, Any]], **extra: Any) -> Path:
@@ -68,8 +60,8 @@ def collect(runs_dir: Path) -> list[dict[str, Any]]:
         if preset is None:  # a preset that no longer exists
             continue
         folder = runs_dir / name
-        summary = _read_json(folder / "summary.json")
-        status = entry.get("status") or _read_json(folder / "status.json").get("status", "missing")
+        summary = read_file(folder / "summary.json", {})
+        status = entry.get("status") or read_file(folder / "status.json", {}).get("status", "missing")
         claims = []
         for c in preset.claims:
             value, ok = c.check(summary) if status == "completed" else (summary.get(c.key), False)

@@ -69,6 +69,31 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
+def read_file(path: str | Path, default: Any = None) -> Any:
+    """A run-folder file (``.json``, or YAML such as ``.hydra/overrides.yaml``) parsed, or
+    ``default`` when it is missing, unreadable or empty."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        value = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError):
+        return default
+    return default if value is None else value
+
+
+def save_figure(fig: Any, path: str | Path, **savefig_kwargs: Any) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip("."), **({"dpi": 120, "bbox_inches": "tight"} | savefig_kwargs))
+    plt.close(fig)
+    return atomic_write(path, buf.getvalue())
+
+
 def _git_info() -> dict[str, Any]:
     root = Path(__file__).resolve().parents[1]
     try:
@@ -247,14 +272,7 @@ class Run:
 
     def save_plot(self, fig: Any, name: str, **savefig_kwargs: Any) -> Path:
         """Save a matplotlib figure as ``plots/<name>`` (``.png`` unless given) and close it."""
-        import matplotlib.pyplot as plt
-
-        path = self.plots_dir / (name if "." in name else f"{name}.png")
-        buf = io.BytesIO()
-        fig.savefig(buf, format=path.suffix.lstrip("."), **({"dpi": 120, "bbox_inches": "tight"}
-                                                              | savefig_kwargs))
-        plt.close(fig)
-        return atomic_write(path, buf.getvalue())
+        return save_figure(fig, self.plots_dir / (name if "." in name else f"{name}.png"), **savefig_kwargs)
 
     def save_arrays(self, name: str, **arrays: Any) -> Path:
         """``<name>.npz`` with the given arrays (compressed)."""

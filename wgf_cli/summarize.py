@@ -9,14 +9,12 @@ key, or a chosen list.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-import yaml
 
 from wgf_cli.commands import COMMANDS
+from wgf_cli.run import read_file
 
 
 def find_runs(paths: list[str | Path]) -> list[Path]:
@@ -31,23 +29,15 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def _load(path: Path) -> Any:
-    try:
-        text = path.read_text()
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, json.JSONDecodeError, yaml.YAMLError):
-        return None
-
-
 def table(paths: list[str | Path], keys: list[str] | None = None) -> pd.DataFrame:
     """One row per run: ``run, command, status, overrides`` and the summary ``keys``
     (``None``: headline keys of the commands present and ``wall_s``; ``["all"]``: all)."""
     rows, commands = [], []
     for run in find_runs(paths):
-        info = _load(run / "run.json") or {}
-        status = _load(run / "status.json") or {}
-        overrides = _load(run / ".hydra" / "overrides.yaml") or []
-        summary = _load(run / "summary.json") or {}
+        info = read_file(run / "run.json", {})
+        status = read_file(run / "status.json", {})
+        overrides = read_file(run / ".hydra" / "overrides.yaml", [])
+        summary = read_file(run / "summary.json", {})
         cmd = info.get("command", "")
         commands.append(cmd)
         rows.append({"run": str(run), "command": cmd, "status": status.get("status", "?"),

@@ -64,14 +64,14 @@ def convergence_summary(jobs: list[dict[str, Any]], folder) -> dict[str, Any]:
     from pathlib import Path
 
     from wgf_cli.experiments import jko_plots
-    from wgf_cli.run import Run
+    from wgf_cli.run import save_figure
 
     jobs = sorted(jobs, key=lambda j: -j["h"])
     h = np.array([j["h"] for j in jobs])
     err = np.array([j["l1_error_final"] for j in jobs])
     iters = np.array([j["inner_iters_mean"] * j["steps"] for j in jobs])
     order = float(np.polyfit(np.log(h), np.log(err), 1)[0])
-    Run(Path(folder), "jko").save_plot(jko_plots.convergence(h, err, iters, order), "convergence.png")
+    save_figure(jko_plots.convergence(h, err, iters, order), Path(folder) / "plots" / "convergence.png")
     return {"order_h": order, "h_max": float(h[0]), "h_min": float(h[-1]),
             "l1_error_h_max": float(err[0]), "l1_error_h_min": float(err[-1]),
             "inner_iters_total_h_min": float(iters[-1]), "wall_s": float(sum(j["wall_s"] for j in jobs))}
