@@ -16,7 +16,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml setup.py wgf_cli/gdelt/_fastread.c | $(PY)
 	@# torch first, pinned: a CPU wheel of it is on these machines; an open range
 	@# with no torch installed would pull several GB of CUDA packages.
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==$(TORCH_VERSION)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from wgf_cli.cli import app
 
 runner = CliRunner()
-TINY = ["source.countries=3", "source.days=64", "source.events_per_day=50", "sequences.count=30",
+TINY = ["embedding=hash", "source.countries=3", "source.days=64", "source.events_per_day=50", "sequences.count=30",
         "workers=1", "descriptors.k=4"]
 
 
@@ -107,8 +107,9 @@ def test_rerun_in_same_folder_skips_inputs(built):
 @pytest.mark.parametrize(("args", "message"), [
     (["source=dir"], "source=dir needs input=PATH"),
     (["source=dir", "input=/nonexistent/gdelt"], "input: folder /nonexistent/gdelt not found"),
-    (["engine=dask"], "engine=dask needs the dask and distributed packages"),
-    (["embedding=minilm"], "embedding=minilm"),
+    (["engine=dask", "cluster.address=localhost:8786"], "cluster.address must be tcp://HOST:PORT"),
+    (["embedding=minilm", "embedding.model_path=/nonexistent/minilm"],
+     "embedding=minilm: all-MiniLM-L6-v2 weights not found in /nonexistent/minilm"),
     (["descriptors.k=2"], "descriptors.k must be >= 3"),
     (["descriptors.day_key=week"], "descriptors.day_key must be one of sqldate, dateadded"),
     (["source.days=40"], "source.days must be > sequences.context"),
@@ -132,8 +133,8 @@ def test_dir_source_on_real_samples(tmp_path):
     src.mkdir()
     for f in fix.glob("*_100rows.tsv"):
         shutil.copy(f, src / f.name)
-    res = wgf("source=dir", f"input={src}", "sequences.count=3", "sequences.context=2", "descriptors.k=3",
-              f"output_dir={tmp_path / 'build'}", f"hydra.run.dir={tmp_path / 'run'}", "-q")
+    res = wgf("source=dir", f"input={src}", "embedding=hash", "sequences.count=3", "sequences.context=2",
+              "descriptors.k=3", f"output_dir={tmp_path / 'build'}", f"hydra.run.dir={tmp_path / 'run'}", "-q")
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["rows_read"] == 200 and summary["rows_kept"] == 200 and summary["files"] == 2

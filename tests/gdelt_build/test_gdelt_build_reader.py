@@ -1,5 +1,8 @@
 """The reader on the real GDELT samples (tests/fixtures/gdelt, copied from GDELT's own files)
-against a plain split-on-tab reference parser, and every cleaning rule on rows derived from them."""
+against a plain split-on-tab reference parser, and every cleaning rule on rows derived from them.
+
+Every test runs on both routes of the reader: the C pass (with Arrow for the lines it
+declines) and Arrow's reader alone; the two must agree exactly."""
 
 from __future__ import annotations
 
@@ -14,6 +17,17 @@ from wgf_cli.gdelt import reader, schema
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "gdelt"
 V1 = FIX / "v1_mixed_57_58_100rows.tsv"
 V2 = FIX / "v2_61cols_100rows.tsv"
+
+
+
+@pytest.fixture(autouse=True, params=["c", "arrow"])
+def route(request, monkeypatch):
+    if request.param == "c" and reader._fastread is None:
+        pytest.fail("the C extension wgf_cli.gdelt._fastread is not built (pip install -e . builds it)")
+    if request.param == "arrow":
+        monkeypatch.setattr(reader, "_fastread", None)
+    return request.param
+
 
 # reference positions, written out independently of schema.py (GDELT codebooks)
 A2GEO = {57: 44, 58: 44, 61: 45}
@@ -90,7 +104,7 @@ def _mutate(line: str, **fields: str) -> str:
     return "\t".join(f)
 
 
-def test_cleaning_rules_counted_exactly(tmp_path):
+def _dirty_lines() -> tuple[list[str], list[str]]:
     lines = V1.read_text().splitlines()[40:]       # 58-column rows
     good = lines[:20]
     dirty = [
@@ -111,6 +125,12 @@ def test_cleaning_rules_counted_exactly(tmp_path):
         lines[34] + '\t"quoted',                                                     # 59 columns
         _mutate(lines[35], c3='"2015'),                                              # a quote is data: bad type
     ]
+    return lines, good + dirty
+
+
+def test_cleaning_rules_counted_exactly(tmp_path):
+    lines, rows = _dirty_lines()
+    good, dirty = rows[:20], rows[20:]
     path = tmp_path / "dirty.tsv"
     path.write_text("\n".join(good + dirty) + "\n\n")
     table, rejected, rep = reader.read_file(path)
@@ -155,3 +175,97 @@ def test_first_line_of_another_layout(tmp_path):
     table, rejected, rep = reader.read_file(path)
     assert rep.layouts == {"57": 40, "58": 60, "61": 100, "other": 1}
     assert rep.rows_kept == 200 and rep.rejects == {"field_count_1": 1}
+
+
+def _read_both(path: Path, monkeypatch):
+    a = reader.read_file(path)
+    with monkeypatch.context() as m:
+        m.setattr(reader, "_fastread", None)
+        b = reader.read_file(path)
+    return a, b
+
+
+def _assert_same(a, b) -> None:
+    (ta, ra, pa_), (tb, rb, pb) = a, b
+    assert ta.schema == tb.schema
+    assert ta.equals(tb)
+    assert sorted(ra) == sorted(rb)
+    assert pa_.as_dict() == pb.as_dict()
+
+
+def test_routes_agree_exactly(tmp_path, monkeypatch, route):
+    """Dirty rows, CRLF line ends, mixed layouts and a synthetic day with marker rows: the C
+    pass + Arrow for its declined lines equals Arrow alone, row for row and count for count."""
+    if route == "arrow":
+        pytest.skip("compares the two routes itself")
+    _, rows = _dirty_lines()
+    dirty = tmp_path / "dirty.tsv"
+    dirty.write_text("\n".join(rows) + "\n")
+    crlf = tmp_path / "crlf.tsv"
+    crlf.write_bytes(("\r\n".join(V1.read_text().splitlines()) + "\r\n").encode())
+    mixed = tmp_path / "mixed.tsv"
+    mixed.write_text("\n".join(V2.read_text().splitlines()[:50] + V1.read_text().splitlines()
+                               + V2.read_text().splitlines()[50:]))            # no final newline
+    from wgf_cli.gdelt import synthetic as S
+
+    cfg = S.SyntheticConfig(countries=4, days=1, events_per_day=3000, seed=5)
+    *_, files = S.generate(cfg, tmp_path / "syn")
+    for path in (dirty, crlf, mixed, files[0].path, V1, V2):
+        _assert_same(*_read_both(path, monkeypatch))
+
+
+def test_c_pass_takes_plain_rows_and_declines_the_others(route):
+    """The C pass types the plain rows (codes keep their zeros, lost zeros kept for the
+    cleaning to repair) and declines exactly the rows with markers, padding, bad numbers or
+    another field count."""
+    if route == "arrow":
+        pytest.skip("the C pass itself")
+    _, rows = _dirty_lines()
+    table, rest = reader.parse_fast(("\n".join(rows) + "\n").encode())
+    declined = rest.decode().splitlines()
+    assert table.num_rows == 36 - 7 and len(declined) == 7
+    assert set(declined) == {rows[i] for i in (20, 21, 30, 32, 33, 34, 35)}
+    codes = table.column("EventCode").to_pylist()
+    assert "43" in codes and "353" in codes and "999" in codes
+    ref = reference_rows(V1)
+    t, rest = reader.parse_fast(V1.read_bytes())
+    assert rest == b"" and t.num_rows == 100
+    for name in ("GLOBALEVENTID", "SQLDATE", "EventCode", "EventBaseCode", "EventRootCode", "QuadClass",
+                 "GoldsteinScale", "DATEADDED", "layout"):
+        got = t.column(name).to_pylist()
+        assert got == [r[name] for r in ref], name
+    assert t.column("Actor2Geo_CountryCode").to_pylist() == [r["Actor2Geo_CountryCode"] or "" for r in ref]
+
+
+def test_c_pass_decimals_equal_python_float(route):
+    """Decimals are parsed as m / 10^k of exact doubles: equal to Python's float() bit for
+    bit; more than 15 significant digits or an exponent is declined."""
+    if route == "arrow":
+        pytest.skip("the C pass itself")
+    rng = np.random.default_rng(0)
+    line = V1.read_text().splitlines()[50]
+    texts = [f"{v:.{d}f}" for v, d in zip(rng.uniform(-10, 10, 3000), rng.integers(0, 9, 3000), strict=True)]
+    texts += ["0", "-0.0", "+2.5", "10.", ".5", "-9.99999999", "2015.4356", "007.250"]
+    data = "".join(_mutate(line, c30=t, c4=t) + "\n" for t in texts).encode()
+    table, rest = reader.parse_fast(data)
+    assert rest == b""
+    expected = [float(t) for t in texts]
+    assert table.column("GoldsteinScale").to_pylist() == expected
+    assert table.column("FractionDate").to_pylist() == expected
+    odd = ["1e3", "1.2345678901234567", "", ".", "1.2.3", " 1.0", "nan"]
+    table, rest = reader.parse_fast((line + "\n" + "".join(_mutate(line, c30=t) + "\n" for t in odd)).encode())
+    assert table.num_rows == 1 and len(rest.decode().splitlines()) == len(odd)
+
+
+def test_zip_crc_mismatch_is_a_corrupt_input(tmp_path):
+    z = tmp_path / "20150608.export.CSV.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(V1, "20150608.export.CSV")
+    info = zipfile.ZipFile(z).infolist()[0]
+    data = bytearray(z.read_bytes())
+    crc = info.CRC.to_bytes(4, "little")
+    bad = ((info.CRC ^ 1) & 0xFFFFFFFF).to_bytes(4, "little")
+    assert data.count(crc) == 2                    # local header and central directory
+    z.write_bytes(bytes(data).replace(crc, bad))
+    with pytest.raises(reader.InputError, match="corrupt zip"):
+        reader.read_file(z)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -189,7 +190,8 @@ def _run_inputs(todo: list[tuple[str, str]], opts: BuildOptions, done: Callable[
         from dask.distributed import Client, LocalCluster, as_completed
 
         cluster = None if opts.cluster_address else LocalCluster(n_workers=max(opts.workers, 1),
-                                                                 threads_per_worker=1, processes=True)
+                                                                 threads_per_worker=1, processes=True,
+                                                                 dashboard_address=None)
         with Client(opts.cluster_address or cluster) as client:
             futures = [client.submit(process_input, p, n, out, pure=False) for p, n in todo]
             for fut in as_completed(futures):
@@ -211,6 +213,98 @@ def _run_inputs(todo: list[tuple[str, str]], opts: BuildOptions, done: Callable[
                 for f in futures:
                     f.cancel()
                 raise
+
+
+EVENT_COLUMNS = ["SQLDATE", "DATEADDED", "EventCode", "EventRootCode", "QuadClass", "GoldsteinScale",
+                 "Actor1Geo_CountryCode", "Actor2Geo_CountryCode", "Multi_Country_Flag"]
+
+
+def month_windows(days: np.ndarray, busy: set[int] | None = None) -> list[tuple[int, int]]:
+    """[start, end) index ranges of ``days`` (YYYYMMDD) by calendar month; with ``busy`` (the
+    YYYYMM months that may hold events), a month outside it joins the window before it (or
+    the first window), so a long axis with few busy months costs few windows."""
+    month = days // 100
+    cuts = np.flatnonzero(np.diff(month)) + 1
+    if busy is not None:
+        cuts = np.array([c for c in cuts.tolist() if int(month[c]) in busy], np.int64)
+    bounds = [0, *cuts.tolist(), len(days)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def busy_months(files: list[str], day_key: str) -> set[int]:
+    """YYYYMM months the events of ``files`` can fall in, from the Parquet statistics of the
+    day-key column (SQLDATE, or DATEADDED's day): no data is read."""
+    col = "SQLDATE" if day_key == "sqldate" else "DATEADDED"
+    months: set[int] = set()
+    for f in files:
+        meta = pq.ParquetFile(f).metadata
+        j = meta.schema.names.index(col)
+        for g in range(meta.num_row_groups):
+            st = meta.row_group(g).column(j).statistics
+            if st is None or not st.has_min_max:
+                return set(range(197901, 300001))          # no statistics: every month
+            lo, hi = (int(v) if v < 10**10 else int(v) // 1_000_000 for v in (st.min, st.max))
+            for m in pd.period_range(pd.Period(str(max(lo, 19790101))[:6], "M"),
+                                     pd.Period(str(max(hi, 19790101))[:6], "M"), freq="M"):
+                months.add(m.year * 100 + m.month)
+    return months
+
+
+def _window_events(dataset, day_key: str, first: int | None, last: int | None, columns: list[str]):
+    """The events whose day key (SQLDATE, or the day of DATEADDED: 1.0 YYYYMMDD, 2.0
+    YYYYMMDDHHMMSS) lies in [first, last] (YYYYMMDD; ``None``: open), as pandas.  Parquet
+    statistics skip the row groups of other months."""
+    import pyarrow.dataset as pads
+
+    def within(col, scale: int = 1, extra: int = 0):
+        terms = ([col >= first * scale] if first is not None else []) + \
+                ([col <= last * scale + extra] if last is not None else [])
+        return terms[0] & terms[1] if len(terms) == 2 else terms[0] if terms else None
+
+    if day_key == "sqldate":
+        flt = within(pads.field("SQLDATE"))
+    else:
+        added = pads.field("DATEADDED")
+        short, long = within(added), within(added, 1_000_000, 235959)
+        flt = None if short is None else ((added < 10**10) & short) | ((added >= 10**10) & long)
+    return dataset.to_table(columns=columns, filter=flt).to_pandas()
+
+
+def describe(files: list[str], vocab, days: np.ndarray, observed_days: np.ndarray, opts: BuildOptions,
+             progress: Callable[[int, int], None] | None = None) -> desc_mod.Descriptors:
+    """Descriptors of the events in the Parquet ``files`` on the day axis ``days``, computed
+    one calendar month at a time: memory is bounded by one month of events (plus the output
+    arrays), whatever the size of the archive.  Without a country list, a first pass over the
+    months counts the countries (two columns only).  Equal to
+    :func:`~wgf_cli.gdelt.descriptors.compute` on all events at once."""
+    import pyarrow.dataset as pads
+
+    dataset = pads.dataset(files, format="parquet")
+    windows = month_windows(days, busy_months(files, opts.day_key))
+    # the first and last windows are open-ended, so every event is selected by exactly one
+    # window and the lag / outside-the-axis rules count it as compute() would
+    bounds = [(None if i == 0 else int(days[a]), None if i == len(windows) - 1 else int(days[b - 1]))
+              for i, (a, b) in enumerate(windows)]
+    countries = opts.countries
+    if countries is None:
+        counts = None
+        for (a, b), (lo, hi) in zip(windows, bounds, strict=True):
+            ev = _window_events(dataset, opts.day_key, lo, hi, EVENT_COLUMNS)
+            sel, _ = desc_mod.select(ev, days[a:b], opts.day_key, opts.max_lag)
+            c = desc_mod.country_counts(sel)
+            counts = c if counts is None else counts.add(c, fill_value=0)
+        countries = desc_mod.seen_countries(counts, opts.min_country_events) if counts is not None else []
+    parts = []
+    total_cells = len(windows)
+    for i, ((a, b), (lo, hi)) in enumerate(zip(windows, bounds, strict=True)):
+        ev = _window_events(dataset, opts.day_key, lo, hi, EVENT_COLUMNS)
+        parts.append(desc_mod.compute(ev, vocab, days=days[a:b], observed_days=observed_days, countries=countries,
+                                      k=opts.k, day_key=opts.day_key, max_lag=opts.max_lag,
+                                      kmeans_iters=opts.kmeans_iters, device=opts.device))
+        del ev
+        if progress is not None:
+            progress(i + 1, total_cells)
+    return desc_mod.concat(parts)
 
 
 def build(inputs: list[Path], opts: BuildOptions, progress: Callable[[str, int, int], None] | None = None,
@@ -274,23 +368,16 @@ def build(inputs: list[Path], opts: BuildOptions, progress: Callable[[str, int, 
         atomic_json(mpath, manifest)
         raise BuildError("no input could be read: nothing to build")
 
-    # descriptors
-    cols = ["SQLDATE", "DATEADDED", "EventCode", "EventRootCode", "QuadClass", "GoldsteinScale",
-            "Actor1Geo_CountryCode", "Actor2Geo_CountryCode", "Multi_Country_Flag"]
+    # descriptors, one calendar month of days at a time
     files = [str(out / rel) for e in sorted(ok, key=lambda e: e["name"]) for rel in e["outputs"]]
-    table = pa.concat_tables([pq.read_table(f, columns=cols) for f in files]) if files else None
     pub = sorted({d for e in ok for d in e["pub_days"]})
-    if table is None or table.num_rows == 0 or not pub:
+    kept_rows = sum(e["rows_kept"] for e in ok)
+    if not files or kept_rows == 0 or not pub:
         raise BuildError("the inputs hold no valid event: nothing to describe")
     days = desc_mod.day_range(pub[0], pub[-1])
-    events = table.to_pandas()
-    del table
-    say(f"descriptors of {len(events)} events over {len(days)} days")
-    d = desc_mod.compute(events, vocab, days=days, observed_days=np.array(pub), countries=opts.countries,
-                         k=opts.k, day_key=opts.day_key, max_lag=opts.max_lag, kmeans_iters=opts.kmeans_iters,
-                         min_country_events=opts.min_country_events, device=opts.device,
-                         progress=(lambda i, n: progress("descriptors", i, n)) if progress else None)
-    del events
+    say(f"descriptors of {kept_rows} events over {len(days)} days")
+    d = describe(files, vocab, days, np.array(pub), opts,
+                 progress=(lambda i, n: progress("descriptors", i, n)) if progress else None)
     atomic_npz(out / "descriptors" / "descriptors.npz", **d.arrays())
     atomic_npz(out / "descriptors" / "standard_events.npz", **desc_mod.standard_events(vocab))
 

@@ -111,11 +111,10 @@ def spherical_kmeans(x: torch.Tensor, w: torch.Tensor, k: int, iters: int) -> tu
     return centres, mass
 
 
-def compute(events: pd.DataFrame, vocab: Vocabulary, *, days: np.ndarray, observed_days: np.ndarray,
-            countries: list[str] | None = None, k: int = 8, day_key: str = "sqldate", max_lag: int = 30,
-            kmeans_iters: int = 10, min_country_events: int = 1, chunk: int = 512,
-            device: str = "cpu", progress=None) -> Descriptors:
-    """Descriptors of ``events`` (columns of the clean table) on the day axis ``days``."""
+def select(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate", max_lag: int = 30
+           ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The events that belong to the day axis ``days``, with their day index (column ``day``),
+    and the counts ``events_in``, ``too_old`` (the lag rule) and ``outside_days``."""
     diag: dict[str, int] = {"events_in": len(events)}
     ev = events
     sql = ev["SQLDATE"].to_numpy().astype(np.int64)
@@ -134,9 +133,40 @@ def compute(events: pd.DataFrame, vocab: Vocabulary, *, days: np.ndarray, observ
     keep = ~too_old & ~outside
     ev = ev.loc[keep, ["EventCode", "EventRootCode", "QuadClass", "GoldsteinScale", "Actor1Geo_CountryCode",
                        "Actor2Geo_CountryCode", "Multi_Country_Flag"]].assign(day=d[keep])
+    return ev, diag
+
+
+def country_counts(ev: pd.DataFrame) -> pd.Series:
+    """Events per actor geo country (either actor) of selected events."""
+    return pd.concat([ev["Actor1Geo_CountryCode"], ev["Actor2Geo_CountryCode"]]).value_counts()
+
+
+def seen_countries(counts: pd.Series, min_country_events: int = 1) -> list[str]:
+    return sorted(counts[counts >= min_country_events].index)
+
+
+def concat(parts: list[Descriptors]) -> Descriptors:
+    """Descriptors of consecutive day windows (same countries) joined along the day axis;
+    diagnostics summed (``cells_with_events`` and the rest are additive over disjoint days)."""
+    first = parts[0]
+    joined = {name: np.concatenate([getattr(p, name) for p in parts], axis=0 if name == "days" else 1)
+              for name in first.arrays() if name != "countries"}
+    diag: dict[str, int] = {}
+    for p in parts:
+        for key, value in p.diagnostics.items():
+            diag[key] = diag.get(key, 0) + value
+    return Descriptors(first.countries, **joined, diagnostics=diag)
+
+
+def compute(events: pd.DataFrame, vocab: Vocabulary, *, days: np.ndarray, observed_days: np.ndarray,
+            countries: list[str] | None = None, k: int = 8, day_key: str = "sqldate", max_lag: int = 30,
+            kmeans_iters: int = 10, min_country_events: int = 1, chunk: int = 512,
+            device: str = "cpu", progress=None) -> Descriptors:
+    """Descriptors of ``events`` (columns of the clean table) on the day axis ``days``."""
+    ev, diag = select(events, days, day_key, max_lag)
+    first = int(days[0])
     if countries is None:
-        seen = pd.concat([ev["Actor1Geo_CountryCode"], ev["Actor2Geo_CountryCode"]]).value_counts()
-        countries = sorted(seen[seen >= min_country_events].index)
+        countries = seen_countries(country_counts(ev), min_country_events)
     cs = np.array(sorted(countries), dtype="<U3")
     C, D = len(cs), len(days)
     rows = _membership(ev, cs)
@@ -150,12 +180,12 @@ def compute(events: pd.DataFrame, vocab: Vocabulary, *, days: np.ndarray, observ
     total = counts.sum((2, 3))
     g = rows["GoldsteinScale"].to_numpy().astype(np.float64)
     n = total.ravel().astype(np.float64)
-    s1 = np.bincount(cell, g, minlength=C * D)
-    s2 = np.bincount(cell, g * g, minlength=C * D)
+    s1 = np.bincount(cell, g, minlength=C * D).astype(np.float64)      # (float even with no event)
+    s2 = np.bincount(cell, g * g, minlength=C * D).astype(np.float64)
     mean = np.divide(s1, n, out=np.zeros_like(s1), where=n > 0)
     var = np.divide(s2 - n * mean * mean, n - 1, out=np.zeros_like(s1), where=n > 1)
     multi = np.bincount(cell, (rows["Multi_Country_Flag"].to_numpy(dtype=float, na_value=0) == 1).astype(float),
-                        minlength=C * D)
+                        minlength=C * D).astype(np.float64)
     multi_frac = np.divide(multi, n, out=np.zeros_like(multi), where=n > 0)
 
     partners = np.full((C, D, 3), "", dtype="<U3")

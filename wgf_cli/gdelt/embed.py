@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +73,10 @@ class HashEmbedder:
 
 
 def find_minilm(model_path: str | None = None) -> Path:
-    """The folder holding all-MiniLM-L6-v2 (``config.json`` + weights), searched in
-    ``model_path`` or in the installed packages of :data:`MINILM_PACKAGES`."""
+    """The folder holding all-MiniLM-L6-v2 (``config.json`` + weights): ``model_path`` when
+    given, else the first installed package of :data:`MINILM_PACKAGES` that holds it."""
     roots = [Path(model_path)] if model_path else []
-    for pkg in MINILM_PACKAGES:
+    for pkg in () if model_path else MINILM_PACKAGES:   # an explicit folder is the only place looked in
         spec = importlib.util.find_spec(pkg)
         if spec is not None and spec.submodule_search_locations:
             roots += [Path(p) for p in spec.submodule_search_locations]
@@ -97,11 +98,18 @@ class SentenceModelEmbedder:
     def __init__(self, model_path: str | None = None, device: str = "cpu") -> None:
         self.folder = find_minilm(model_path)
         self.device = device
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+            os.environ.setdefault(var, "1")      # never reach for a hub; the weights are local
+        if importlib.util.find_spec("transformers") is not None:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()   # the weight-loading bar would garble the CLI's
         if importlib.util.find_spec("sentence_transformers") is not None:
             from sentence_transformers import SentenceTransformer
 
             self._st = SentenceTransformer(str(self.folder), device=device, local_files_only=True)
-            self.dim = int(self._st.get_sentence_embedding_dimension())
+            get_dim = getattr(self._st, "get_embedding_dimension", None) or self._st.get_sentence_embedding_dimension
+            self.dim = int(get_dim())
         elif importlib.util.find_spec("transformers") is not None:
             from transformers import AutoModel, AutoTokenizer
 
@@ -115,7 +123,8 @@ class SentenceModelEmbedder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if self._st is not None:
-            return self._st.encode(texts, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+            return self._st.encode(texts, normalize_embeddings=True, convert_to_numpy=True,
+                                   show_progress_bar=False).astype(np.float32)
         import torch
 
         out = []

@@ -1,11 +1,20 @@
 """Read one raw GDELT event file (zipped or not) into a clean, typed Arrow table.
 
-The fast path parses the file with Arrow's CSV reader on one thread, tab-separated with
-quoting, escaping and multi-line values all **off** (a quote is data in GDELT), keeping only
-the 14 columns of :data:`~wgf_cli.gdelt.schema.KEPT` as strings.  The layout (57, 58 or 61
-columns) is detected from the column count of the first lines; every row with another count
-is handed to a callback and re-parsed by its own count, so a file mixing layouts is read
-row by row correctly, and a row with an unknown count is rejected with the reason.
+Two routes give the same result:
+
+* the **C pass** (:func:`parse_fast`, ``_fastread.c``, built at install): one tokenizing pass
+  over the bytes, tab-separated with quoting off (a quote is data in GDELT), the layout (57,
+  58 or 61 columns) taken from each row's own field count, the 14 columns of
+  :data:`~wgf_cli.gdelt.schema.KEPT` parsed straight into typed arrays.  It takes every row
+  whose kept fields are in plain form and declines the others (markers, whitespace, empty or
+  odd numbers, other field counts), which go the general way;
+* the **general route** (:func:`parse_general`): Arrow's CSV reader on one thread, quoting,
+  escaping and multi-line values off, the layout detected from the first lines; rows with
+  another count are handed to a callback and re-parsed by their own count, so a file mixing
+  layouts is read row by row correctly, and a row with an unknown count is rejected with the
+  reason.  It reads whole inputs when the extension is not built.
+
+A zipped input is inflated with ISA-L (``isal``, about 2x zlib) when installed.
 
 :func:`clean` then applies the cleaning rules (each counted in the :class:`InputReport`):
 
@@ -32,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -43,6 +53,16 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from wgf_cli.gdelt import schema
+
+try:  # the C pass; optional: without it every input goes through Arrow's reader
+    from wgf_cli.gdelt import _fastread
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _fastread = None
+try:  # ISA-L inflate; optional: zlib otherwise
+    from isal import isal_zlib as _isal
+except ImportError:  # pragma: no cover
+    _isal = None
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError) + ((_isal.error,) if _isal is not None else ())
 
 _INT_COLS = ["GLOBALEVENTID", "SQLDATE", "MonthYear", "Year", "IsRootEvent", "QuadClass", "DATEADDED"]
 _FLOAT_COLS = ["FractionDate", "GoldsteinScale"]
@@ -83,8 +103,29 @@ def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _member_bytes(zf: zipfile.ZipFile, fh, info: zipfile.ZipInfo) -> bytes:
+    """One member's bytes.  A deflated member is inflated in one call by ISA-L when it is
+    installed (about 2x zlib), its size and CRC-32 checked as :mod:`zipfile` does;
+    anything else goes through :mod:`zipfile`."""
+    if _isal is None or info.compress_type != zipfile.ZIP_DEFLATED or info.flag_bits & 0x1:
+        return zf.read(info)
+    fh.seek(info.header_offset)
+    head = fh.read(30)
+    if len(head) != 30 or head[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header of {info.filename}")
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    fh.seek(info.header_offset + 30 + name_len + extra_len)
+    comp = fh.read(info.compress_size)
+    if len(comp) != info.compress_size:
+        raise EOFError(f"{info.filename}: truncated")
+    data = _isal.decompress(comp, -15, max(info.file_size, 1))
+    if len(data) != info.file_size or (_isal.crc32(data) & 0xFFFFFFFF) != info.CRC:
+        raise zipfile.BadZipFile(f"bad CRC-32 or size of {info.filename}")
+    return data
+
+
 def read_bytes(path: str | Path) -> bytes:
-    """The raw text of an input: the (single) member of a ``.zip``, or the file itself.
+    """The raw text of an input: the member(s) of a ``.zip``, or the file itself.
 
     Raises :class:`InputError` for a corrupt or truncated zip.
     """
@@ -92,12 +133,12 @@ def read_bytes(path: str | Path) -> bytes:
     if path.suffix.lower() != ".zip":
         return path.read_bytes()
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open(path, "rb") as fh, zipfile.ZipFile(fh) as zf:
             members = [m for m in zf.infolist() if not m.is_dir()]
             if not members:
                 raise InputError(f"{path.name}: empty zip archive")
-            return b"".join(zf.read(m) for m in members)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+            return b"".join(_member_bytes(zf, fh, m) for m in members)
+    except _ZIP_ERRORS as exc:
         raise InputError(f"{path.name}: corrupt zip ({exc})") from None
 
 
@@ -144,70 +185,15 @@ def _read(data, idx: dict[str, int], typed: bool, handler=None) -> pa.Table:
     return table.rename_columns(list(idx))
 
 
-def _windows(data: bytes) -> np.ndarray:
-    """The data as aligned little-endian 8-byte words (zero padded)."""
-    pad = (-len(data)) % 8 + 16
-    return np.frombuffer(data + b"\0" * pad, "<u8")
-
-
-_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def _field_words(win: np.ndarray, start: np.ndarray, length: np.ndarray, words: int) -> list[np.ndarray]:
-    """The bytes of each field as ``words`` little-endian uint64 (zeros beyond its length),
-    assembled from two aligned words per unaligned one."""
-    out = []
-    for w in range(words):
-        s = start + 8 * w
-        i = s >> 3
-        sh = ((s & 7) * 8).astype(np.uint64)
-        lo, hi = win[i], win[i + 1]
-        v = np.where(sh == 0, lo, (lo >> sh) | (hi << (np.uint64(64) - np.maximum(sh, np.uint64(1)))))
-        keep = np.clip(length - 8 * w, 0, 8).astype(np.uint64)
-        mask = np.where(keep >= 8, _ONES, (np.uint64(1) << (keep * np.uint64(8))) - np.uint64(1))
-        out.append(v & mask)
-    return out
-
-
-def _digits(words: list[np.ndarray], length: np.ndarray, width: int, decimal: bool) -> np.ndarray | None:
-    """Vectorised parse of unsigned integers (or simple decimals ``-?d+(.d+)?``) from the
-    fields' 8-byte words; ``None`` if any field is not of that form."""
-    n = len(length)
-    acc = np.zeros(n, np.int64)
-    after = np.zeros(n, np.int64)
-    ndig = np.zeros(n, np.int64)
-    ndot = np.zeros(n, np.int64)
-    seen_dot = np.zeros(n, bool)
-    minus = np.zeros(n, bool)
-    for j in range(width):
-        c = ((words[j // 8] >> np.uint64(8 * (j % 8))) & np.uint64(0xFF)).astype(np.int64)
-        inside = j < length
-        digit = inside & (c >= 48) & (c <= 57)
-        dot = inside & (c == 46) if decimal else np.zeros(n, bool)
-        if j == 0 and decimal:
-            minus = inside & (c == 45)
-        if not (digit | dot | ~inside | (minus if j == 0 else False)).all():
-            return None
-        acc = np.where(digit, acc * 10 + (c - 48), acc)
-        after += digit & seen_dot
-        ndig += digit
-        ndot += dot
-        seen_dot |= dot
-    if not ((ndig >= 1).all() and (ndig <= 17).all() and (ndot <= 1).all()):
-        return None
-    if not decimal:
-        return acc
-    return np.where(minus, -1.0, 1.0) * (acc / 10.0 ** after)   # exact integer / power of ten: correctly rounded
-
-
-def parse(data: bytes) -> tuple[pa.Table, list[tuple[str, str]]]:
+def parse_general(data: bytes) -> tuple[pa.Table, list[tuple[str, str]]]:
     """Raw bytes -> (table of the kept columns + ``layout`` int8, field-count rejects as
-    ``(reason, raw line)``).  Rows are in file order within each layout.
+    ``(reason, raw line)``) with Arrow's CSV reader alone.  Rows are in file order within each
+    layout.
 
-    Fast path: a file whose rows all have the first row's layout and whose numbers all parse
-    is read typed (numbers as numbers, codes dictionary-encoded).  Otherwise the file is
-    re-read with every column as a string and rows of other counts collected by a callback
-    (slower: Arrow's row callback costs about 2x) and parsed by their own layout.
+    A file whose rows all have the first row's layout and whose numbers all parse is read
+    typed (numbers as numbers, codes dictionary-encoded).  Otherwise the file is re-read with
+    every column as a string and rows of other counts collected by a callback (slower: Arrow's
+    row callback costs about 2x) and parsed by their own layout.
     """
     if not data or data.isspace():
         return _empty_strings(), []
@@ -246,6 +232,83 @@ def parse(data: bytes) -> tuple[pa.Table, list[tuple[str, str]]]:
     return table, bad
 
 
+
+
+#: most lines per input the C pass may decline before the whole input is read the general way
+MAX_DECLINED = 1 << 14
+
+
+def _decode_codes(keys: np.ndarray) -> list[str]:
+    """CAMEO codes from the C pass's keys (10000 * length + value)."""
+    return [f"{k % 10000:0{k // 10000}d}" for k in keys.tolist()]
+
+
+def _decode_countries(keys: np.ndarray) -> list[str]:
+    """Two-letter codes from the C pass's keys (0: empty, else 1 + 26 * a + b)."""
+    return ["" if k == 0 else chr(65 + (k - 1) // 26) + chr(65 + (k - 1) % 26) for k in keys.tolist()]
+
+
+def _as_dictionary(keys: np.ndarray, decode) -> pa.DictionaryArray:
+    uniq, inv = _factorize(keys.astype(np.int64))
+    return pa.DictionaryArray.from_arrays(pa.array(inv.astype(np.int32)), pa.array(decode(uniq), pa.string()))
+
+
+def parse_fast(data) -> tuple[pa.Table, bytes] | None:
+    """The C pass (:mod:`wgf_cli.gdelt._fastread`): (typed table of the rows in plain form,
+    the declined lines, each ended by a newline), or ``None`` when the extension is not built or the
+    input is not mostly plain rows (then :func:`parse_general` reads all of it)."""
+    if _fastread is None:
+        return None
+    cap = len(data) // 56 + 2           # a row has at least 56 tabs
+    ints = [np.empty(cap, np.int64) for _ in range(7)]
+    floats = [np.empty(cap, np.float64) for _ in range(2)]
+    codes = [np.empty(cap, np.int32) for _ in range(3)]
+    geo = [np.empty(cap, np.int16) for _ in range(2)]
+    layout = np.empty(cap, np.int8)
+    declined = np.empty(2 * MAX_DECLINED, np.int64)
+    rows, ndec, status = _fastread.parse(data, *ints, *floats, *codes, *geo, layout, declined)
+    if status != 0 or rows == 0:
+        return None
+    i_id, i_sql, i_my, i_year, i_root, i_quad, i_added = (a[:rows] for a in ints)
+    cols = {
+        "GLOBALEVENTID": i_id, "SQLDATE": i_sql, "MonthYear": i_my, "Year": i_year,
+        "FractionDate": floats[0][:rows], "IsRootEvent": i_root,
+        "EventCode": _as_dictionary(codes[0][:rows], _decode_codes),
+        "EventBaseCode": _as_dictionary(codes[1][:rows], _decode_codes),
+        "EventRootCode": _as_dictionary(codes[2][:rows], _decode_codes),
+        "QuadClass": i_quad, "GoldsteinScale": floats[1][:rows],
+        "Actor1Geo_CountryCode": _as_dictionary(geo[0][:rows], _decode_countries),
+        "Actor2Geo_CountryCode": _as_dictionary(geo[1][:rows], _decode_countries),
+        "DATEADDED": i_added, "layout": layout[:rows],
+    }
+    view = memoryview(data)
+    rest = b"".join(bytes(view[a:b]) + b"\n" for a, b in declined[:2 * ndec].reshape(-1, 2).tolist())
+    return pa.table(cols), rest
+
+
+def parse(data) -> tuple[list[pa.Table], list[tuple[str, str]]]:
+    """Raw bytes -> (raw tables of the kept columns + ``layout``, field-count rejects).
+
+    The C pass takes every row in plain form (the vast majority); the lines it declines, or
+    the whole input when the pass is unavailable, go through :func:`parse_general`.  Each
+    table is then cleaned on its own (:func:`clean`) and :func:`read_file` puts the rows back
+    in GLOBALEVENTID order, so both routes give the same result.
+    """
+    fast = parse_fast(data)
+    if fast is None:
+        table, bad = parse_general(data)
+        return [table], bad
+    table, rest = fast
+    if not rest.strip():
+        return [table], []
+    try:
+        other, bad = parse_general(rest)
+    except InputError:                  # no declined line has a GDELT layout
+        lines = [x for x in rest.decode("utf-8", "replace").split("\n") if x.strip()]
+        return [table], [(f"field_count_{x.rstrip(chr(13)).count(chr(9)) + 1}", x) for x in lines]
+    return [table, other], bad
+
+
 def _empty_strings() -> pa.Table:
     cols = {name: pa.array([], pa.string()) for name in schema.KEPT}
     cols["layout"] = pa.array([], pa.int8())
@@ -276,18 +339,21 @@ def _repair_codes(root: str, base: str, code: str, valid: frozenset[str]) -> tup
 
 
 def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct values of non-negative int keys and each row's index into them
-    (``np.unique(..., return_inverse=True)`` by a presence table: O(n), no sort)."""
+    """Sorted distinct values of int keys and each row's index into them
+    (``np.unique(..., return_inverse=True)``, by a presence table over the keys' span when
+    it is small: O(n), no sort)."""
     if len(key) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    top = int(key.max()) + 1
-    if top > 50_000_000:
+    low = int(key.min())
+    span = int(key.max()) - low + 1
+    if span > 4 * len(key) + 1_000_000:
         return np.unique(key, return_inverse=True)
-    present = np.zeros(top, bool)
-    present[key] = True
+    shifted = key - low if low else key
+    present = np.zeros(span, bool)
+    present[shifted] = True
     uniq = np.flatnonzero(present)
-    lookup = np.cumsum(present) - 1
-    return uniq, lookup[key]
+    lookup = np.cumsum(present, dtype=np.int32) - 1
+    return uniq + low, lookup[shifted]
 
 
 def _valid_dates(d: np.ndarray) -> np.ndarray:
@@ -297,9 +363,9 @@ def _valid_dates(d: np.ndarray) -> np.ndarray:
     return (d >= 19790101) & (m >= 1) & (m <= 12) & (day >= 1) & (day <= dim)
 
 
-def _numeric(col: pa.ChunkedArray, is_int: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | bool]:
+def _numeric(col: pa.ChunkedArray, is_int: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | bool]:
     """(values, ok, padded) of a numeric column, typed (null = bad) or string (strict regex
-    after trimming whitespace)."""
+    after trimming whitespace); ``ok`` is ``None`` when every value is good."""
     if pa.types.is_string(col.type):
         trimmed = pc.utf8_trim_whitespace(col)
         padded = pc.not_equal(pc.binary_length(col), pc.binary_length(trimmed)).to_numpy(zero_copy_only=False)
@@ -317,6 +383,8 @@ def _numeric(col: pa.ChunkedArray, is_int: bool) -> tuple[np.ndarray, np.ndarray
                        np.int64 if is_int else np.float64)
         pad = np.array([a != b for a, b in zip(values, trimmed, strict=True)] + [False], bool)
         return num[ind], ok_v[ind], pad[ind]
+    if col.null_count == 0:
+        return col.to_numpy(), None, False
     ok = pc.is_valid(col).to_numpy(zero_copy_only=False)
     return pc.fill_null(col, 0).to_numpy(), ok, False
 
@@ -341,13 +409,14 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
     raw = raw.unify_dictionaries()
     n = raw.num_rows
     lay = raw.column("layout").to_numpy()
-    for value, count in zip(*np.unique(lay, return_counts=True), strict=True):
-        report.layouts[str(int(value))] = report.layouts.get(str(int(value)), 0) + int(count)
+    for value, count in enumerate(np.bincount(lay, minlength=1) if n else []):
+        if count:
+            report.layouts[str(value)] = report.layouts.get(str(value), 0) + int(count)
     reason = np.zeros(n, np.int16)      # 0 = kept, else 1 + index in ``whys``
     whys: list[str] = []
 
-    def reject(mask: np.ndarray, why: str) -> None:
-        if not mask.any():
+    def reject(mask: np.ndarray | None, why: str) -> None:
+        if mask is None or not mask.any():
             return
         if why not in whys:
             whys.append(why)
@@ -359,21 +428,24 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
         values, ind = _dictionary(raw.column(name))
         trimmed = [v.strip() for v in values]
         changed = np.array([a != b for a, b in zip(values, trimmed, strict=True)] or [False], bool)
-        padded |= changed[ind] if n else False
+        if changed.any():
+            padded |= changed[ind]
         dicts[name] = (trimmed, ind)
 
-    def per_row(name: str, fn) -> np.ndarray:
+    def per_row(name: str, fn) -> np.ndarray | None:
+        """fn of each row's value of a string column; ``None`` when false for every row."""
         values, ind = dicts[name]
         table = np.array([fn(v) for v in values] or [False], bool)
-        return table[ind] if n else np.zeros(0, bool)
+        return table[ind] if table.any() else None
 
-    marker = per_row("EventCode", lambda v: v in _MARKERS) | per_row("EventRootCode", lambda v: v in _MARKERS)
-    reject(marker, "marker_row")
+    for name in ("EventCode", "EventRootCode"):
+        reject(per_row(name, lambda v: v in _MARKERS), "marker_row")
     values: dict[str, np.ndarray] = {}
     for name in _INT_COLS + _FLOAT_COLS:
         v, ok, pad = _numeric(raw.column(name), name in _INT_COLS)
         padded |= pad
-        reject(~ok, f"bad_type:{name}")
+        if ok is not None:
+            reject(~ok, f"bad_type:{name}")
         values[name] = v
 
     # CAMEO codes: each distinct (root, base, code) triple repaired once
@@ -388,26 +460,29 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
         fixed.append(_repair_codes(rv[r], bv[b], cv[c], valid))
     ok_u = np.array([f is not None for f in fixed] or [False], bool)
     rep_u = np.array([f is not None and f[3] for f in fixed] or [False], bool)
-    code_ok = ok_u[inv] if n else np.zeros(0, bool)
-    code_rep = rep_u[inv] if n else np.zeros(0, bool)
-    reject(~code_ok, "bad_event_code")
+    if not ok_u.all():
+        reject(~ok_u[inv], "bad_event_code")
+    code_rep = rep_u[inv] if rep_u.any() else np.zeros(n, bool)
 
     # the 1920 bug
     sql, added = values["SQLDATE"], values["DATEADDED"]
-    added_day = np.where(added >= 10**10, added // 1_000_000, added)
-    bug = (sql // 10000 == 1920) & (added_day >= 20191231) & (added_day <= 20200105)
-    values["SQLDATE"] = sql + bug * 1_000_000
-    values["MonthYear"] = values["MonthYear"] + bug * 10_000
-    values["Year"] = values["Year"] + bug * 100
-    values["FractionDate"] = values["FractionDate"] + bug * 100.0
+    bug = (sql >= 19200000) & (sql < 19210000)
+    if bug.any():
+        added_day = np.where(added >= 10**10, added // 1_000_000, added)
+        bug &= (added_day >= 20191231) & (added_day <= 20200105)
+        values["SQLDATE"] = sql + bug * 1_000_000
+        values["MonthYear"] = values["MonthYear"] + bug * 10_000
+        values["Year"] = values["Year"] + bug * 100
+        values["FractionDate"] = values["FractionDate"] + bug * 100.0
 
     quad, gold = values["QuadClass"], values["GoldsteinScale"]
     reject((quad < 1) | (quad > 4), "bad_quadclass")
     reject((values["IsRootEvent"] < 0) | (values["IsRootEvent"] > 1), "bad_isroot")
     reject(~((gold >= -10) & (gold <= 10)), "bad_goldstein")
-    reject(~_valid_dates(values["SQLDATE"]), "bad_sqldate")
+    dates, date_idx = _factorize(values["SQLDATE"])
+    reject(~_valid_dates(dates)[date_idx], "bad_sqldate")
     for name in ["Actor1Geo_CountryCode", "Actor2Geo_CountryCode"]:
-        reject(~per_row(name, lambda v: v == "" or (len(v) == 2 and v.isascii() and v.isalpha() and v.isupper())),
+        reject(per_row(name, lambda v: not (v == "" or (len(v) == 2 and v.isascii() and v.isalpha() and v.isupper()))),
                "bad_country_code")
 
     keep = reason == 0
@@ -429,42 +504,66 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
         rejected = [(whys[reason[i] - 1], "\t".join("" if sub[c][j] is None else str(sub[c][j]) for c in schema.KEPT))
                     for j, i in enumerate(bad_idx)]
 
+    all_kept = bool(keep.all())
     kidx = np.flatnonzero(keep)
+
+    def kept(a: np.ndarray) -> np.ndarray:
+        return a if all_kept else a[kidx]
+
     out: dict[str, pa.Array] = {}
     codes = {}
     for j, name in enumerate(["EventRootCode", "EventBaseCode", "EventCode"]):
-        dic = np.array([f[j] if f is not None else "" for f in fixed] or [""], dtype=object)
-        codes[name] = pa.array(dic[inv[kidx]] if n else [], pa.string())
-    geo = {}
+        dic = pa.array([f[j] if f is not None else "" for f in fixed] or [""], pa.string())
+        codes[name] = dic.take(pa.array(kept(inv))) if n else pa.array([], pa.string())
+    geo, geo_id = {}, {}
+    countries = sorted({v for name in ("Actor1Geo_CountryCode", "Actor2Geo_CountryCode") for v in dicts[name][0]})
+    position = {v: i for i, v in enumerate(countries)}
     for name in ["Actor1Geo_CountryCode", "Actor2Geo_CountryCode"]:
         vals, ind = dicts[name]
         dic = pa.array([v if v else None for v in vals] or [None], pa.string())
-        geo[name] = dic.take(pa.array(ind[kidx])) if n else pa.array([], pa.string())
+        geo[name] = dic.take(pa.array(kept(ind))) if n else pa.array([], pa.string())
+        ids = np.array([position[v] if v else -1 for v in vals] or [-1], np.int64)
+        geo_id[name] = ids[kept(ind)] if n else np.zeros(0, np.int64)
     for name in schema.KEPT:
         if name in codes:
             out[name] = codes[name]
         elif name in geo:
             out[name] = geo[name]
         else:
-            out[name] = pa.array(values[name][kidx].astype(schema.KEPT_TYPES[name]))
-    a1, a2 = geo["Actor1Geo_CountryCode"], geo["Actor2Geo_CountryCode"]
-    out["Multi_Country_Flag"] = pc.cast(pc.not_equal(a1, a2), pa.int8())   # null when one is missing
+            out[name] = pa.array(kept(values[name]).astype(schema.KEPT_TYPES[name], copy=False))
+    a1, a2 = geo_id["Actor1Geo_CountryCode"], geo_id["Actor2Geo_CountryCode"]
+    out["Multi_Country_Flag"] = pa.array((a1 != a2).astype(np.int8), mask=(a1 < 0) | (a2 < 0))  # null: one missing
     out["source_file"] = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(kidx), np.int32)),
                                                         pa.array([source_file]))
     return pa.table(out), rejected
 
 
+def _id_order(table: pa.Table) -> pa.Table:
+    """The rows sorted by GLOBALEVENTID (stable); untouched when already in order, as GDELT
+    writes its files."""
+    ids = table.column("GLOBALEVENTID").to_numpy()
+    if len(ids) < 2 or (ids[1:] >= ids[:-1]).all():
+        return table
+    return table.take(pa.array(np.argsort(ids, kind="stable")))
+
+
 def read_file(path: str | Path, name: str | None = None, *, checksum: bool = True
               ) -> tuple[pa.Table, list[tuple[str, str]], InputReport]:
-    """Parse and clean one input: (clean table, rejects, report with the file's md5 when
-    ``checksum``).  Raises :class:`InputError` when the input cannot be read at all."""
+    """Parse and clean one input: (clean table in GLOBALEVENTID order, rejects, report with
+    the file's md5 when ``checksum``).  Raises :class:`InputError` when the input cannot be
+    read at all."""
     path = Path(path)
     name = name or path.name
     report = InputReport(name=name, size=path.stat().st_size, md5=file_md5(path) if checksum else "")
     data = read_bytes(path)
-    raw, bad = parse(data)
+    raws, bad = parse(data)
     del data
-    table, rejected = clean(raw, name, report)
+    tables, rejected = [], []
+    for raw in raws:
+        table, rej = clean(raw, name, report)
+        tables.append(table)
+        rejected += rej
+    table = _id_order(tables[0] if len(tables) == 1 else pa.concat_tables(tables))
     for why, _ in bad:
         report.rejects[why] = report.rejects.get(why, 0) + 1
         report.layouts["other"] = report.layouts.get("other", 0) + 1
