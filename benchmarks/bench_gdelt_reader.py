@@ -4,7 +4,7 @@ A full-volume synthetic GDELT 1.0 daily file (about 200k rows, 58 columns, zippe
 volume of a real day) is written once.  Then, in alternating rounds in one process, both
 contenders read it from the zip on one core:
 
-* ``wgf``: :func:`wgf_cli.gdelt.reader.read_file` -- the zip inflated by ISA-L, the C pass
+* ``wgf``: :func:`wgf_cli.gdelt.reader.read_file` -- the zip inflated by libdeflate, the C pass
   over the rows (layout per row, the 14 kept columns typed), the declined lines through
   Arrow's reader, every cleaning rule, typed output; one thread (the md5 the build records
   for its manifest is left out);
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             table.append({"input": label, "rows": rows, "bytes": path.stat().st_size, "wgf_s": mo, "pandas_s": mt,
                           "wgf_rows_per_s": rows / mo, "pandas_rows_per_s": rows / mt, "ratio": mt / mo,
                           "cpu_ratio": cpu_ratio, "target_met": mt / mo >= TARGET,
-                          "fast_path": reader._fastread is not None, "isal": reader._isal is not None})
+                          "fast_path": reader._fastread is not None, "libdeflate": reader._deflate is not None})
     cols = [("input", "input"), ("rows", "rows"), ("wgf_rows_per_s", "wgf rows/s/core"),
             ("pandas_rows_per_s", "pandas rows/s/core"), ("ratio", "speed-up"), ("cpu_ratio", "CPU-time ratio"),
             ("target_met", f">= {TARGET:g}x")]

@@ -2,11 +2,11 @@
  *
  * parse(data, ids, sqldate, monthyear, year, isroot, quad, dateadded,   -- int64 [cap]
  *       fractiondate, goldstein,                                        -- float64 [cap]
- *       eventcode, basecode, rootcode,                                  -- int32 [cap]
- *       geo1, geo2,                                                     -- int16 [cap]
+ *       eventcode, basecode, rootcode, geo1, geo2,                      -- int32 [cap]
  *       layout,                                                         -- int8 [cap]
- *       declined)                                                       -- int64 [2 * max]
- *   -> (rows, declined lines, status)
+ *       declined,                                                       -- int64 [2 * max]
+ *       keys)                                                           -- int32 [5 * NKEY]
+ *   -> (rows, declined lines, status, (distinct values of each of the 5 key columns))
  *
  * Every line (ended by '\n', an optional '\r' before it dropped; empty lines skipped) is
  * split on tabs -- quoting off, as GDELT is written -- and its field count (57, 58 or 61)
@@ -17,8 +17,12 @@
  *   decimals   [+-]?([0-9]+.?[0-9]*|.[0-9]+), at most 15 significant digits: the value is
  *              m / 10^k of two exactly representable doubles, so the division is correctly
  *              rounded and equals Python's float() of the text
- *   CAMEO codes  [0-9]{1,4}, stored as 10000 * length + value (so "043" != "43")
+ *   CAMEO codes  [0-9]{1,4}, keyed 10000 * length + value (so "043" != "43")
  *   countries  empty (0) or two capital letters (1 + 26 * a + b)
+ *
+ * The five code and country columns come out dictionary-encoded: each row holds the index of
+ * its key among the column's distinct keys, which are written (in order of first sight) to
+ * ``keys[j * NKEY : j * NKEY + count_j]``.
  *
  * Any other line (another field count, whitespace, an empty number, a marker "---" or "X",
  * an exponent) is declined: its byte range [start, end) goes to ``declined`` and the caller
@@ -35,7 +39,8 @@
 #endif
 
 #define MAXF 64
-#define NBUF 16
+#define NBUF 17
+#define NKEY 50000  /* > largest key: 10000 * 4 + 9999 */
 
 static const int K57[14] = {0, 1, 2, 3, 4, 25, 26, 27, 28, 29, 30, 37, 44, 56};
 static const int K61[14] = {0, 1, 2, 3, 4, 25, 26, 27, 28, 29, 30, 37, 45, 59};
@@ -95,20 +100,20 @@ static inline int parse_code(const char *s, const char *e, int32_t *out) {
     return 1;
 }
 
-static inline int parse_country(const char *s, const char *e, int16_t *out) {
+static inline int parse_country(const char *s, const char *e, int32_t *out) {
     if (e == s) { *out = 0; return 1; }
     if (e - s != 2) return 0;
     unsigned a = (unsigned char)s[0] - 'A', b = (unsigned char)s[1] - 'A';
     if (a > 25 || b > 25) return 0;
-    *out = (int16_t)(1 + 26 * a + b);
+    *out = (int32_t)(1 + 26 * a + b);
     return 1;
 }
 
 typedef struct {
     int64_t *ids, *sql, *my, *yr, *isroot, *quad, *added, *dec;
     double *fd, *gold;
-    int32_t *code, *base, *root;
-    int16_t *g1, *g2;
+    int32_t *col[5];                    /* code, base, root, geo1, geo2: dictionary indices */
+    int32_t *map[5], *keys[5], nkeys[5];
     int8_t *lay;
     Py_ssize_t rows, cap, ndec, dcap;
     const char *start;
@@ -123,6 +128,7 @@ static inline int row(State *st, const char *line, const char *le, int ntabs, co
     int nf = ntabs + 1;
     const int *k = (nf == 57 || nf == 58) ? K57 : nf == 61 ? K61 : NULL;
     Py_ssize_t r = st->rows;
+    int32_t key[5];
     if (r >= st->cap) { st->status = 2; return 1; }
     /* field i spans [fs[i], fs[i+1] - 1); the last one ends at le */
 #define FS(i) fs[(i)]
@@ -134,13 +140,13 @@ static inline int row(State *st, const char *line, const char *le, int ntabs, co
           && parse_int(FS(k[3]), FE(k[3]), &st->yr[r])
           && parse_dec(FS(k[4]), FE(k[4]), &st->fd[r])
           && parse_int(FS(k[5]), FE(k[5]), &st->isroot[r])
-          && parse_code(FS(k[6]), FE(k[6]), &st->code[r])
-          && parse_code(FS(k[7]), FE(k[7]), &st->base[r])
-          && parse_code(FS(k[8]), FE(k[8]), &st->root[r])
+          && parse_code(FS(k[6]), FE(k[6]), &key[0])
+          && parse_code(FS(k[7]), FE(k[7]), &key[1])
+          && parse_code(FS(k[8]), FE(k[8]), &key[2])
           && parse_int(FS(k[9]), FE(k[9]), &st->quad[r])
           && parse_dec(FS(k[10]), FE(k[10]), &st->gold[r])
-          && parse_country(FS(k[11]), FE(k[11]), &st->g1[r])
-          && parse_country(FS(k[12]), FE(k[12]), &st->g2[r])
+          && parse_country(FS(k[11]), FE(k[11]), &key[3])
+          && parse_country(FS(k[12]), FE(k[12]), &key[4])
           && parse_int(FS(k[13]), FE(k[13]), &st->added[r]);
 #undef FS
 #undef FE
@@ -151,12 +157,20 @@ static inline int row(State *st, const char *line, const char *le, int ntabs, co
         st->ndec++;
         return 0;
     }
+    for (int j = 0; j < 5; j++) {       /* dictionary-encode, once the row is taken */
+        int32_t *slot = &st->map[j][key[j]];
+        if (*slot < 0) {
+            *slot = st->nkeys[j];
+            st->keys[j][st->nkeys[j]++] = key[j];
+        }
+        st->col[j][r] = *slot;
+    }
     st->lay[r] = (int8_t)nf;
     st->rows = r + 1;
     return 0;
 }
 
-/* Bit j of the result: byte p[j] is a tab or a newline; *nl: the newlines alone. */
+/* Bit j of the result: byte p[j] is a tab; *nl: the newlines. */
 static inline uint64_t specials64(const char *p, uint64_t *nl) {
 #if defined(__SSE2__)
     const __m128i vt = _mm_set1_epi8('\t'), vn = _mm_set1_epi8('\n');
@@ -174,26 +188,60 @@ static inline uint64_t specials64(const char *p, uint64_t *nl) {
     }
 #endif
     *nl = n;
-    return t | n;
+    return t;
+}
+
+/* Append the field starts after the tabs of ``m`` (bits of the block at byte ``base``) to
+ * fs[nt + 1 ...]; four at a time, unconditionally (fs has slack for the overshoot).  A row
+ * with more than MAXF tabs is only counted (it is declined anyway). */
+static inline int flatten(uint64_t m, const char *base, const char **fs, int nt) {
+    int c = __builtin_popcountll(m);
+    if (nt + c <= MAXF) {
+        const char **out = fs + nt + 1;
+        for (int j = 0; j < c; j += 4) {
+            out[j] = base + __builtin_ctzll(m | (1ULL << 63)) + 1;
+            m &= m - 1;
+            out[j + 1] = base + __builtin_ctzll(m | (1ULL << 63)) + 1;
+            m &= m - 1;
+            out[j + 2] = base + __builtin_ctzll(m | (1ULL << 63)) + 1;
+            m &= m - 1;
+            out[j + 3] = base + __builtin_ctzll(m | (1ULL << 63)) + 1;
+            m &= m - 1;
+        }
+    }
+    return nt + c;
 }
 
 static PyObject *fast_parse(PyObject *self, PyObject *args) {
     Py_buffer data, b[NBUF];
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*", &data, &b[0], &b[1], &b[2], &b[3], &b[4],
+    if (!PyArg_ParseTuple(args, "y*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*", &data, &b[0], &b[1], &b[2], &b[3], &b[4],
                           &b[5], &b[6], &b[7], &b[8], &b[9], &b[10], &b[11], &b[12], &b[13], &b[14],
-                          &b[15]))
+                          &b[15], &b[16]))
         return NULL;
-    static const Py_ssize_t item[NBUF - 1] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 4, 4, 4, 2, 2, 1};
+    static const Py_ssize_t item[NBUF - 2] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 4, 4, 4, 4, 4, 1};
     State st;
     st.cap = PY_SSIZE_T_MAX;
-    for (int i = 0; i < NBUF - 1; i++) {
+    int32_t *maps = NULL;
+    if (b[16].len < 5 * NKEY * 4 || !(maps = PyMem_Malloc(5 * NKEY * sizeof(int32_t)))) {
+        PyBuffer_Release(&data);
+        for (int i = 0; i < NBUF; i++) PyBuffer_Release(&b[i]);
+        if (maps == NULL && !PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "keys buffer too small or no memory");
+        return NULL;
+    }
+    memset(maps, 0xFF, 5 * NKEY * sizeof(int32_t));   /* -1: key not seen */
+    for (int j = 0; j < 5; j++) {
+        st.col[j] = b[9 + j].buf;
+        st.map[j] = maps + j * NKEY;
+        st.keys[j] = (int32_t *)b[16].buf + j * NKEY;
+        st.nkeys[j] = 0;
+    }
+    for (int i = 0; i < NBUF - 2; i++) {
         Py_ssize_t c = b[i].len / item[i];
         if (c < st.cap) st.cap = c;
     }
     st.ids = b[0].buf; st.sql = b[1].buf; st.my = b[2].buf; st.yr = b[3].buf; st.isroot = b[4].buf;
     st.quad = b[5].buf; st.added = b[6].buf; st.fd = b[7].buf; st.gold = b[8].buf;
-    st.code = b[9].buf; st.base = b[10].buf; st.root = b[11].buf; st.g1 = b[12].buf; st.g2 = b[13].buf;
     st.lay = b[14].buf; st.dec = b[15].buf;
     st.dcap = b[15].len / 16;
     st.rows = st.ndec = 0;
@@ -202,41 +250,43 @@ static PyObject *fast_parse(PyObject *self, PyObject *args) {
 
     const char *s = data.buf;
     const Py_ssize_t len = data.len;
-    const char *fs[MAXF + 1];
+    const char *fs[MAXF + 1 + 64 + 4];
     Py_ssize_t line = 0;
     int nt = 0, stop = 0;
     fs[0] = s;
 
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < len && !stop; i += 64) {
-        uint64_t nl, m;
+        uint64_t nl, t;
         if (i + 64 <= len) {
-            m = specials64(s + i, &nl);
+            t = specials64(s + i, &nl);
         } else {                        /* the tail, zero padded (zeros match nothing) */
             char tail[64] = {0};
             memcpy(tail, s + i, (size_t)(len - i));
-            m = specials64(tail, &nl);
+            t = specials64(tail, &nl);
         }
-        while (m) {
-            int bit = __builtin_ctzll(m);
-            m &= m - 1;
+        while (nl) {                    /* each line end in the block: its row is complete */
+            int bit = __builtin_ctzll(nl);
+            nt = flatten(t & ((1ULL << bit) - 1), s + i, fs, nt);
             Py_ssize_t pos = i + bit;
-            if ((nl >> bit) & 1) {
-                if (row(&st, s + line, s + pos, nt, fs)) { stop = 1; break; }
-                line = pos + 1;
-                nt = 0;
-                fs[0] = s + line;
-            } else if (++nt <= MAXF) {
-                fs[nt] = s + pos + 1;
-            }
+            if (row(&st, s + line, s + pos, nt, fs)) { stop = 1; break; }
+            line = pos + 1;
+            nt = 0;
+            fs[0] = s + line;
+            t &= ~((2ULL << bit) - 1);  /* bit 63: 2 << 63 wraps to 0, clearing all */
+            nl &= nl - 1;
         }
+        if (stop) break;
+        nt = flatten(t, s + i, fs, nt);
     }
     if (!stop && line < len) row(&st, s + line, s + len, nt, fs);
     Py_END_ALLOW_THREADS
 
+    PyMem_Free(maps);
     PyBuffer_Release(&data);
     for (int i = 0; i < NBUF; i++) PyBuffer_Release(&b[i]);
-    return Py_BuildValue("nni", st.rows, st.ndec, st.status);
+    return Py_BuildValue("nni(iiiii)", st.rows, st.ndec, st.status, st.nkeys[0], st.nkeys[1], st.nkeys[2],
+                         st.nkeys[3], st.nkeys[4]);
 }
 
 static PyMethodDef methods[] = {

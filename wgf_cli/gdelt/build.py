@@ -85,7 +85,8 @@ def atomic_npz(path: Path, **arrays) -> Path:
 
 def atomic_parquet(path: Path, table: pa.Table) -> Path:
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    # no Arrow schema stored: dictionary-encoded strings (the codes) are read back as strings
+    pq.write_table(table, buf, compression="zstd", store_schema=False)
     return atomic_bytes(path, buf.getvalue())
 
 
