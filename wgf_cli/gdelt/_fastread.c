@@ -1,6 +1,9 @@
 /* One-pass tokenizer of GDELT event rows into typed columns (the reader's fast path).
  *
- * parse(data, ids, sqldate, monthyear, year, isroot, quad, dateadded,   -- int64 [cap]
+ * parse(data, ids,                                                   -- int64 [cap]
+ *       sqldate, monthyear, year,                                       -- int32 [cap]
+ *       isroot, quad,                                                   -- int8 [cap]
+ *       dateadded,                                                      -- int64 [cap]
  *       fractiondate, goldstein,                                        -- float64 [cap]
  *       eventcode, basecode, rootcode, geo1, geo2,                      -- int32 [cap]
  *       layout,                                                         -- int8 [cap]
@@ -13,7 +16,7 @@
  * picks the column of each kept field.  A row is taken only when every kept field has the
  * plain form the cleaning rules keep unchanged:
  *
- *   integers   [+-]?[0-9]{1,18}
+ *   integers   [+-]?[0-9]{1,18}, within the range of the column's type
  *   decimals   [+-]?([0-9]+.?[0-9]*|.[0-9]+), at most 15 significant digits: the value is
  *              m / 10^k of two exactly representable doubles, so the division is correctly
  *              rounded and equals Python's float() of the text
@@ -59,6 +62,20 @@ static inline int parse_int(const char *s, const char *e, int64_t *out) {
         v = v * 10 + d;
     }
     *out = neg ? -v : v;
+    return 1;
+}
+
+static inline int parse_i32(const char *s, const char *e, int32_t *out) {
+    int64_t v;
+    if (!parse_int(s, e, &v) || v < INT32_MIN || v > INT32_MAX) return 0;
+    *out = (int32_t)v;
+    return 1;
+}
+
+static inline int parse_i8(const char *s, const char *e, int8_t *out) {
+    int64_t v;
+    if (!parse_int(s, e, &v) || v < -128 || v > 127) return 0;
+    *out = (int8_t)v;
     return 1;
 }
 
@@ -110,7 +127,9 @@ static inline int parse_country(const char *s, const char *e, int32_t *out) {
 }
 
 typedef struct {
-    int64_t *ids, *sql, *my, *yr, *isroot, *quad, *added, *dec;
+    int64_t *ids, *added, *dec;
+    int32_t *sql, *my, *yr;
+    int8_t *isroot, *quad;
     double *fd, *gold;
     int32_t *col[5];                    /* code, base, root, geo1, geo2: dictionary indices */
     int32_t *map[5], *keys[5], nkeys[5];
@@ -135,15 +154,15 @@ static inline int row(State *st, const char *line, const char *le, int ntabs, co
 #define FE(i) ((i) + 1 < nf ? fs[(i) + 1] - 1 : le)
     int ok = k != NULL
           && parse_int(FS(k[0]), FE(k[0]), &st->ids[r])
-          && parse_int(FS(k[1]), FE(k[1]), &st->sql[r])
-          && parse_int(FS(k[2]), FE(k[2]), &st->my[r])
-          && parse_int(FS(k[3]), FE(k[3]), &st->yr[r])
+          && parse_i32(FS(k[1]), FE(k[1]), &st->sql[r])
+          && parse_i32(FS(k[2]), FE(k[2]), &st->my[r])
+          && parse_i32(FS(k[3]), FE(k[3]), &st->yr[r])
           && parse_dec(FS(k[4]), FE(k[4]), &st->fd[r])
-          && parse_int(FS(k[5]), FE(k[5]), &st->isroot[r])
+          && parse_i8(FS(k[5]), FE(k[5]), &st->isroot[r])
           && parse_code(FS(k[6]), FE(k[6]), &key[0])
           && parse_code(FS(k[7]), FE(k[7]), &key[1])
           && parse_code(FS(k[8]), FE(k[8]), &key[2])
-          && parse_int(FS(k[9]), FE(k[9]), &st->quad[r])
+          && parse_i8(FS(k[9]), FE(k[9]), &st->quad[r])
           && parse_dec(FS(k[10]), FE(k[10]), &st->gold[r])
           && parse_country(FS(k[11]), FE(k[11]), &key[3])
           && parse_country(FS(k[12]), FE(k[12]), &key[4])
@@ -219,7 +238,7 @@ static PyObject *fast_parse(PyObject *self, PyObject *args) {
                           &b[5], &b[6], &b[7], &b[8], &b[9], &b[10], &b[11], &b[12], &b[13], &b[14],
                           &b[15], &b[16]))
         return NULL;
-    static const Py_ssize_t item[NBUF - 2] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 4, 4, 4, 4, 4, 1};
+    static const Py_ssize_t item[NBUF - 2] = {8, 4, 4, 4, 1, 1, 8, 8, 8, 4, 4, 4, 4, 4, 1};
     State st;
     st.cap = PY_SSIZE_T_MAX;
     int32_t *maps = NULL;

@@ -263,7 +263,7 @@ def parse_fast(data) -> tuple[pa.Table, bytes] | None:
     if _fastread is None:
         return None
     cap = len(data) // 56 + 2           # a row has at least 56 tabs
-    ints = [np.empty(cap, np.int64) for _ in range(7)]
+    ints = [np.empty(cap, t) for t in (np.int64, np.int32, np.int32, np.int32, np.int8, np.int8, np.int64)]
     floats = [np.empty(cap, np.float64) for _ in range(2)]
     index = [np.empty(cap, np.int32) for _ in range(5)]       # code, base, root, geo 1, geo 2
     layout = np.empty(cap, np.int8)
@@ -399,7 +399,7 @@ def _dictionary(col: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
     if not pa.types.is_dictionary(col.type):
         col = pc.dictionary_encode(col)
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    return arr.dictionary.to_pylist(), arr.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return arr.dictionary.to_pylist(), arr.indices.to_numpy(zero_copy_only=False)
 
 
 def clean(raw: pa.Table, source_file: str, report: InputReport
@@ -456,7 +456,7 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
 
     # CAMEO codes: each distinct (root, base, code) triple repaired once
     (rv, ri), (bv, bi), (cv, ci) = dicts["EventRootCode"], dicts["EventBaseCode"], dicts["EventCode"]
-    key = (ri * max(len(bv), 1) + bi) * max(len(cv), 1) + ci
+    key = (ri.astype(np.int64) * max(len(bv), 1) + bi) * max(len(cv), 1) + ci
     uniq, inv = _factorize(key)
     valid = frozenset(schema.cameo().codes)
     fixed = []
