@@ -236,10 +236,10 @@ def parse_general(data: bytes) -> tuple[pa.Table, list[tuple[str, str]]]:
     return table, bad
 
 
-
-
 #: most lines per input the C pass may decline before the whole input is read the general way
 MAX_DECLINED = 1 << 14
+#: size of each key segment of the C pass (> its largest key, 10000 * 4 + 9999)
+_NKEY = 50_000
 
 
 def _decode_codes(keys: np.ndarray) -> list[str]:
@@ -252,14 +252,10 @@ def _decode_countries(keys: np.ndarray) -> list[str]:
     return ["" if k == 0 else chr(65 + (k - 1) // 26) + chr(65 + (k - 1) % 26) for k in keys.tolist()]
 
 
-#: size of each key segment of the C pass (> its largest key, 10000 * 4 + 9999)
-_NKEY = 50_000
-
-
 def parse_fast(data) -> tuple[pa.Table, bytes] | None:
     """The C pass (:mod:`wgf_cli.gdelt._fastread`): (typed table of the rows in plain form,
-    the declined lines, each ended by a newline), or ``None`` when the extension is not built or the
-    input is not mostly plain rows (then :func:`parse_general` reads all of it)."""
+    the declined lines, each ended by a newline), or ``None`` when the extension is not built
+    or the input is not mostly plain rows (then :func:`parse_general` reads all of it)."""
     if _fastread is None:
         return None
     cap = len(data) // 56 + 2           # a row has at least 56 tabs
