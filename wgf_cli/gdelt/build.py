@@ -232,9 +232,10 @@ def month_windows(days: np.ndarray, busy: set[int] | None = None) -> list[tuple[
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
-def busy_months(files: list[str], day_key: str) -> set[int]:
+def busy_months(files: list[str], day_key: str) -> set[int] | None:
     """YYYYMM months the events of ``files`` can fall in, from the Parquet statistics of the
-    day-key column (SQLDATE, or DATEADDED's day): no data is read."""
+    day-key column (SQLDATE, or DATEADDED's day): no data is read.  ``None`` (every month)
+    when a row group has no statistics."""
     col = "SQLDATE" if day_key == "sqldate" else "DATEADDED"
     months: set[int] = set()
     for f in files:
@@ -243,7 +244,7 @@ def busy_months(files: list[str], day_key: str) -> set[int]:
         for g in range(meta.num_row_groups):
             st = meta.row_group(g).column(j).statistics
             if st is None or not st.has_min_max:
-                return set(range(197901, 300001))          # no statistics: every month
+                return None
             lo, hi = (int(v) if v < 10**10 else int(v) // 1_000_000 for v in (st.min, st.max))
             for m in pd.period_range(pd.Period(str(max(lo, 19790101))[:6], "M"),
                                      pd.Period(str(max(hi, 19790101))[:6], "M"), freq="M"):
@@ -276,7 +277,7 @@ def describe(files: list[str], vocab, days: np.ndarray, observed_days: np.ndarra
     """Descriptors of the events in the Parquet ``files`` on the day axis ``days``, computed
     one calendar month at a time: memory is bounded by one month of events (plus the output
     arrays), whatever the size of the archive.  Without a country list, a first pass over the
-    months counts the countries (two columns only).  Equal to
+    months counts the countries.  Equal to
     :func:`~wgf_cli.gdelt.descriptors.compute` on all events at once."""
     import pyarrow.dataset as pads
 
@@ -296,7 +297,6 @@ def describe(files: list[str], vocab, days: np.ndarray, observed_days: np.ndarra
             counts = c if counts is None else counts.add(c, fill_value=0)
         countries = desc_mod.seen_countries(counts, opts.min_country_events) if counts is not None else []
     parts = []
-    total_cells = len(windows)
     for i, ((a, b), (lo, hi)) in enumerate(zip(windows, bounds, strict=True)):
         ev = _window_events(dataset, opts.day_key, lo, hi, EVENT_COLUMNS)
         parts.append(desc_mod.compute(ev, vocab, days=days[a:b], observed_days=observed_days, countries=countries,
@@ -304,7 +304,7 @@ def describe(files: list[str], vocab, days: np.ndarray, observed_days: np.ndarra
                                       kmeans_iters=opts.kmeans_iters, device=opts.device))
         del ev
         if progress is not None:
-            progress(i + 1, total_cells)
+            progress(i + 1, len(windows))
     return desc_mod.concat(parts)
 
 
