@@ -130,6 +130,9 @@ def validate(cfg: DictConfig) -> None:
     C.integer(cfg, "model.layers", minimum=1)
     C.integer(cfg, "model.ff", minimum=1)
     C.integer(cfg, "model.set_heads", minimum=1)
+    C.integer(cfg, "model.world_heads", minimum=0)
+    C.integer(cfg, "model.mixture", minimum=0)
+    C.boolean(cfg, "model.country_embedding")
     C.number(cfg, "model.dropout", minimum=0.0, maximum=0.9)
     C.choice(cfg, "model.count_dist", ["negbin", "poisson"])
     C.number(cfg, "optim.lr", positive=True)
@@ -215,7 +218,8 @@ def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
                      "gru" if gru else str(m.backbone),
                      int(cfg.baselines.gru.d_model) if gru else int(m.d_model),
                      int(cfg.baselines.gru.layers) if gru else int(m.layers), int(m.heads),
-                     int(m.ff), float(m.dropout), int(m.set_heads), str(m.count_dist))
+                     int(m.ff), float(m.dropout), int(m.set_heads), str(m.count_dist),
+                     int(m.world_heads), bool(m.country_embedding), int(m.mixture))
     torch.manual_seed(int(cfg.seed) + (1 if gru else 0))
     model = Forecaster(mc)
     model.init_biases(torch.as_tensor(clim["cells"].mean(0), dtype=torch.float32),

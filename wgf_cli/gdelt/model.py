@@ -4,12 +4,15 @@ Each day is one token (:class:`DayEncoder`): an MLP of the day's scalar descript
 of the 20 x 4 root-code x QuadClass cells, log total, Goldstein mean/std, multi-country
 fraction), a set encoder of its k weighted points on the embedding sphere (attention pooling
 whose logits carry the log weights, so heavier points count more), a country embedding and
-a day-of-week embedding.  A causal backbone reads the tokens (position ``t`` sees days
+a day-of-week embedding, and the panel's state that day (:class:`WorldEncoder`: every
+country's QuadClass shares and log total, weighted per country).  A causal backbone reads the tokens (position ``t`` sees days
 ``<= t``) and heads predict day ``t + 1`` (whose weekday embedding is added, the calendar is
 known in advance):
 
 - ``cell_logits`` [..., 80]: the per-event distribution over root code x QuadClass; the root
-  (20) and quad (4) distributions are its marginals;
+  (20) and quad (4) distributions are its marginals.  Either a free softmax of a linear map,
+  or (``mixture = K``) a mixture of K learned global event mixes with weights from the state
+  (a regime-switching model's form: far fewer outputs to learn from short panels);
 - ``log_mu``, ``log_alpha``: the total count, negative binomial with mean ``mu`` and variance
   ``mu + alpha mu^2`` (or Poisson, ``count_dist="poisson"``);
 - the day's cloud: K unit vectors on the sphere with softmax weights, trained with the
@@ -24,7 +27,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from wgf_cli.gdelt.data import N_CELLS, N_FEATS, N_QUAD, N_ROOT
+from wgf_cli.gdelt.data import N_CELLS, N_FEATS, N_QUAD, N_ROOT, N_WORLD
 
 
 @dataclass
@@ -43,6 +46,9 @@ class ModelConfig:
     dropout: float = 0.1
     set_heads: int = 2
     count_dist: str = "negbin"  # negbin | poisson
+    world_heads: int = 4  # learned country-to-country weightings of the panel's state (0: none)
+    country_embedding: bool = True  # a learned vector per country added to every token
+    mixture: int = 0  # cell head: a mixture of this many learned global event mixes (0: free softmax)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +96,27 @@ class SetEncoder(nn.Module):
         return torch.where(has, pooled, self.empty.to(pooled.dtype).expand_as(pooled))
 
 
+class WorldEncoder(nn.Module):
+    """What happened elsewhere in the panel on a day, seen from one country.
+
+    ``world`` [B, L, C, F] holds every country's QuadClass shares and log total of the day;
+    ``H`` learned weightings ``G[h, c, :]`` of the countries (one row per country of the
+    forecast, initialised to the panel mean) give ``H`` weighted averages per day, which an
+    MLP maps to the token [B, L, d].  The rows are free parameters learned from the data
+    (who influences whom), not a given graph.
+    """
+
+    def __init__(self, n_countries: int, d: int, heads: int) -> None:
+        super().__init__()
+        self.graph = nn.Parameter(torch.full((n_countries, heads, n_countries), 1.0 / n_countries))
+        self.mlp = nn.Sequential(nn.Linear(heads * N_WORLD, d), nn.GELU(), nn.Linear(d, d))
+
+    def forward(self, world: torch.Tensor, country: torch.Tensor) -> torch.Tensor:
+        g = self.graph[country].to(world.dtype)  # [B, H, C]
+        agg = torch.einsum("bhj,bljf->blhf", g, world)
+        return self.mlp(agg.flatten(-2))
+
+
 class Forecaster(nn.Module):
     """Day tokens -> causal backbone -> next-day heads (see the module doc)."""
 
@@ -103,8 +130,9 @@ class Forecaster(nn.Module):
         d = cfg.d_model
         self.feat = nn.Sequential(nn.Linear(N_FEATS, d), nn.GELU(), nn.Linear(d, d))
         self.set = SetEncoder(cfg.dim, d, cfg.set_heads)
-        self.country = nn.Embedding(cfg.n_countries, d)
+        self.country = nn.Embedding(cfg.n_countries, d) if cfg.country_embedding else None
         self.dow = nn.Embedding(7, d)
+        self.world = WorldEncoder(cfg.n_countries, d, cfg.world_heads) if cfg.world_heads else None
         self.norm_in = nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.dropout)
         if cfg.backbone == "transformer":
@@ -118,7 +146,9 @@ class Forecaster(nn.Module):
         self.norm_out = nn.LayerNorm(d)
         self.next_dow = nn.Embedding(7, d)
         self.trunk = nn.Sequential(nn.Linear(d, d), nn.GELU())
-        self.cells = nn.Linear(d, N_CELLS)
+        self.cells = nn.Linear(d, cfg.mixture or N_CELLS)
+        if cfg.mixture:  # component cell logits (set from the base rates by init_biases)
+            self.components = nn.Parameter(torch.zeros(cfg.mixture, N_CELLS))
         self.total = nn.Linear(d, 2)
         self.cloud = nn.Linear(d, cfg.k * (cfg.dim + 1))
         nn.init.zeros_(self.cells.weight)
@@ -127,13 +157,24 @@ class Forecaster(nn.Module):
     def init_biases(self, cell_freq: torch.Tensor, mean_total: float, alpha: float = 0.1) -> None:
         """Start the heads at the training base rates (cell frequencies, mean total)."""
         with torch.no_grad():
-            self.cells.bias.copy_(torch.log(cell_freq.clamp_min(1e-6)))
+            base = torch.log(cell_freq.clamp_min(1e-6))
+            if self.cfg.mixture:  # components: the base rates, tilted apart (deterministic)
+                g = torch.Generator().manual_seed(0)
+                tilt = 0.3 * torch.randn(self.cfg.mixture, N_CELLS, generator=g)
+                self.components.copy_(base + tilt)
+                self.cells.bias.zero_()
+            else:
+                self.cells.bias.copy_(base)
             self.total.bias.copy_(torch.tensor([math.log(max(mean_total, 1e-3)), math.log(alpha)]))
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden state [B, L, d] of every position (causal)."""
         tok = (self.feat(batch["feats"]) + self.set(batch["points"], batch["weights"])
-               + self.country(batch["country"])[:, None, :] + self.dow(batch["dow"]))
+               + self.dow(batch["dow"]))
+        if self.country is not None:
+            tok = tok + self.country(batch["country"])[:, None, :]
+        if self.world is not None:
+            tok = tok + self.world(batch["world"], batch["country"])
         length = tok.shape[1]
         if self.cfg.backbone == "transformer":
             x = self.drop(self.norm_in(tok + self.pos[-length:]))
@@ -156,7 +197,12 @@ class Forecaster(nn.Module):
         x = raw[..., :-1]
         x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         logw = torch.log_softmax(raw[..., -1], dim=-1)
-        return ForecastOutput(self.cells(h), tot[..., 0].float(),
+        cells = self.cells(h)
+        if self.cfg.mixture:  # log sum_k w_k softmax(components_k): normalised log-probs
+            mix = torch.log_softmax(cells.float(), -1)
+            comp = torch.log_softmax(self.components.float(), -1)
+            cells = torch.logsumexp(mix[..., :, None] + comp, dim=-2)
+        return ForecastOutput(cells, tot[..., 0].float(),
                               tot[..., 1].float().clamp(-8.0, 4.0), x, logw)
 
 
