@@ -112,6 +112,9 @@ def validate(cfg: DictConfig) -> None:
     C.integer(cfg, "train.stop_after", minimum=0)
     C.integer(cfg, "train.cloud_stride", minimum=0)
     C.integer(cfg, "train.max_val", minimum=0)
+    ema = C.number(cfg, "train.ema", minimum=0.0)
+    if ema >= 1:
+        raise ConfigError(f"train.ema must be in [0, 1), got {ema}")
     C.boolean(cfg, "train.all_positions")
     C.boolean(cfg, "train.compile")
     C.choice(cfg, "train.amp", ["auto", True, False])
@@ -132,6 +135,7 @@ def validate(cfg: DictConfig) -> None:
     C.integer(cfg, "model.set_heads", minimum=1)
     C.integer(cfg, "model.world_heads", minimum=0)
     C.integer(cfg, "model.mixture", minimum=0)
+    C.integer(cfg, "model.cell_rank", minimum=0)
     C.boolean(cfg, "model.country_embedding")
     C.number(cfg, "model.dropout", minimum=0.0, maximum=0.9)
     C.choice(cfg, "model.count_dist", ["negbin", "poisson"])
@@ -205,7 +209,7 @@ def _train_config(cfg: DictConfig, device: str, gru: bool = False):
         all_positions=bool(t.all_positions), cloud_stride=int(t.cloud_stride), amp=amp,
         compile=bool(t.compile) and not gru, workers=int(cfg.data.workers),
         seed=int(cfg.seed) + (1 if gru else 0), stop_after=0 if gru else int(t.stop_after),
-        max_val=int(t.max_val), per_epoch=int(t.per_epoch))
+        max_val=int(t.max_val), per_epoch=int(t.per_epoch), ema=float(t.ema))
 
 
 def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
@@ -215,15 +219,23 @@ def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
 
     m = cfg.model
     mc = ModelConfig(build.n_countries, build.dim, build.k, int(cfg.data.context),
-                     "gru" if gru else str(m.backbone),
-                     int(cfg.baselines.gru.d_model) if gru else int(m.d_model),
-                     int(cfg.baselines.gru.layers) if gru else int(m.layers), int(m.heads),
-                     int(m.ff), float(m.dropout), int(m.set_heads), str(m.count_dist),
-                     int(m.world_heads), bool(m.country_embedding), int(m.mixture))
+                     backbone="gru" if gru else str(m.backbone),
+                     d_model=int(cfg.baselines.gru.d_model) if gru else int(m.d_model),
+                     layers=int(cfg.baselines.gru.layers) if gru else int(m.layers),
+                     heads=int(m.heads), ff=int(m.ff), dropout=float(m.dropout),
+                     set_heads=int(m.set_heads), count_dist=str(m.count_dist),
+                     world_heads=int(m.world_heads), country_embedding=bool(m.country_embedding),
+                     cell_rank=int(m.cell_rank), mixture=int(m.mixture))
     torch.manual_seed(int(cfg.seed) + (1 if gru else 0))
     model = Forecaster(mc)
+    mixes = None
+    if mc.mixture:
+        from wgf_cli.gdelt.baselines import event_mixes
+
+        mixes = torch.as_tensor(event_mixes(build, clim["last_train_day"], mc.mixture),
+                                dtype=torch.float32)
     model.init_biases(torch.as_tensor(clim["cells"].mean(0), dtype=torch.float32),
-                      float(clim["total"].mean()))
+                      float(clim["total"].mean()), mixes=mixes)
     return model.to(dtype)
 
 

@@ -46,8 +46,9 @@ class ModelConfig:
     dropout: float = 0.1
     set_heads: int = 2
     count_dist: str = "negbin"  # negbin | poisson
-    world_heads: int = 4  # learned country-to-country weightings of the panel's state (0: none)
+    world_heads: int = 0  # learned country-to-country weightings of the panel's state (0: none)
     country_embedding: bool = True  # a learned vector per country added to every token
+    cell_rank: int = 0  # cell head: logits through a rank-r linear bottleneck (0: full rank)
     mixture: int = 0  # cell head: a mixture of this many learned global event mixes (0: free softmax)
 
     def to_dict(self) -> dict:
@@ -146,7 +147,9 @@ class Forecaster(nn.Module):
         self.norm_out = nn.LayerNorm(d)
         self.next_dow = nn.Embedding(7, d)
         self.trunk = nn.Sequential(nn.Linear(d, d), nn.GELU())
-        self.cells = nn.Linear(d, cfg.mixture or N_CELLS)
+        # low rank: the cells' logits move in an r-dimensional space (few parameters to learn)
+        self.cell_proj = nn.Linear(d, cfg.cell_rank, bias=False) if cfg.cell_rank else nn.Identity()
+        self.cells = nn.Linear(cfg.cell_rank or d, cfg.mixture or N_CELLS)
         if cfg.mixture:  # component cell logits (set from the base rates by init_biases)
             self.components = nn.Parameter(torch.zeros(cfg.mixture, N_CELLS))
         self.total = nn.Linear(d, 2)
@@ -154,18 +157,23 @@ class Forecaster(nn.Module):
         nn.init.zeros_(self.cells.weight)
         nn.init.zeros_(self.total.weight)
 
-    def init_biases(self, cell_freq: torch.Tensor, mean_total: float, alpha: float = 0.1) -> None:
-        """Start the heads at the training base rates (cell frequencies, mean total)."""
+    def init_biases(self, cell_freq: torch.Tensor, mean_total: float, alpha: float = 0.1,
+                    mixes: torch.Tensor | None = None) -> None:
+        """Start the heads at the training base rates (cell frequencies, mean total); a
+        mixture head's components at ``mixes`` [K, 80] (e.g. training days grouped by their
+        conflict share; without them the base rates, tilted apart at random)."""
         with torch.no_grad():
             base = torch.log(cell_freq.clamp_min(1e-6))
-            if self.cfg.mixture:  # components: the base rates, tilted apart (deterministic)
-                g = torch.Generator().manual_seed(0)
-                tilt = 0.3 * torch.randn(self.cfg.mixture, N_CELLS, generator=g)
-                self.components.copy_(base + tilt)
-                self.cells.bias.zero_()
-            else:
-                self.cells.bias.copy_(base)
             self.total.bias.copy_(torch.tensor([math.log(max(mean_total, 1e-3)), math.log(alpha)]))
+            if not self.cfg.mixture:
+                self.cells.bias.copy_(base)
+                return
+            self.cells.bias.zero_()
+            if mixes is not None:
+                self.components.copy_(torch.log(mixes.clamp_min(1e-6)))
+            else:
+                g = torch.Generator().manual_seed(0)
+                self.components.copy_(base + 0.3 * torch.randn(self.cfg.mixture, N_CELLS, generator=g))
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden state [B, L, d] of every position (causal)."""
@@ -197,7 +205,7 @@ class Forecaster(nn.Module):
         x = raw[..., :-1]
         x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         logw = torch.log_softmax(raw[..., -1], dim=-1)
-        cells = self.cells(h)
+        cells = self.cells(self.cell_proj(h))
         if self.cfg.mixture:  # log sum_k w_k softmax(components_k): normalised log-probs
             mix = torch.log_softmax(cells.float(), -1)
             comp = torch.log_softmax(self.components.float(), -1)
