@@ -12,7 +12,9 @@ known in advance):
 - ``cell_logits`` [..., 80]: the per-event distribution over root code x QuadClass; the root
   (20) and quad (4) distributions are its marginals.  Either a free softmax of a linear map,
   or (``mixture = K``) a mixture of K learned global event mixes with weights from the state
-  (a regime-switching model's form: far fewer outputs to learn from short panels);
+  (a regime-switching model's form: far fewer outputs to learn from short panels), whose
+  logits may all be tilted by one low-rank offset read from the state (``mixture_tilt``:
+  a country's own mix, as its history shows it);
 - ``log_mu``, ``log_alpha``: the total count, negative binomial with mean ``mu`` and variance
   ``mu + alpha mu^2`` (or Poisson, ``count_dist="poisson"``);
 - the day's cloud: K unit vectors on the sphere with softmax weights, trained with the
@@ -50,6 +52,7 @@ class ModelConfig:
     country_embedding: bool = True  # a learned vector per country added to every token
     cell_rank: int = 0  # cell head: logits through a rank-r linear bottleneck (0: full rank)
     mixture: int = 0  # cell head: a mixture of this many learned global event mixes (0: free softmax)
+    mixture_tilt: int = 0  # rank of a tilt of the mixes' logits read from the state (0: none)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,6 +155,12 @@ class Forecaster(nn.Module):
         self.cells = nn.Linear(cfg.cell_rank or d, cfg.mixture or N_CELLS)
         if cfg.mixture:  # component cell logits (set from the base rates by init_biases)
             self.components = nn.Parameter(torch.zeros(cfg.mixture, N_CELLS))
+        self.tilt = None
+        if cfg.mixture and cfg.mixture_tilt:  # a country's own mix, seen in its history
+            self.tilt = nn.Sequential(nn.Linear(d, cfg.mixture_tilt, bias=False),
+                                      nn.Linear(cfg.mixture_tilt, N_CELLS))
+            nn.init.zeros_(self.tilt[1].weight)
+            nn.init.zeros_(self.tilt[1].bias)
         self.total = nn.Linear(d, 2)
         self.cloud = nn.Linear(d, cfg.k * (cfg.dim + 1))
         nn.init.zeros_(self.cells.weight)
@@ -208,7 +217,10 @@ class Forecaster(nn.Module):
         cells = self.cells(self.cell_proj(h))
         if self.cfg.mixture:  # log sum_k w_k softmax(components_k): normalised log-probs
             mix = torch.log_softmax(cells.float(), -1)
-            comp = torch.log_softmax(self.components.float(), -1)
+            comp = self.components.float()
+            if self.tilt is not None:  # [..., K, 80]: every mix tilted by the same offset
+                comp = comp + self.tilt(h).float()[..., None, :]
+            comp = torch.log_softmax(comp, -1)
             cells = torch.logsumexp(mix[..., :, None] + comp, dim=-2)
         return ForecastOutput(cells, tot[..., 0].float(),
                               tot[..., 1].float().clamp(-8.0, 4.0), x, logw)
