@@ -3,15 +3,16 @@
 Each day is one token (:class:`DayEncoder`): an MLP of the day's scalar descriptor (log counts
 of the 20 x 4 root-code x QuadClass cells, log total, Goldstein mean/std, multi-country
 fraction), a set encoder of its k weighted points on the embedding sphere (attention pooling
-whose logits carry the log weights, so heavier points count more), a country embedding and
-a day-of-week embedding, and the panel's state that day (:class:`WorldEncoder`: every
-country's QuadClass shares and log total, weighted per country).  A causal backbone reads the tokens (position ``t`` sees days
-``<= t``) and heads predict day ``t + 1`` (whose weekday embedding is added, the calendar is
+whose logits carry the log weights, so heavier points count more), a country embedding
+(optional) and a day-of-week embedding, and the panel's state that day
+(:class:`WorldEncoder`: every country's QuadClass shares and log total, weighted per
+country).  A causal backbone reads the tokens (position ``t`` sees days ``<= t``) and
+heads predict day ``t + 1`` (whose weekday embedding is added, the calendar is
 known in advance):
 
 - ``cell_logits`` [..., 80]: the per-event distribution over root code x QuadClass; the root
-  (20) and quad (4) distributions are its marginals.  Either a free softmax of a linear map,
-  or (``mixture = K``) a mixture of K learned global event mixes with weights from the state
+  (20) and quad (4) distributions are its marginals.  Either a free softmax of a linear map
+  (optionally through a rank-r bottleneck, ``cell_rank``), or (``mixture = K``) a mixture of K learned global event mixes with weights from the state
   (a regime-switching model's form: far fewer outputs to learn from short panels), whose
   logits may all be tilted by one low-rank offset read from the state (``mixture_tilt``:
   a country's own mix, as its history shows it);
