@@ -12,10 +12,11 @@ known in advance):
 
 - ``cell_logits`` [..., 80]: the per-event distribution over root code x QuadClass; the root
   (20) and quad (4) distributions are its marginals.  Either a free softmax of a linear map
-  (optionally through a rank-r bottleneck, ``cell_rank``), or (``mixture = K``) a mixture of K learned global event mixes with weights from the state
-  (a regime-switching model's form: far fewer outputs to learn from short panels), whose
-  logits may all be tilted by one low-rank offset read from the state (``mixture_tilt``:
-  a country's own mix, as its history shows it);
+  (optionally through a rank-r bottleneck, ``cell_rank``), or (``mixture = K``) a mixture of
+  K learned global event mixes with weights from the state (a regime-switching model's form:
+  far fewer outputs to learn from short panels), whose logits may all be tilted by one
+  low-rank offset read from the state (``mixture_tilt``: a country's own mix, as its history
+  shows it);
 - ``log_mu``, ``log_alpha``: the total count, negative binomial with mean ``mu`` and variance
   ``mu + alpha mu^2`` (or Poisson, ``count_dist="poisson"``);
 - the day's cloud: K unit vectors on the sphere with softmax weights, trained with the
