@@ -71,3 +71,21 @@ def test_low_rank_head_logits_span_r_dimensions():
     centred = (logits - model.cells.bias).detach().numpy()
     s = np.linalg.svd(centred, compute_uv=False)
     assert s[1] > 1e-3 * s[0] and s[2] < 1e-5 * s[0]
+
+
+def test_recency_bias_is_alibi_and_stays_causal():
+    build = load_build(FIXTURE)
+    model = _model(build, recency_bias=True, heads=4)
+    bias = model.recency(5, "cpu")
+    slopes = 2.0 ** (-8.0 * np.arange(1, 5) / 4)
+    dist = np.maximum(np.arange(5)[:, None] - np.arange(5)[None, :], 0)
+    np.testing.assert_allclose(bias.numpy(), -slopes[:, None, None] * dist, rtol=1e-6)
+    with torch.no_grad():
+        model.cells.weight.normal_()
+        batch = SequenceData(build, "test", 50).batch([0, 1])
+        base = model(batch).cell_logits
+        moved = dict(batch, feats=batch["feats"].clone())
+        moved["feats"][:, 30] += 1.0
+        out = model(moved).cell_logits
+    torch.testing.assert_close(out[:, :30], base[:, :30], rtol=0, atol=1e-5)
+    assert (out[:, 30] - base[:, 30]).abs().max() > 1e-3

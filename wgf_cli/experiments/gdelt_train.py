@@ -138,6 +138,7 @@ def validate(cfg: DictConfig) -> None:
     C.integer(cfg, "model.mixture", minimum=0)
     C.integer(cfg, "model.cell_rank", minimum=0)
     C.integer(cfg, "model.mixture_tilt", minimum=0)
+    C.boolean(cfg, "model.recency_bias")
     C.boolean(cfg, "model.country_embedding")
     C.number(cfg, "model.dropout", minimum=0.0, maximum=0.9)
     C.choice(cfg, "model.count_dist", ["negbin", "poisson"])
@@ -228,7 +229,7 @@ def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
                      set_heads=int(m.set_heads), count_dist=str(m.count_dist),
                      world_heads=int(m.world_heads), country_embedding=bool(m.country_embedding),
                      cell_rank=int(m.cell_rank), mixture=int(m.mixture),
-                     mixture_tilt=int(m.mixture_tilt))
+                     mixture_tilt=int(m.mixture_tilt), recency_bias=bool(m.recency_bias))
     torch.manual_seed(int(cfg.seed) + (1 if gru else 0))
     model = Forecaster(mc)
     mixes = None

@@ -55,6 +55,7 @@ class ModelConfig:
     cell_rank: int = 0  # cell head: logits through a rank-r linear bottleneck (0: full rank)
     mixture: int = 0  # cell head: a mixture of this many learned global event mixes (0: free softmax)
     mixture_tilt: int = 0  # rank of a tilt of the mixes' logits read from the state (0: none)
+    recency_bias: bool = False  # transformer: ALiBi, attention logits minus slope_h x distance
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -198,10 +199,24 @@ class Forecaster(nn.Module):
         if self.cfg.backbone == "transformer":
             x = self.drop(self.norm_in(tok + self.pos[-length:]))
             mask = torch.triu(torch.full((length, length), float("-inf"), device=x.device), 1)
-            h = self.backbone(x, mask=mask, is_causal=True)
+            if self.cfg.recency_bias:  # one exponential forgetting rate per head
+                mask = (mask[None] + self.recency(length, x.device)).to(x.dtype)
+                mask = mask.repeat(x.shape[0], 1, 1)  # [B * heads, L, L]
+                h = self.backbone(x, mask=mask)
+            else:
+                h = self.backbone(x, mask=mask, is_causal=True)
         else:
             h, _ = self.backbone(self.drop(self.norm_in(tok)))
         return self.norm_out(h)
+
+    def recency(self, length: int, device) -> torch.Tensor:
+        """ALiBi biases [heads, L, L]: ``-slope_h (t - s)`` for key day ``s`` <= query day ``t``,
+        slopes ``2^(-8 (h + 1) / heads)``."""
+        heads = self.cfg.heads
+        slopes = 2.0 ** (-8.0 * torch.arange(1, heads + 1, device=device) / heads)
+        pos = torch.arange(length, device=device)
+        dist = (pos[:, None] - pos[None, :]).clamp_min(0).float()
+        return -slopes[:, None, None] * dist
 
     def forward(self, batch: dict[str, torch.Tensor],
                 cloud_positions: torch.Tensor | None = None) -> ForecastOutput:
