@@ -17,25 +17,30 @@ from wgf_cli.gdelt.train import TrainConfig, Trainer, predict
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "gdelt_train_build"
 
 
-def _setup(epochs=4, **kw):
+def _setup(epochs=4, model_kw=None, **kw):
     build = load_build(FIXTURE)
     tr, va = SequenceData(build, "train", 50, 48), SequenceData(build, "validation", 50)
     torch.manual_seed(0)
     model = Forecaster(ModelConfig(build.n_countries, build.dim, build.k, 50, d_model=16, ff=32,
-                                   layers=1, dropout=0.1))
+                                   layers=1, dropout=0.1, **(model_kw or {})))
     tc = TrainConfig(epochs=epochs, batch_size=16, patience=0, max_val=16, **kw)
     return Trainer(model, tr, va, tc, "cpu")
 
 
-def test_resume_from_state_dict_equals_straight_run():
-    straight = _setup()
+@pytest.mark.parametrize("variant", [
+    {},
+    {"ema": 0.9, "model_kw": {"world_heads": 2, "mixture": 4, "mixture_tilt": 2,
+                              "country_embedding": False}},
+], ids=["plain", "ema-world-mixture"])
+def test_resume_from_state_dict_equals_straight_run(variant):
+    straight = _setup(**variant)
     straight.fit()
-    first = _setup(stop_after=2)
+    first = _setup(stop_after=2, **variant)
     first.fit()
     assert first.state.epoch == 2 and not first.finished()
     state = first.state_dict()
     torch.manual_seed(123)  # the global RNG is restored from the checkpoint
-    resumed = _setup()
+    resumed = _setup(**variant)
     resumed.load_state_dict(state)
     resumed.fit()
     assert resumed.state.epoch == 4
@@ -43,6 +48,22 @@ def test_resume_from_state_dict_equals_straight_run():
         assert a["val_loss"] == b["val_loss"] and a["train_loss"] == b["train_loss"]
     for k, v in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=0, atol=0)
+    for k, v in straight.eval_model.state_dict().items():
+        torch.testing.assert_close(resumed.eval_model.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_ema_is_the_validated_and_kept_average():
+    t = _setup(epochs=2, ema=0.5)
+    t.tc.min_delta = -1e9  # every epoch counts as an improvement: the best is the last
+    t.fit()
+    ema, raw = t.eval_model.state_dict(), t.model.state_dict()
+    assert t.state.best_epoch == 2
+    assert max(float((ema[k] - raw[k]).abs().max()) for k in raw) > 1e-6
+    for k, v in t.state.best_state.items():
+        torch.testing.assert_close(v, ema[k], rtol=0, atol=0)
+    t.load_best()
+    for k, v in ema.items():
+        torch.testing.assert_close(t.model.state_dict()[k], v, rtol=0, atol=0)
 
 
 def test_early_stopping_keeps_the_best_weights():

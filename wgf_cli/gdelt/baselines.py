@@ -72,7 +72,27 @@ def climatology_tables(build: GdeltBuild, last_train_day: int, cloud_days: int =
         m = len(pick)
         cx[c, : m * k] = build.points[c, pick].reshape(m * k, e)
         cw[c, : m * k] = build.weights[c, pick].reshape(m * k) / m
-    return {"cells": freq, "total": mean_total, "occur": occ, "cloud_x": cx, "cloud_w": cw}
+    return {"cells": freq, "total": mean_total, "occur": occ, "cloud_x": cx, "cloud_w": cw,
+            "last_train_day": int(last_train_day)}
+
+
+def event_mixes(build: GdeltBuild, last_train_day: int, k: int) -> np.ndarray:
+    """``k`` event mixes of the training days [k, 80] (frequencies): the observed (country,
+    day)s up to ``last_train_day`` with events, sorted by their share of material conflict
+    (QuadClass 4) and cut into ``k`` groups of about equal event count, pooled per group
+    (the initial components of a mixture cell head)."""
+    n_c = build.n_countries
+    cells = build.counts.reshape(n_c, -1, N_CELLS)[:, : last_train_day + 1].reshape(-1, N_CELLS)
+    keep = build.observed[:, : last_train_day + 1].reshape(-1) & (cells.sum(-1) > 0)
+    cells = cells[keep].astype(np.float64)
+    tot = cells.sum(-1)
+    q4 = cells.reshape(-1, N_ROOT, N_QUAD)[..., 3].sum(-1) / np.maximum(tot, 1)
+    order = np.argsort(q4, kind="stable")
+    cum = np.cumsum(tot[order]) / max(tot.sum(), 1)
+    group = np.minimum((cum * k).astype(int), k - 1)
+    out = np.full((k, N_CELLS), 0.5 / N_CELLS)
+    np.add.at(out, group, cells[order])
+    return out / out.sum(-1, keepdims=True)
 
 
 def climatology(data: SequenceData, clim: dict) -> Prediction:

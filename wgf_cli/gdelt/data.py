@@ -9,7 +9,13 @@ with one line; :func:`load_build` reads everything into a :class:`GdeltBuild`;
   of week; the day's k weighted points on the embedding sphere (``points`` [B, L, K, E],
   ``weights`` [B, L, K]) and the country index;
 - targets for every position (the next day of each context day; the last one is the
-  sequence's target day): counts [B, L, 80], total [B, L], points and weights.
+  sequence's target day): counts [B, L, 80], total [B, L], points and weights;
+- the panel's state on every context day (``world`` [B, L, C, 5]): for every country of the
+  build its QuadClass shares of the day's events and log1p of its total (zeros on a day
+  without events or not observed), so a forecast can use what happened elsewhere (e.g.
+  conflict spreading from neighbours) without knowing who the neighbours are.  It is built
+  from the same context days as ``feats`` (days before the target day only): the target day
+  never leaks into the input.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ BUILD_COMMAND = "wgf gdelt-build experiment=gdelt_synthetic"
 N_ROOT, N_QUAD = 20, 4
 N_CELLS = N_ROOT * N_QUAD
 N_FEATS = N_CELLS + 4  # cells, log total, goldstein mean, goldstein std, multi fraction
+N_WORLD = N_QUAD + 1  # per country of the panel: QuadClass shares, log total
 
 
 class BuildError(ValueError):
@@ -177,6 +184,18 @@ def day_features(build: GdeltBuild) -> np.ndarray:
     return np.concatenate([cells, extra], axis=-1)
 
 
+def world_features(build: GdeltBuild) -> np.ndarray:
+    """The panel's state of every day: [D, C, 5] float32, per country the shares of the four
+    QuadClasses among the day's events and ``log1p`` of its total (all 0 on a day without
+    events or not observed).  Row ``d`` uses day ``d``'s descriptors only."""
+    quad = build.counts.sum(2).astype(np.float64)  # [C, D, 4]
+    n = quad.sum(-1, keepdims=True)
+    share = np.divide(quad, n, out=np.zeros_like(quad), where=n > 0)
+    total = np.log1p(build.total.astype(np.float64))[..., None]
+    world = np.concatenate([share, total], axis=-1) * build.observed[..., None]
+    return np.ascontiguousarray(world.transpose(1, 0, 2), dtype=np.float32)
+
+
 class SequenceData:
     """Batches of training sequences of one split, as tensors.
 
@@ -202,6 +221,7 @@ class SequenceData:
         self._points = torch.as_tensor(build.points)
         self._weights = torch.as_tensor(build.weights)
         self._dow = torch.as_tensor(build.weekday())
+        self._world = torch.as_tensor(world_features(build))  # [D, C, 5]
 
     def __len__(self) -> int:
         return len(self.table)
@@ -221,6 +241,7 @@ class SequenceData:
             "points": self._points[cc, ctx].float(),
             "weights": self._weights[cc, ctx],
             "dow": self._dow[ctx],
+            "world": self._world[ctx],  # [B, L, C, 5]: context days only
             "next_dow": self._dow[nxt],
             "y_counts": self._counts[cc, nxt].float(),
             "y_points": self._points[cc, nxt].float(),

@@ -3,13 +3,20 @@
 Each day is one token (:class:`DayEncoder`): an MLP of the day's scalar descriptor (log counts
 of the 20 x 4 root-code x QuadClass cells, log total, Goldstein mean/std, multi-country
 fraction), a set encoder of its k weighted points on the embedding sphere (attention pooling
-whose logits carry the log weights, so heavier points count more), a country embedding and
-a day-of-week embedding.  A causal backbone reads the tokens (position ``t`` sees days
-``<= t``) and heads predict day ``t + 1`` (whose weekday embedding is added, the calendar is
+whose logits carry the log weights, so heavier points count more), a country embedding
+(optional) and a day-of-week embedding, and the panel's state that day
+(:class:`WorldEncoder`: every country's QuadClass shares and log total, weighted per
+country).  A causal backbone reads the tokens (position ``t`` sees days ``<= t``) and
+heads predict day ``t + 1`` (whose weekday embedding is added, the calendar is
 known in advance):
 
 - ``cell_logits`` [..., 80]: the per-event distribution over root code x QuadClass; the root
-  (20) and quad (4) distributions are its marginals;
+  (20) and quad (4) distributions are its marginals.  Either a free softmax of a linear map
+  (optionally through a rank-r bottleneck, ``cell_rank``), or (``mixture = K``) a mixture of
+  K learned global event mixes with weights from the state (a regime-switching model's form:
+  far fewer outputs to learn from short panels), whose logits may all be tilted by one
+  low-rank offset read from the state (``mixture_tilt``: a country's own mix, as its history
+  shows it);
 - ``log_mu``, ``log_alpha``: the total count, negative binomial with mean ``mu`` and variance
   ``mu + alpha mu^2`` (or Poisson, ``count_dist="poisson"``);
 - the day's cloud: K unit vectors on the sphere with softmax weights, trained with the
@@ -24,7 +31,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from wgf_cli.gdelt.data import N_CELLS, N_FEATS, N_QUAD, N_ROOT
+from wgf_cli.gdelt.data import N_CELLS, N_FEATS, N_QUAD, N_ROOT, N_WORLD
 
 
 @dataclass
@@ -43,6 +50,12 @@ class ModelConfig:
     dropout: float = 0.1
     set_heads: int = 2
     count_dist: str = "negbin"  # negbin | poisson
+    world_heads: int = 0  # learned country-to-country weightings of the panel's state (0: none)
+    country_embedding: bool = True  # a learned vector per country added to every token
+    cell_rank: int = 0  # cell head: logits through a rank-r linear bottleneck (0: full rank)
+    mixture: int = 0  # cell head: a mixture of this many learned global event mixes (0: free softmax)
+    mixture_tilt: int = 0  # rank of a tilt of the mixes' logits read from the state (0: none)
+    recency_bias: bool = False  # transformer: ALiBi, attention logits minus slope_h x distance
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +103,27 @@ class SetEncoder(nn.Module):
         return torch.where(has, pooled, self.empty.to(pooled.dtype).expand_as(pooled))
 
 
+class WorldEncoder(nn.Module):
+    """What happened elsewhere in the panel on a day, seen from one country.
+
+    ``world`` [B, L, C, F] holds every country's QuadClass shares and log total of the day;
+    ``H`` learned weightings ``G[h, c, :]`` of the countries (one row per country of the
+    forecast, initialised to the panel mean) give ``H`` weighted averages per day, which an
+    MLP maps to the token [B, L, d].  The rows are free parameters learned from the data
+    (who influences whom), not a given graph.
+    """
+
+    def __init__(self, n_countries: int, d: int, heads: int) -> None:
+        super().__init__()
+        self.graph = nn.Parameter(torch.full((n_countries, heads, n_countries), 1.0 / n_countries))
+        self.mlp = nn.Sequential(nn.Linear(heads * N_WORLD, d), nn.GELU(), nn.Linear(d, d))
+
+    def forward(self, world: torch.Tensor, country: torch.Tensor) -> torch.Tensor:
+        g = self.graph[country].to(world.dtype)  # [B, H, C]
+        agg = torch.einsum("bhj,bljf->blhf", g, world)
+        return self.mlp(agg.flatten(-2))
+
+
 class Forecaster(nn.Module):
     """Day tokens -> causal backbone -> next-day heads (see the module doc)."""
 
@@ -103,8 +137,9 @@ class Forecaster(nn.Module):
         d = cfg.d_model
         self.feat = nn.Sequential(nn.Linear(N_FEATS, d), nn.GELU(), nn.Linear(d, d))
         self.set = SetEncoder(cfg.dim, d, cfg.set_heads)
-        self.country = nn.Embedding(cfg.n_countries, d)
+        self.country = nn.Embedding(cfg.n_countries, d) if cfg.country_embedding else None
         self.dow = nn.Embedding(7, d)
+        self.world = WorldEncoder(cfg.n_countries, d, cfg.world_heads) if cfg.world_heads else None
         self.norm_in = nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.dropout)
         if cfg.backbone == "transformer":
@@ -118,30 +153,70 @@ class Forecaster(nn.Module):
         self.norm_out = nn.LayerNorm(d)
         self.next_dow = nn.Embedding(7, d)
         self.trunk = nn.Sequential(nn.Linear(d, d), nn.GELU())
-        self.cells = nn.Linear(d, N_CELLS)
+        # low rank: the cells' logits move in an r-dimensional space (few parameters to learn)
+        self.cell_proj = nn.Linear(d, cfg.cell_rank, bias=False) if cfg.cell_rank else nn.Identity()
+        self.cells = nn.Linear(cfg.cell_rank or d, cfg.mixture or N_CELLS)
+        if cfg.mixture:  # component cell logits (set from the base rates by init_biases)
+            self.components = nn.Parameter(torch.zeros(cfg.mixture, N_CELLS))
+        self.tilt = None
+        if cfg.mixture and cfg.mixture_tilt:  # a country's own mix, seen in its history
+            self.tilt = nn.Sequential(nn.Linear(d, cfg.mixture_tilt, bias=False),
+                                      nn.Linear(cfg.mixture_tilt, N_CELLS))
+            nn.init.zeros_(self.tilt[1].weight)
+            nn.init.zeros_(self.tilt[1].bias)
         self.total = nn.Linear(d, 2)
         self.cloud = nn.Linear(d, cfg.k * (cfg.dim + 1))
         nn.init.zeros_(self.cells.weight)
         nn.init.zeros_(self.total.weight)
 
-    def init_biases(self, cell_freq: torch.Tensor, mean_total: float, alpha: float = 0.1) -> None:
-        """Start the heads at the training base rates (cell frequencies, mean total)."""
+    def init_biases(self, cell_freq: torch.Tensor, mean_total: float, alpha: float = 0.1,
+                    mixes: torch.Tensor | None = None) -> None:
+        """Start the heads at the training base rates (cell frequencies, mean total); a
+        mixture head's components at ``mixes`` [K, 80] (e.g. training days grouped by their
+        conflict share; without them the base rates, tilted apart at random)."""
         with torch.no_grad():
-            self.cells.bias.copy_(torch.log(cell_freq.clamp_min(1e-6)))
+            base = torch.log(cell_freq.clamp_min(1e-6))
             self.total.bias.copy_(torch.tensor([math.log(max(mean_total, 1e-3)), math.log(alpha)]))
+            if not self.cfg.mixture:
+                self.cells.bias.copy_(base)
+                return
+            self.cells.bias.zero_()
+            if mixes is not None:
+                self.components.copy_(torch.log(mixes.clamp_min(1e-6)))
+            else:
+                g = torch.Generator().manual_seed(0)
+                self.components.copy_(base + 0.3 * torch.randn(self.cfg.mixture, N_CELLS, generator=g))
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden state [B, L, d] of every position (causal)."""
         tok = (self.feat(batch["feats"]) + self.set(batch["points"], batch["weights"])
-               + self.country(batch["country"])[:, None, :] + self.dow(batch["dow"]))
+               + self.dow(batch["dow"]))
+        if self.country is not None:
+            tok = tok + self.country(batch["country"])[:, None, :]
+        if self.world is not None:
+            tok = tok + self.world(batch["world"], batch["country"])
         length = tok.shape[1]
         if self.cfg.backbone == "transformer":
             x = self.drop(self.norm_in(tok + self.pos[-length:]))
             mask = torch.triu(torch.full((length, length), float("-inf"), device=x.device), 1)
-            h = self.backbone(x, mask=mask, is_causal=True)
+            if self.cfg.recency_bias:  # one exponential forgetting rate per head
+                mask = (mask[None] + self.recency(length, x.device)).to(x.dtype)
+                mask = mask.repeat(x.shape[0], 1, 1)  # [B * heads, L, L]
+                h = self.backbone(x, mask=mask)
+            else:
+                h = self.backbone(x, mask=mask, is_causal=True)
         else:
             h, _ = self.backbone(self.drop(self.norm_in(tok)))
         return self.norm_out(h)
+
+    def recency(self, length: int, device) -> torch.Tensor:
+        """ALiBi biases [heads, L, L]: ``-slope_h (t - s)`` for key day ``s`` <= query day ``t``,
+        slopes ``2^(-8 (h + 1) / heads)``."""
+        heads = self.cfg.heads
+        slopes = 2.0 ** (-8.0 * torch.arange(1, heads + 1, device=device) / heads)
+        pos = torch.arange(length, device=device)
+        dist = (pos[:, None] - pos[None, :]).clamp_min(0).float()
+        return -slopes[:, None, None] * dist
 
     def forward(self, batch: dict[str, torch.Tensor],
                 cloud_positions: torch.Tensor | None = None) -> ForecastOutput:
@@ -156,7 +231,15 @@ class Forecaster(nn.Module):
         x = raw[..., :-1]
         x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-6)
         logw = torch.log_softmax(raw[..., -1], dim=-1)
-        return ForecastOutput(self.cells(h), tot[..., 0].float(),
+        cells = self.cells(self.cell_proj(h))
+        if self.cfg.mixture:  # log sum_k w_k softmax(components_k): normalised log-probs
+            mix = torch.log_softmax(cells.float(), -1)
+            comp = self.components.float()
+            if self.tilt is not None:  # [..., K, 80]: every mix tilted by the same offset
+                comp = comp + self.tilt(h).float()[..., None, :]
+            comp = torch.log_softmax(comp, -1)
+            cells = torch.logsumexp(mix[..., :, None] + comp, dim=-2)
+        return ForecastOutput(cells, tot[..., 0].float(),
                               tot[..., 1].float().clamp(-8.0, 4.0), x, logw)
 
 

@@ -63,6 +63,7 @@ class TrainConfig:
     stop_after: int = 0  # stop this invocation after this many epochs (0: run to the end)
     max_val: int = 0  # validation sequences used per epoch (0: all)
     per_epoch: int = 0  # training sequences per epoch, a fresh random subset (0: all)
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: none)
 
 
 @dataclass
@@ -167,15 +168,34 @@ class Trainer:
         warm = max(1, int(round(tc.warmup * total)))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(total, warm, tc.min_lr))
         self.state = TrainState()
+        # the weight average that is validated, kept as the best state and used at the end
+        self.ema_model = copy.deepcopy(self.model) if tc.ema > 0 else None
+
+    def _update_ema(self) -> None:
+        """``ema <- d ema + (1 - d) w`` with ``d = min(ema, (1 + s) / (10 + s))`` at step ``s``
+        (a short average early on, so the start does not linger)."""
+        step = self.sched.last_epoch
+        d = min(self.tc.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, w in zip(self.ema_model.parameters(), self.model.parameters(), strict=True):
+                e.lerp_(w.detach(), 1.0 - d)
+
+    @property
+    def eval_model(self) -> Forecaster:
+        """The weights that are validated and kept (the average when ``ema``)."""
+        return self.ema_model if self.ema_model is not None else self.model
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         rng = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "rng": rng,
-                "train_state": copy.deepcopy(self.state.__dict__)}
+        out = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+               "scheduler": self.sched.state_dict(), "rng": rng,
+               "train_state": copy.deepcopy(self.state.__dict__)}
+        if self.ema_model is not None:
+            out["ema"] = self.ema_model.state_dict()
+        return out
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -185,6 +205,8 @@ class Trainer:
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.state = TrainState(**state["train_state"])
+        if self.ema_model is not None:
+            self.ema_model.load_state_dict(state["ema"])
 
     # ------------------------------------------------------------------ loop
     def _autocast(self):
@@ -219,6 +241,8 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
             self.opt.step()
             self.sched.step()
+            if self.ema_model is not None:
+                self._update_ema()
             bs = len(batch["rows"])
             seqs += bs
             for k in sums:
@@ -234,6 +258,8 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict:
         self.net.eval()
+        model = self.eval_model
+        model.eval()
         n_val = len(self.val_data)
         rows = np.arange(n_val)
         if self.tc.max_val and n_val > self.tc.max_val:
@@ -243,7 +269,7 @@ class Trainer:
         for i in range(0, len(rows), self.tc.batch_size):
             batch = _to(self.val_data.batch(rows[i: i + self.tc.batch_size]), self.device,
                         _dtype(self.model))
-            terms = losses(self.model, batch, self.tc, False, self._autocast)
+            terms = losses(model, batch, self.tc, False, self._autocast)
             bs = len(batch["rows"])
             sums += torch.tensor([float(terms[k].detach()) * bs for k in ("loss", "events", "total", "cloud")]
                                  + [bs], dtype=torch.float64, device=self.device)
@@ -268,7 +294,8 @@ class Trainer:
             done_now += 1
             if row["val_loss"] < st.best_val - tc.min_delta:
                 st.best_val, st.best_epoch, st.bad_epochs = row["val_loss"], st.epoch, 0
-                st.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+                st.best_state = {k: v.detach().cpu().clone()
+                                 for k, v in self.eval_model.state_dict().items()}
             else:
                 st.bad_epochs += 1
                 if tc.patience and st.bad_epochs >= tc.patience:
