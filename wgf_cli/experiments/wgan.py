@@ -77,7 +77,7 @@ _TOY_TRAIN = ["iterations=20", "eval.every=10", "eval.samples=200", "eval.track_
 _WIDE = ["model.generator.hidden=512", "model.critic.hidden=512"]
 _SEEDS5 = ["seeds=[0,1,2,3,4]"]
 #: the PacGAN table: the preset's CPU protocol (3 x 128, 5,000 iterations, lambda = 1, Adam
-#: decaying linearly to 0) over 5 seeds; the claims are the acceptance thresholds
+#: decaying linearly to 0) over 5 seeds; the claims are the acceptance thresholds of issue 4
 _PACGAN_FULL = [*_SEEDS5]
 _PACGAN_KEYS = ["modes_covered", "modes_covered_se", "hq_fraction", "hq_fraction_se", "reverse_kl",
                 "reverse_kl_se", "final_w1", "seeds", "wall_s"]
@@ -114,7 +114,8 @@ PRESETS = [
            _PACGAN_KEYS, _pacgan_claims("ring", 7.9, 8),
            ["samples.png", "metrics.png"], toy=_TOY_TRAIN, full=_PACGAN_FULL),
     Preset("wgan_grid25_pacgan", "PacGAN 2D-grid protocol with WGAN-GP on standardized "
-           "coordinates: 3 x 128 MLPs, 5,000 iterations, lambda = 1, Adam 3e-3 decaying to 0. "
+           "coordinates: 3 x 128 MLPs, batch 512, 5,000 iterations, lambda = 1, Adam 3e-3 decaying "
+           "to 0. "
            "Quick profile: seed 0; full: the 5-seed table.",
            _PACGAN_KEYS, _pacgan_claims("grid", 24.5, 25),
            ["samples.png", "metrics.png"], toy=_TOY_TRAIN, full=_PACGAN_FULL),
