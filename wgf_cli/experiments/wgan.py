@@ -115,8 +115,7 @@ PRESETS = [
            ["samples.png", "metrics.png"], toy=_TOY_TRAIN, full=_PACGAN_FULL),
     Preset("wgan_grid25_pacgan", "PacGAN 2D-grid protocol with WGAN-GP on standardized "
            "coordinates: 3 x 128 MLPs, batch 512, 5,000 iterations, lambda = 1, Adam 3e-3 decaying "
-           "to 0. "
-           "Quick profile: seed 0; full: the 5-seed table.",
+           "to 0. Quick profile: seed 0; full: the 5-seed table.",
            _PACGAN_KEYS, _pacgan_claims("grid", 24.5, 25),
            ["samples.png", "metrics.png"], toy=_TOY_TRAIN, full=_PACGAN_FULL),
     Preset("wgan_ring8_pacgan_vanilla", "The PacGAN ring data with the vanilla minimax GAN and "
