@@ -276,3 +276,12 @@ def test_zip_crc_mismatch_is_a_corrupt_input(tmp_path):
     z.write_bytes(bytes(data).replace(crc, bad))
     with pytest.raises(reader.InputError, match="corrupt zip"):
         reader.read_file(z)
+
+
+def test_integers_beyond_their_column_type_are_rejected_not_wrapped(tmp_path):
+    line = V1.read_text().splitlines()[50]
+    path = tmp_path / "big.tsv"
+    path.write_text("\n".join([line, _mutate(line, c3="99999999999"), _mutate(line, c2="-3000000000")]) + "\n")
+    table, rejected, rep = reader.read_file(path)
+    assert rep.rows_kept == 1 and rep.rejects == {"bad_type:Year": 1, "bad_type:MonthYear": 1}
+    assert table.column("Year").to_pylist() == [int(line.split("\t")[3])]

@@ -20,7 +20,8 @@ A zipped input is inflated with libdeflate (``deflate``, about 2.5x zlib) when i
 
 * whitespace stripped from every kept field (``repairs["whitespace"]``);
 * marker rows (EventCode ``---`` or ``X``, root ``--`` or ``X``) rejected as ``marker_row``;
-* numeric fields parsed strictly; a bad value rejects the row as ``bad_type:<column>``;
+* numeric fields parsed strictly; a bad value, or one outside its column's type (int32
+  dates, int8 flags), rejects the row as ``bad_type:<column>``;
 * CAMEO codes kept as strings; a code whose leading zeros were lost (``43`` for ``043``,
   root ``4``) is restored when the result is a valid code of ``CAMEO.eventcodes.txt`` that
   agrees with its root / base code (``repairs["leading_zero"]``), rejected otherwise
@@ -448,6 +449,10 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
         padded |= pad
         if ok is not None:
             reject(~ok, f"bad_type:{name}")
+        if schema.KEPT_TYPES[name] in ("int32", "int8"):          # would wrap when stored
+            info = np.iinfo(schema.KEPT_TYPES[name])
+            if v.dtype.itemsize > info.bits // 8:
+                reject((v < info.min) | (v > info.max), f"bad_type:{name}")
         values[name] = v
 
     # CAMEO codes: each distinct (root, base, code) triple repaired once
