@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -245,10 +244,11 @@ def busy_months(files: list[str], day_key: str) -> set[int] | None:
             st = meta.row_group(g).column(j).statistics
             if st is None or not st.has_min_max:
                 return None
-            lo, hi = (int(v) if v < 10**10 else int(v) // 1_000_000 for v in (st.min, st.max))
-            for m in pd.period_range(pd.Period(str(max(lo, 19790101))[:6], "M"),
-                                     pd.Period(str(max(hi, 19790101))[:6], "M"), freq="M"):
-                months.add(m.year * 100 + m.month)
+            lo, hi = (max(int(v) if v < 10**10 else int(v) // 1_000_000, 19790101) // 100
+                      for v in (st.min, st.max))
+            while lo <= hi:                                    # YYYYMM, month by month
+                months.add(lo)
+                lo = lo + 1 if lo % 100 < 12 else (lo // 100 + 1) * 100 + 1
     return months
 
 
@@ -277,7 +277,7 @@ def describe(files: list[str], vocab, days: np.ndarray, observed_days: np.ndarra
     """Descriptors of the events in the Parquet ``files`` on the day axis ``days``, computed
     one calendar month at a time: memory is bounded by one month of events (plus the output
     arrays), whatever the size of the archive.  Without a country list, a first pass over the
-    months counts the countries.  Equal to
+    months counts the countries (reading the date and country columns only).  Equal to
     :func:`~wgf_cli.gdelt.descriptors.compute` on all events at once."""
     import pyarrow.dataset as pads
 
@@ -290,10 +290,11 @@ def describe(files: list[str], vocab, days: np.ndarray, observed_days: np.ndarra
     countries = opts.countries
     if countries is None:
         counts = None
+        geo = ["SQLDATE", "DATEADDED", "Actor1Geo_CountryCode", "Actor2Geo_CountryCode"]
         for (a, b), (lo, hi) in zip(windows, bounds, strict=True):
-            ev = _window_events(dataset, opts.day_key, lo, hi, EVENT_COLUMNS)
-            sel, _ = desc_mod.select(ev, days[a:b], opts.day_key, opts.max_lag)
-            c = desc_mod.country_counts(sel)
+            ev = _window_events(dataset, opts.day_key, lo, hi, geo)     # dates and countries only
+            _, keep, _ = desc_mod.day_and_keep(ev, days[a:b], opts.day_key, opts.max_lag)
+            c = desc_mod.country_counts(ev[keep])
             counts = c if counts is None else counts.add(c, fill_value=0)
         countries = desc_mod.seen_countries(counts, opts.min_country_events) if counts is not None else []
     parts = []

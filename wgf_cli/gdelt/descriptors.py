@@ -111,14 +111,14 @@ def spherical_kmeans(x: torch.Tensor, w: torch.Tensor, k: int, iters: int) -> tu
     return centres, mass
 
 
-def select(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate", max_lag: int = 30
-           ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The events that belong to the day axis ``days``, with their day index (column ``day``),
-    and the counts ``events_in``, ``too_old`` (the lag rule) and ``outside_days``."""
+def day_and_keep(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate", max_lag: int = 30
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Each event's day index on the axis ``days`` (from SQLDATE and DATEADDED only), whether it
+    belongs to the axis, and the counts ``events_in``, ``too_old`` (the lag rule) and
+    ``outside_days``."""
     diag: dict[str, int] = {"events_in": len(events)}
-    ev = events
-    sql = ev["SQLDATE"].to_numpy().astype(np.int64)
-    added = ev["DATEADDED"].to_numpy().astype(np.int64)
+    sql = events["SQLDATE"].to_numpy().astype(np.int64)
+    added = events["DATEADDED"].to_numpy().astype(np.int64)
     added_day = np.where(added >= 10**10, added // 1_000_000, added)
     first = int(days[0])
     if day_key == "sqldate":
@@ -127,11 +127,18 @@ def select(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate", max
         too_old = (added_day >= DAILY_ERA) & (lag > max_lag)
     else:
         d = day_index(added_day, first)
-        too_old = np.zeros(len(ev), bool)
+        too_old = np.zeros(len(events), bool)
     outside = ~too_old & ((d < 0) | (d >= len(days)))
     diag["too_old"], diag["outside_days"] = int(too_old.sum()), int(outside.sum())
-    keep = ~too_old & ~outside
-    ev = ev.loc[keep, ["EventCode", "EventRootCode", "QuadClass", "GoldsteinScale", "Actor1Geo_CountryCode",
+    return d, ~too_old & ~outside, diag
+
+
+def select(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate", max_lag: int = 30
+           ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The events that belong to the day axis ``days``, with their day index (column ``day``),
+    and the counts of :func:`day_and_keep`."""
+    d, keep, diag = day_and_keep(events, days, day_key, max_lag)
+    ev = events.loc[keep, ["EventCode", "EventRootCode", "QuadClass", "GoldsteinScale", "Actor1Geo_CountryCode",
                        "Actor2Geo_CountryCode", "Multi_Country_Flag"]].assign(day=d[keep])
     return ev, diag
 

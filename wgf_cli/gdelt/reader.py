@@ -226,7 +226,7 @@ def parse_general(data: bytes) -> tuple[pa.Table, list[tuple[str, str]]]:
             if len(fields) in schema.LAYOUTS:
                 rows.setdefault(len(fields), []).append(fields)
             elif text.strip():
-                bad.append((f"field_count_{len(fields)}", text))
+                bad.append(_field_count_reject(text))
         parts = [table]
         for lay, group in sorted(rows.items()):
             li = schema.kept_indices(lay)
@@ -306,9 +306,14 @@ def parse(data) -> tuple[list[pa.Table], list[tuple[str, str]]]:
     try:
         other, bad = parse_general(rest)
     except InputError:                  # no declined line has a GDELT layout
-        lines = [x for x in rest.decode("utf-8", "replace").split("\n") if x.strip()]
-        return [table], [(f"field_count_{x.rstrip(chr(13)).count(chr(9)) + 1}", x) for x in lines]
+        lines = rest.decode("utf-8", "replace").split("\n")
+        return [table], [_field_count_reject(x) for x in lines if x.strip()]
     return [table, other], bad
+
+
+def _field_count_reject(text: str) -> tuple[str, str]:
+    """``(reason, line)`` of a line whose field count is no GDELT layout."""
+    return f"field_count_{text.rstrip(chr(13)).count(chr(9)) + 1}", text
 
 
 def _empty_strings() -> pa.Table:
