@@ -89,3 +89,48 @@ def test_recency_bias_is_alibi_and_stays_causal():
         out = model(moved).cell_logits
     torch.testing.assert_close(out[:, :30], base[:, :30], rtol=0, atol=1e-5)
     assert (out[:, 30] - base[:, 30]).abs().max() > 1e-3
+
+
+def test_ema_mixer_is_the_moving_average_recursion_and_stays_causal():
+    build = load_build(FIXTURE)
+    model = _model(build, ema_mixer=True).double()
+    ema = model.ema
+    with torch.no_grad():
+        ema.logit.copy_(torch.linspace(-2.0, 3.0, 16, dtype=torch.float64))
+        ema.out.weight.copy_(torch.eye(16, dtype=torch.float64))
+        x = torch.randn(3, 7, 16, dtype=torch.float64)
+        # float64 NumPy recursion e_t = lam e_{t-1} + (1 - lam) x_t, e_{-1} = 0
+        lam = 1.0 / (1.0 + np.exp(-ema.logit.numpy()))
+        e, want = np.zeros((3, 16)), []
+        for t in range(7):
+            e = lam * e + (1 - lam) * x[:, t].numpy()
+            want.append(e)
+        np.testing.assert_allclose(ema(x).numpy(), x.numpy() + np.stack(want, 1), rtol=1e-12,
+                                   atol=1e-12)
+        # time constants start spread over 1-30 days
+        tau = -1.0 / np.log(1.0 / (1.0 + np.exp(-_model(build, ema_mixer=True).ema.logit.numpy())))
+        np.testing.assert_allclose([tau.min(), tau.max()], [1.0, 30.0], rtol=1e-4)
+        model.cells.weight.normal_()
+        batch = {k: (v.double() if v.is_floating_point() else v)
+                 for k, v in SequenceData(build, "test", 50).batch([0, 1]).items()}
+        base = model(batch).cell_logits
+        moved = dict(batch, feats=batch["feats"].clone())
+        moved["feats"][:, 30] += 1.0
+        out = model(moved).cell_logits
+    torch.testing.assert_close(out[:, :30], base[:, :30], rtol=0, atol=1e-10)
+    assert (out[:, 30:] - base[:, 30:]).abs().max() > 1e-3
+
+
+def test_mix_evidence_is_each_days_log_likelihood_under_the_mixes():
+    build = load_build(FIXTURE)
+    mixes = torch.as_tensor(event_mixes(build, 60, 3), dtype=torch.float32)
+    model = _model(build, mixture=3, mix_evidence=True)
+    model.init_biases(mixes.mean(0), 20.0, mixes=mixes)
+    batch = SequenceData(build, "test", 50).batch([0, 1])
+    c = batch["country"].numpy()
+    days = SequenceData(build, "test", 50).target_day[[0, 1]].numpy()[:, None] + np.arange(-50, 0)
+    n = build.counts.reshape(build.n_countries, -1, 80)[c[:, None], days].astype(np.float64)
+    ll = n @ np.log(mixes.numpy().astype(np.float64)).T  # [2, 50, 3]
+    want = (ll - ll.mean(-1, keepdims=True)) / 10.0
+    np.testing.assert_allclose(model.mix_loglik(batch["feats"]).numpy(), want, rtol=1e-4, atol=1e-4)
+    assert n.sum() > 0 and np.abs(want).max() > 0.05

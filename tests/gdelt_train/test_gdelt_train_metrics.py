@@ -84,3 +84,15 @@ def test_occurrence_probability_of_thinned_negative_binomial():
     np.testing.assert_allclose(got, ref, rtol=1e-12)
     np.testing.assert_allclose(occurrence_probs(p, mu, None, "poisson").numpy()[0],
                                1 - np.exp(-4.0 * p.numpy()[0]), rtol=1e-12)
+
+
+def test_mean_kl_to_the_oracle_against_scipy():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(20), size=6)
+    q = rng.dirichlet(np.ones(20), size=6)
+    p[0, :3] = 0.0  # zero oracle probabilities contribute nothing
+    p[0] /= p[0].sum()
+    want = np.mean([stats.entropy(p[i], q[i]) for i in range(6)])
+    assert M.mean_kl(p, q) == pytest.approx(want, rel=1e-12)
+    assert M.mean_kl(p, p) == pytest.approx(0.0, abs=1e-15)
+    assert M.mean_kl(p, q) > 0

@@ -37,6 +37,8 @@ SUMMARY_KEYS = {
     "test_ece": "expected calibration error of the occurrence probabilities",
     "test_rouge1": "ROUGE-1 F1 of forecast vs actual phrase lists", "test_rouge2": "ROUGE-2 F1",
     "test_rougeL": "ROUGE-L F1", "test_sinkhorn": "Sinkhorn divergence forecast vs actual cloud",
+    "test_kl_oracle": "mean KL(oracle || model) of the root-code forecasts (synthetic): the "
+                      "expected excess log loss, without the test events' sampling noise",
     "<baseline>_<metric>": "the same metrics for gru, persistence, moving_average, climatology, "
                            "oracle (no cloud/text for the oracle)",
     "skill_vs_oracle": "(LL_climatology - LL_model) / (LL_climatology - LL_oracle) (synthetic)",
@@ -58,6 +60,7 @@ PRESETS = [
            "(Markov-switching regimes): transformer vs persistence, climatology, moving average, "
            "GRU and the exact HMM oracle.",
            ["test_log_loss", "gru_log_loss", "climatology_log_loss", "oracle_log_loss", "skill_vs_oracle",
+            "test_kl_oracle", "gru_kl_oracle",
             "test_f1_micro", "test_rouge1", "test_sinkhorn", "sequences_per_s", "epochs"],
            [Claim("beats_all_baselines", "==", True,
                   "the transformer's test log loss is below persistence, climatology, the 7-day "
@@ -139,6 +142,9 @@ def validate(cfg: DictConfig) -> None:
     C.integer(cfg, "model.cell_rank", minimum=0)
     C.integer(cfg, "model.mixture_tilt", minimum=0)
     C.boolean(cfg, "model.recency_bias")
+    C.choice(cfg, "model.positions", ["learned", "none"])
+    C.boolean(cfg, "model.ema_mixer")
+    C.boolean(cfg, "model.mix_evidence")
     C.boolean(cfg, "model.country_embedding")
     C.number(cfg, "model.dropout", minimum=0.0, maximum=0.9)
     C.choice(cfg, "model.count_dist", ["negbin", "poisson"])
@@ -161,7 +167,7 @@ def validate(cfg: DictConfig) -> None:
     C.boolean(cfg, "baselines.gru.enabled")
     C.integer(cfg, "baselines.gru.d_model", minimum=4)
     C.integer(cfg, "baselines.gru.layers", minimum=1)
-    C.integer(cfg, "baselines.gru.epochs", minimum=1)
+    C.integer(cfg, "baselines.gru.epochs", minimum=0)
 
     embedding = None
     rdir = _resume_dir(cfg)
@@ -203,10 +209,10 @@ def _train_config(cfg: DictConfig, device: str, gru: bool = False):
     t, o = cfg.train, cfg.optim
     amp = (device.startswith("cuda") if t.amp == "auto" else bool(t.amp))
     return TrainConfig(
-        epochs=int(cfg.baselines.gru.epochs) if gru else int(t.epochs),
+        epochs=int(cfg.baselines.gru.epochs or t.epochs) if gru else int(t.epochs),
         batch_size=int(t.batch_size), lr=float(o.lr), weight_decay=float(o.weight_decay),
         betas=(float(o.beta1), float(o.beta2)), warmup=float(o.warmup), min_lr=float(o.min_lr),
-        grad_clip=float(o.grad_clip), patience=0 if gru else int(t.patience),
+        grad_clip=float(o.grad_clip), patience=int(t.patience),
         w_events=float(t.loss.events), w_total=float(t.loss.total), w_cloud=float(t.loss.cloud),
         blur=float(t.loss.blur), scaling=float(t.loss.scaling), iters=int(t.loss.iters),
         all_positions=bool(t.all_positions), cloud_stride=int(t.cloud_stride), amp=amp,
@@ -229,7 +235,9 @@ def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
                      set_heads=int(m.set_heads), count_dist=str(m.count_dist),
                      world_heads=int(m.world_heads), country_embedding=bool(m.country_embedding),
                      cell_rank=int(m.cell_rank), mixture=int(m.mixture),
-                     mixture_tilt=int(m.mixture_tilt), recency_bias=bool(m.recency_bias))
+                     mixture_tilt=int(m.mixture_tilt), recency_bias=bool(m.recency_bias),
+                     positions=str(m.positions), ema_mixer=bool(m.ema_mixer),
+                     mix_evidence=bool(m.mix_evidence))
     torch.manual_seed(int(cfg.seed) + (1 if gru else 0))
     model = Forecaster(mc)
     mixes = None

@@ -93,6 +93,10 @@ def evaluate(preds: dict[str, Prediction], test: SequenceData, build: GdeltBuild
             for k in ("rouge1", "rouge2", "rougeL"):
                 s[k] = float(np.mean([x[k] for x in r]))
         scores[name] = s
+    if "oracle" in preds:  # expected excess log loss, free of the test events' sampling noise
+        has = y.sum((-1, -2)) > 0
+        for name, p in preds.items():
+            scores[name]["kl_oracle"] = M.mean_kl(preds["oracle"].root_probs[has], p.root_probs[has])
     return scores, texts, rel
 
 

@@ -12,7 +12,9 @@ occurrence probabilities ``o_r = P(n_r > 0)``:
   set ``{r: o_r >= 0.5}`` against ``{r: n_r > 0}``; calibration of ``o`` (reliability
   diagram and the expected calibration error over equal-width bins);
 - ROUGE-1/2/L F1 between forecast and actual phrase lists (:func:`rouge`);
-- Sinkhorn divergence between forecast and actual clouds (:func:`sinkhorn_divergence`).
+- Sinkhorn divergence between forecast and actual clouds (:func:`sinkhorn_divergence`);
+- on synthetic builds, ``KL(oracle || p)`` (:func:`mean_kl`): the expected excess log loss
+  over the exact forecast, free of the sampling noise of the test days' events.
 """
 
 from __future__ import annotations
@@ -127,6 +129,14 @@ def quad_kl(quad_counts: np.ndarray, quad_probs: np.ndarray) -> np.ndarray:
     terms = np.where(emp > 0, emp * (np.log(np.maximum(emp, _EPS))
                                      - np.log(np.clip(quad_probs, _EPS, 1.0))), 0.0)
     return np.where(tot[..., 0] > 0, terms.sum(-1), np.nan)
+
+
+def mean_kl(p: np.ndarray, q: np.ndarray) -> float:
+    """Mean over rows of ``KL(p || q)`` [N, R] (``p`` the oracle's forecast: the expected
+    excess per-event log loss of ``q``, without the sampling noise of the actual events)."""
+    p = p.astype(np.float64)
+    terms = np.where(p > 0, p * (np.log(np.maximum(p, _EPS)) - np.log(np.clip(q, _EPS, 1.0))), 0.0)
+    return float(terms.sum(-1).mean()) if len(p) else float("nan")
 
 
 def multilabel_scores(occurred: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:

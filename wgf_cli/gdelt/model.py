@@ -6,9 +6,12 @@ fraction), a set encoder of its k weighted points on the embedding sphere (atten
 whose logits carry the log weights, so heavier points count more), a country embedding
 (optional) and a day-of-week embedding, and the panel's state that day
 (:class:`WorldEncoder`: every country's QuadClass shares and log total, weighted per
-country).  A causal backbone reads the tokens (position ``t`` sees days ``<= t``) and
-heads predict day ``t + 1`` (whose weekday embedding is added, the calendar is
-known in advance):
+country), and with a mixture head optionally the day's log-likelihood under each of its
+learned event mixes (``mix_evidence``: the evidence a regime filter accumulates).  A causal
+backbone reads the tokens (position ``t`` sees days ``<= t``): a transformer (learned
+absolute positions or none, optionally after :class:`EmaMixer`, learned per-channel moving
+averages of the tokens as in Mega) or a GRU; heads predict day ``t + 1`` (whose weekday
+embedding is added, the calendar is known in advance):
 
 - ``cell_logits`` [..., 80]: the per-event distribution over root code x QuadClass; the root
   (20) and quad (4) distributions are its marginals.  Either a free softmax of a linear map
@@ -56,6 +59,9 @@ class ModelConfig:
     mixture: int = 0  # cell head: a mixture of this many learned global event mixes (0: free softmax)
     mixture_tilt: int = 0  # rank of a tilt of the mixes' logits read from the state (0: none)
     recency_bias: bool = False  # transformer: ALiBi, attention logits minus slope_h x distance
+    positions: str = "learned"  # transformer: learned absolute position embeddings | none
+    ema_mixer: bool = False  # transformer: learned per-channel moving averages of the tokens (Mega)
+    mix_evidence: bool = False  # mixture head: each day's log-likelihood under every mix, as input
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,6 +130,41 @@ class WorldEncoder(nn.Module):
         return self.mlp(agg.flatten(-2))
 
 
+class EmaMixer(nn.Module):
+    """Causal exponential moving averages of the tokens, one learned decay per channel.
+
+    ``e_t = lambda * e_{t-1} + (1 - lambda) * x_t`` (``e_{-1} = 0``) for each of the ``d``
+    channels, computed as a causal convolution with the kernel ``(1 - lambda) lambda^k``; the
+    block returns ``x + W e`` (``W`` zero-initialised, so it starts as the identity).  This is
+    the damped EMA of Mega (Ma et al., 2023, "Mega: moving average equipped gated attention")
+    in its simplest form: attention then reads tokens that already summarise the recent
+    past at learned time scales (a regime's persistence), the recurrent prior of a filter.
+    Decays start spread over time constants of 1-30 days.
+    """
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        tau = torch.logspace(0, math.log10(30.0), d)  # time constants (days)
+        lam = torch.exp(-1.0 / tau)
+        self.logit = nn.Parameter(torch.log(lam / (1 - lam)))
+        self.out = nn.Linear(d, d)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def kernel(self, length: int) -> torch.Tensor:
+        """[d, L, L]: ``K[c, t, s] = (1 - lambda_c) lambda_c^(t - s)`` for ``s <= t``, else 0."""
+        log_lam = nn.functional.logsigmoid(self.logit)  # log lambda
+        pos = torch.arange(length, device=log_lam.device)
+        lag = (pos[:, None] - pos[None, :]).float()
+        causal = lag >= 0
+        k = torch.exp(log_lam[:, None, None] * lag.clamp_min(0)) * causal
+        return k * (-torch.expm1(log_lam))[:, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = torch.einsum("cts,bsc->btc", self.kernel(x.shape[1]).to(x.dtype), x)
+        return x + self.out(e)
+
+
 class Forecaster(nn.Module):
     """Day tokens -> causal backbone -> next-day heads (see the module doc)."""
 
@@ -131,6 +172,8 @@ class Forecaster(nn.Module):
         super().__init__()
         if cfg.backbone not in ("transformer", "gru"):
             raise ValueError(f"backbone must be transformer or gru, got {cfg.backbone!r}")
+        if cfg.positions not in ("learned", "none"):
+            raise ValueError(f"positions must be learned or none, got {cfg.positions!r}")
         if cfg.count_dist not in ("negbin", "poisson"):
             raise ValueError(f"count_dist must be negbin or poisson, got {cfg.count_dist!r}")
         self.cfg = cfg
@@ -143,7 +186,8 @@ class Forecaster(nn.Module):
         self.norm_in = nn.LayerNorm(d)
         self.drop = nn.Dropout(cfg.dropout)
         if cfg.backbone == "transformer":
-            self.pos = nn.Parameter(torch.zeros(cfg.context, d))
+            self.pos = nn.Parameter(torch.zeros(cfg.context, d)) if cfg.positions == "learned" else None
+            self.ema = EmaMixer(d) if cfg.ema_mixer else None
             layer = nn.TransformerEncoderLayer(d, cfg.heads, cfg.ff, cfg.dropout, activation="gelu",
                                                batch_first=True, norm_first=True)
             self.backbone = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
@@ -164,6 +208,7 @@ class Forecaster(nn.Module):
                                       nn.Linear(cfg.mixture_tilt, N_CELLS))
             nn.init.zeros_(self.tilt[1].weight)
             nn.init.zeros_(self.tilt[1].bias)
+        self.evidence = nn.Linear(cfg.mixture, d) if cfg.mixture and cfg.mix_evidence else None
         self.total = nn.Linear(d, 2)
         self.cloud = nn.Linear(d, cfg.k * (cfg.dim + 1))
         nn.init.zeros_(self.cells.weight)
@@ -195,9 +240,15 @@ class Forecaster(nn.Module):
             tok = tok + self.country(batch["country"])[:, None, :]
         if self.world is not None:
             tok = tok + self.world(batch["world"], batch["country"])
+        if self.evidence is not None:
+            tok = tok + self.evidence(self.mix_loglik(batch["feats"]).to(tok.dtype))
         length = tok.shape[1]
         if self.cfg.backbone == "transformer":
-            x = self.drop(self.norm_in(tok + self.pos[-length:]))
+            if self.ema is not None:
+                tok = self.ema(tok)
+            if self.pos is not None:
+                tok = tok + self.pos[-length:]
+            x = self.drop(self.norm_in(tok))
             mask = torch.triu(torch.full((length, length), float("-inf"), device=x.device), 1)
             if self.cfg.recency_bias:  # one exponential forgetting rate per head
                 mask = (mask[None] + self.recency(length, x.device)).to(x.dtype)
@@ -208,6 +259,16 @@ class Forecaster(nn.Module):
         else:
             h, _ = self.backbone(self.drop(self.norm_in(tok)))
         return self.norm_out(h)
+
+    def mix_loglik(self, feats: torch.Tensor) -> torch.Tensor:
+        """[..., K]: each context day's log-likelihood of its cell counts under every mix of
+        the mixture head, ``sum_cells n log p_k`` centred over ``k`` and divided by 10 (the
+        evidence a regime filter adds up; the mixes enter detached, the head's loss alone
+        fits them).  The counts are recovered from the ``log1p`` features."""
+        n = torch.expm1(feats[..., :N_CELLS].float()).clamp_min(0.0).round()
+        comp = torch.log_softmax(self.components.detach().float(), -1)
+        ll = n @ comp.T
+        return (ll - ll.mean(-1, keepdim=True)) / 10.0
 
     def recency(self, length: int, device) -> torch.Tensor:
         """ALiBi biases [heads, L, L]: ``-slope_h (t - s)`` for key day ``s`` <= query day ``t``,
