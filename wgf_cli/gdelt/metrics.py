@@ -125,18 +125,19 @@ def quad_kl(quad_counts: np.ndarray, quad_probs: np.ndarray) -> np.ndarray:
     """Per-day KL(actual quad distribution || forecast) (NaN on days without events)."""
     m = quad_counts.astype(np.float64)
     tot = m.sum(-1, keepdims=True)
-    emp = m / np.maximum(tot, 1)
-    terms = np.where(emp > 0, emp * (np.log(np.maximum(emp, _EPS))
-                                     - np.log(np.clip(quad_probs, _EPS, 1.0))), 0.0)
-    return np.where(tot[..., 0] > 0, terms.sum(-1), np.nan)
+    return np.where(tot[..., 0] > 0, _kl_rows(m / np.maximum(tot, 1), quad_probs), np.nan)
+
+
+def _kl_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``KL(p || q)`` of each row (0 log 0 = 0, ``q`` clipped to [1e-12, 1])."""
+    p = p.astype(np.float64)
+    return np.where(p > 0, p * (np.log(np.maximum(p, _EPS)) - np.log(np.clip(q, _EPS, 1.0))), 0.0).sum(-1)
 
 
 def mean_kl(p: np.ndarray, q: np.ndarray) -> float:
     """Mean over rows of ``KL(p || q)`` [N, R] (``p`` the oracle's forecast: the expected
     excess per-event log loss of ``q``, without the sampling noise of the actual events)."""
-    p = p.astype(np.float64)
-    terms = np.where(p > 0, p * (np.log(np.maximum(p, _EPS)) - np.log(np.clip(q, _EPS, 1.0))), 0.0)
-    return float(terms.sum(-1).mean()) if len(p) else float("nan")
+    return float(_kl_rows(p, q).mean()) if len(p) else float("nan")
 
 
 def multilabel_scores(occurred: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
