@@ -134,3 +134,76 @@ def test_mix_evidence_is_each_days_log_likelihood_under_the_mixes():
     want = (ll - ll.mean(-1, keepdims=True)) / 10.0
     np.testing.assert_allclose(model.mix_loglik(batch["feats"]).numpy(), want, rtol=1e-4, atol=1e-4)
     assert n.sum() > 0 and np.abs(want).max() > 0.05
+
+
+def test_regime_filter_with_the_generators_parameters_is_the_exact_hmm_filter():
+    """States (regime, shock): A[(z, s), (z', s')] = T[z, z'] P(s'), emissions the generator's
+    root mixes and Poisson volumes; without contagion the recursion must reproduce
+    ``synthetic.forward_filter``'s predictive regime law and mean total (float64 NumPy)."""
+    from wgf_cli.gdelt import synthetic as S
+    from wgf_cli.gdelt.model import RegimeFilter
+
+    cfg = S.SyntheticConfig(countries=6, days=40, events_per_day=200.0, contagion=0.0, shock_prob=0.05)
+    m = S.build_model(cfg)
+    truth = S.simulate(m, np.random.Generator(np.random.PCG64(3)))
+    oracle = S.forward_filter(m, truth.roots)
+    p_s = np.array([1 - m.shock_prob, m.shock_prob])
+    filt = RegimeFilter(6, len(m.countries)).double()
+    with torch.no_grad():
+        trans = np.repeat(np.einsum("ij,t->ijt", m.transition, p_s).reshape(3, 6), 2, axis=0)
+        filt.trans.copy_(torch.as_tensor(np.log(trans)))
+        filt.init.copy_(torch.as_tensor(np.log(np.outer(m.init, p_s).reshape(6))))
+        filt.volume.copy_(torch.as_tensor(np.log(np.outer(m.volume, [1.0, m.shock_volume]).reshape(6))))
+        filt.base.copy_(torch.as_tensor(np.log(m.base)))
+        filt.weekly.copy_(torch.as_tensor(np.log(m.weekly)))
+    # mixes over the 80 root x QuadClass cells (QuadClass follows the root)
+    quad = np.array([S.schema.ROOT_QUAD[r] for r in S.schema.ROOTS]) - 1
+    mixes = np.full((6, 20, 4), 1e-300)
+    mixes[:, np.arange(20), quad] = m.mixes().reshape(6, 20)
+    counts = torch.as_tensor(truth.counts.reshape(6, 40, 80), dtype=torch.float64)
+    dow = torch.as_tensor(m.weekday[None].repeat(6, 0))
+    log_mixes = torch.as_tensor(np.log(mixes.reshape(6, 80)))
+    with torch.no_grad():
+        prior, log_mu = filt(counts[:, :-1], log_mixes, torch.arange(6), dow[:, :-1], dow[:, 1:])
+    regime = prior.exp().double().numpy().reshape(6, 39, 3, 2).sum(-1)
+    np.testing.assert_allclose(regime, oracle.regime_probs[:, 1:], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(log_mu.double().exp().numpy(), oracle.total_mean[:, 1:], rtol=1e-4)
+    assert regime.max(-1).min() < 0.9  # the law is uncertain on some days (not a trivial match)
+    # a tempered likelihood (temperature < 1) is less sure than the exact filter
+    with torch.no_grad():
+        filt.log_temp.fill_(np.log(0.5))
+        soft = filt(counts[:, :-1], log_mixes, torch.arange(6), dow[:, :-1], dow[:, 1:])[0]
+    soft = soft.exp().numpy().reshape(6, 39, 3, 2).sum(-1)
+    assert soft.max(-1).mean() < regime.max(-1).mean()
+
+
+def test_regime_filter_starts_the_heads_at_its_law_and_stays_causal():
+    build = load_build(FIXTURE)
+    data = SequenceData(build, "test", 50)
+    batch = data.batch([0, 1, 2])
+    mixes = torch.as_tensor(event_mixes(build, 60, 3), dtype=torch.float32)
+    model = _model(build, mixture=3, regime_filter=True)
+    totals = torch.linspace(5.0, 40.0, build.n_countries)
+    model.init_biases(mixes.mean(0), 20.0, mixes=mixes, country_totals=totals)
+    np.testing.assert_allclose(model.filter.base.detach().numpy(), np.log(totals.numpy()), rtol=1e-6)
+    with torch.no_grad():
+        out = model(batch)
+        prior, log_mu = model.filter(model.counts(batch["feats"]), torch.log(mixes), batch["country"],
+                                     batch["dow"], batch["next_dow"])
+        # zero-initialised readouts: the cells are the filter's mixture of the mixes, the total
+        # its predictive mean (times exp(0))
+        np.testing.assert_allclose(out.cell_logits.exp().numpy(), prior.exp().numpy() @ mixes.numpy(),
+                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(out.log_mu.numpy(), log_mu.numpy(), rtol=0, atol=1e-4)
+        p = prior.exp().numpy()
+        assert p.max(-1).mean() > 0.6 and np.allclose(p.sum(-1), 1.0, atol=1e-5)  # the law has moved
+        model.cells.weight.normal_()
+        model.filter.volume.copy_(torch.tensor([-0.5, 0.0, 0.5]))  # the states' volumes differ
+        out = model(batch)
+        moved = dict(batch, feats=batch["feats"].clone())
+        moved["feats"][:, 30, :80] += 1.0  # more events of every cell on day 30
+        shifted = model(moved)
+    torch.testing.assert_close(shifted.cell_logits[:, :30], out.cell_logits[:, :30], rtol=0, atol=1e-5)
+    torch.testing.assert_close(shifted.log_mu[:, :30], out.log_mu[:, :30], rtol=0, atol=1e-5)
+    assert (shifted.log_mu[:, 30:] - out.log_mu[:, 30:]).abs().max() > 1e-3
+    assert (shifted.cell_logits[:, 30:] - out.cell_logits[:, 30:]).abs().max() > 1e-3

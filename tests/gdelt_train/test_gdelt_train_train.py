@@ -31,7 +31,8 @@ def _setup(epochs=4, model_kw=None, **kw):
     {},
     {"ema": 0.9, "model_kw": {"world_heads": 2, "mixture": 4, "mixture_tilt": 2,
                               "country_embedding": False}},
-], ids=["plain", "ema-world-mixture"])
+    {"model_kw": {"mixture": 4, "regime_filter": True, "country_embedding": False}},
+], ids=["plain", "ema-world-mixture", "regime-filter"])
 def test_resume_from_state_dict_equals_straight_run(variant):
     straight = _setup(**variant)
     straight.fit()
@@ -74,6 +75,17 @@ def test_early_stopping_keeps_the_best_weights():
     t.load_best()
     for k, v in t.state.best_state.items():
         torch.testing.assert_close(t.model.state_dict()[k], v)
+
+
+@pytest.mark.parametrize("monitor", ["val_loss", "val_log_loss"])
+def test_early_stopping_monitors_the_chosen_validation_term(monitor):
+    t = _setup(epochs=5, monitor=monitor)
+    t.tc.min_delta = 0.0
+    t.fit()
+    values = [row[monitor] for row in t.state.history]
+    assert t.state.best_val == min(values) and t.state.best_epoch == int(np.argmin(values)) + 1
+    with pytest.raises(ValueError, match="monitor must be val_loss or val_log_loss"):
+        _setup(epochs=1, monitor="val_sinkhorn")
 
 
 def test_ddp_gloo_single_process_smoke():

@@ -10,6 +10,7 @@ curves, reliability diagram, metric table, example forecasts.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from wgf_cli.errors import ConfigError
 from wgf_cli.experiments import common as C
@@ -148,8 +149,12 @@ def validate(cfg: DictConfig) -> None:
     C.integer(cfg, "model.mixture_tilt", minimum=0)
     C.boolean(cfg, "model.recency_bias")
     C.choice(cfg, "model.positions", ["learned", "none"])
+    C.choice(cfg, "train.monitor", ["loss", "log_loss"])
     C.boolean(cfg, "model.ema_mixer")
     C.boolean(cfg, "model.mix_evidence")
+    if C.boolean(cfg, "model.regime_filter") and not C.get(cfg, "model.mixture"):
+        raise ConfigError("model.regime_filter=true needs a mixture head: set model.mixture "
+                          "to the number of mixes (e.g. 16)")
     C.boolean(cfg, "model.country_embedding")
     C.number(cfg, "model.dropout", minimum=0.0, maximum=0.9)
     C.choice(cfg, "model.count_dist", ["negbin", "poisson"])
@@ -173,6 +178,7 @@ def validate(cfg: DictConfig) -> None:
     C.integer(cfg, "baselines.gru.d_model", minimum=4)
     C.integer(cfg, "baselines.gru.layers", minimum=1)
     C.integer(cfg, "baselines.gru.epochs", minimum=0)
+    C.boolean(cfg, "baselines.gru.regime_filter")
 
     embedding = None
     rdir = _resume_dir(cfg)
@@ -217,7 +223,7 @@ def _train_config(cfg: DictConfig, device: str, gru: bool = False):
         epochs=int(cfg.baselines.gru.epochs or t.epochs) if gru else int(t.epochs),
         batch_size=int(t.batch_size), lr=float(o.lr), weight_decay=float(o.weight_decay),
         betas=(float(o.beta1), float(o.beta2)), warmup=float(o.warmup), min_lr=float(o.min_lr),
-        grad_clip=float(o.grad_clip), patience=int(t.patience),
+        grad_clip=float(o.grad_clip), patience=int(t.patience), monitor=f"val_{t.monitor}",
         w_events=float(t.loss.events), w_total=float(t.loss.total), w_cloud=float(t.loss.cloud),
         blur=float(t.loss.blur), scaling=float(t.loss.scaling), iters=int(t.loss.iters),
         all_positions=bool(t.all_positions), cloud_stride=int(t.cloud_stride), amp=amp,
@@ -231,18 +237,13 @@ def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
 
     from wgf_cli.gdelt.model import Forecaster, ModelConfig
 
-    m = cfg.model
-    mc = ModelConfig(build.n_countries, build.dim, build.k, int(cfg.data.context),
-                     backbone="gru" if gru else str(m.backbone),
-                     d_model=int(cfg.baselines.gru.d_model) if gru else int(m.d_model),
-                     layers=int(cfg.baselines.gru.layers) if gru else int(m.layers),
-                     heads=int(m.heads), ff=int(m.ff), dropout=float(m.dropout),
-                     set_heads=int(m.set_heads), count_dist=str(m.count_dist),
-                     world_heads=int(m.world_heads), country_embedding=bool(m.country_embedding),
-                     cell_rank=int(m.cell_rank), mixture=int(m.mixture),
-                     mixture_tilt=int(m.mixture_tilt), recency_bias=bool(m.recency_bias),
-                     positions=str(m.positions), ema_mixer=bool(m.ema_mixer),
-                     mix_evidence=bool(m.mix_evidence))
+    m = OmegaConf.to_container(cfg.model, resolve=True)
+    arch = {f.name: m[f.name] for f in dataclasses.fields(ModelConfig) if f.name in m}
+    if gru:  # the small baseline: its own size and backbone, the model's inputs and heads
+        g = cfg.baselines.gru
+        arch.update(backbone="gru", d_model=int(g.d_model), layers=int(g.layers),
+                    regime_filter=bool(g.regime_filter) and bool(arch.get("mixture")))
+    mc = ModelConfig(build.n_countries, build.dim, build.k, int(cfg.data.context), **arch)
     torch.manual_seed(int(cfg.seed) + (1 if gru else 0))
     model = Forecaster(mc)
     mixes = None
@@ -252,7 +253,8 @@ def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
         mixes = torch.as_tensor(event_mixes(build, clim["last_train_day"], mc.mixture),
                                 dtype=torch.float32)
     model.init_biases(torch.as_tensor(clim["cells"].mean(0), dtype=torch.float32),
-                      float(clim["total"].mean()), mixes=mixes)
+                      float(clim["total"].mean()), mixes=mixes,
+                      country_totals=torch.as_tensor(clim["total"], dtype=torch.float32))
     return model.to(dtype)
 
 

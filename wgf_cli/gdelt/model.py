@@ -7,7 +7,10 @@ whose logits carry the log weights, so heavier points count more), a country emb
 (optional) and a day-of-week embedding, and the panel's state that day
 (:class:`WorldEncoder`: every country's QuadClass shares and log total, weighted per
 country), and with a mixture head optionally the day's log-likelihood under each of its
-learned event mixes (``mix_evidence``: the evidence a regime filter accumulates).  A causal
+learned event mixes (``mix_evidence``: the evidence a regime filter accumulates).  With
+``regime_filter`` a learned hidden-Markov filter over the mixes (:class:`RegimeFilter`) runs
+alongside: its predictive law of the next day's mix and mean total are the heads' starting
+point, which the backbone's state corrects.  A causal
 backbone reads the tokens (position ``t`` sees days ``<= t``): a transformer (learned
 absolute positions or none, optionally after :class:`EmaMixer`, learned per-channel moving
 averages of the tokens as in Mega) or a GRU; heads predict day ``t + 1`` (whose weekday
@@ -62,6 +65,7 @@ class ModelConfig:
     positions: str = "learned"  # transformer: learned absolute position embeddings | none
     ema_mixer: bool = False  # transformer: learned per-channel moving averages of the tokens (Mega)
     mix_evidence: bool = False  # mixture head: each day's log-likelihood under every mix, as input
+    regime_filter: bool = False  # mixture head: a learned hidden-Markov filter over the mixes
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,6 +169,65 @@ class EmaMixer(nn.Module):
         return x + self.out(e)
 
 
+class RegimeFilter(nn.Module):
+    """A learned hidden-Markov filter whose states are the K mixes of the mixture head.
+
+    State ``k`` emits a day's cell counts ``n`` (total ``N``) with log-likelihood
+    ``e_k = sum_cells n log p_k + N log lambda_k - lambda_k`` (multinomial mix ``p_k``, the
+    head's component, and a Poisson total with ``log lambda_k = base[country] +
+    weekly[weekday] + volume[k]``; the ``k``-free terms dropped), scaled by a learned
+    temperature (a tempered likelihood: heavier-tailed real counts want it below 1).  The
+    forward recursion over the context, from a learned initial law ``pi`` with a learned
+    transition matrix ``A``,
+
+        post_t = normalise(prior_t * exp(e_t)),    prior_{t+1} = post_t A,
+
+    gives at every position ``t`` the predictive law of the next day's state,
+    ``P(z_{t+1} | days <= t)`` [B, L, K], and the predictive mean of its total,
+    ``sum_k prior_{t+1, k} lambda_k(t + 1)``.  With the generator's parameters this is the
+    exact filter of ``wgf_cli.gdelt.synthetic`` (without contagion); here every parameter is
+    fitted by the forecast loss through the recursion, so training on every position is
+    maximum likelihood of the HMM.  It runs in its parameters' dtype, outside autocast.
+    """
+
+    def __init__(self, k: int, n_countries: int, stay: float = 0.9) -> None:
+        super().__init__()
+        off = (1.0 - stay) / max(k - 1, 1)
+        a = torch.full((k, k), off)
+        a.fill_diagonal_(stay)
+        self.trans = nn.Parameter(torch.log(a))  # row-softmax: A[i, j] = P(j | i)
+        self.init = nn.Parameter(torch.zeros(k))
+        self.volume = nn.Parameter(torch.zeros(k))
+        self.base = nn.Parameter(torch.zeros(n_countries))
+        self.weekly = nn.Parameter(torch.zeros(7))
+        self.log_temp = nn.Parameter(torch.zeros(()))
+
+    def log_rates(self, country: torch.Tensor, dow: torch.Tensor) -> torch.Tensor:
+        """[B, L, K]: ``log lambda_k`` of country [B] on weekdays [B, L]."""
+        return self.base[country][:, None, None] + self.weekly[dow][..., None] + self.volume
+
+    def forward(self, counts: torch.Tensor, log_mixes: torch.Tensor, country: torch.Tensor,
+                dow: torch.Tensor, next_dow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``counts`` [B, L, 80], ``log_mixes`` [K, 80] (normalised) -> the log predictive
+        state law [B, L, K] and log predictive mean total [B, L] of every next day."""
+        with torch.autocast(counts.device.type, enabled=False):
+            counts, log_mixes = counts.to(self.trans.dtype), log_mixes.to(self.trans.dtype)
+            lam = self.log_rates(country, dow)
+            e = counts @ log_mixes.T + counts.sum(-1, keepdim=True) * lam - lam.exp()
+            e = e * self.log_temp.exp()
+            log_a = torch.log_softmax(self.trans, -1)
+            prior = torch.log_softmax(self.init, -1).expand(counts.shape[0], -1)
+            out = []
+            for t in range(counts.shape[1]):
+                post = prior + e[:, t]
+                post = post - torch.logsumexp(post, -1, keepdim=True)
+                prior = torch.logsumexp(post[:, :, None] + log_a, dim=1)
+                out.append(prior)
+            prior = torch.stack(out, 1)
+            log_mu = torch.logsumexp(prior + self.log_rates(country, next_dow), -1)
+        return prior, log_mu
+
+
 class Forecaster(nn.Module):
     """Day tokens -> causal backbone -> next-day heads (see the module doc)."""
 
@@ -209,19 +272,34 @@ class Forecaster(nn.Module):
             nn.init.zeros_(self.tilt[1].weight)
             nn.init.zeros_(self.tilt[1].bias)
         self.evidence = nn.Linear(cfg.mixture, d) if cfg.mixture and cfg.mix_evidence else None
+        if cfg.regime_filter and not cfg.mixture:
+            raise ValueError("regime_filter needs a mixture head (mixture > 0)")
+        self.filter = RegimeFilter(cfg.mixture, cfg.n_countries) if cfg.regime_filter else None
+        if self.filter is not None:  # the filter's state law, as input to the heads
+            self.filter_in = nn.Linear(cfg.mixture, d)
+            nn.init.zeros_(self.filter_in.weight)
         self.total = nn.Linear(d, 2)
         self.cloud = nn.Linear(d, cfg.k * (cfg.dim + 1))
         nn.init.zeros_(self.cells.weight)
         nn.init.zeros_(self.total.weight)
 
     def init_biases(self, cell_freq: torch.Tensor, mean_total: float, alpha: float = 0.1,
-                    mixes: torch.Tensor | None = None) -> None:
+                    mixes: torch.Tensor | None = None,
+                    country_totals: torch.Tensor | None = None) -> None:
         """Start the heads at the training base rates (cell frequencies, mean total); a
         mixture head's components at ``mixes`` [K, 80] (e.g. training days grouped by their
-        conflict share; without them the base rates, tilted apart at random)."""
+        conflict share; without them the base rates, tilted apart at random); a regime
+        filter's per-country volumes at ``country_totals`` [C] (mean events per day; without
+        them ``mean_total``), and the total head then at the filter's predictive mean."""
         with torch.no_grad():
             base = torch.log(cell_freq.clamp_min(1e-6))
-            self.total.bias.copy_(torch.tensor([math.log(max(mean_total, 1e-3)), math.log(alpha)]))
+            log_total = math.log(max(mean_total, 1e-3))
+            if self.filter is not None:
+                tot = (torch.full((self.cfg.n_countries,), mean_total) if country_totals is None
+                       else country_totals.float())
+                self.filter.base.copy_(torch.log(tot.clamp_min(1e-3)))
+                log_total = 0.0  # a correction of the filter's log mean
+            self.total.bias.copy_(torch.tensor([log_total, math.log(alpha)]))
             if not self.cfg.mixture:
                 self.cells.bias.copy_(base)
                 return
@@ -265,10 +343,15 @@ class Forecaster(nn.Module):
         the mixture head, ``sum_cells n log p_k`` centred over ``k`` and divided by 10 (the
         evidence a regime filter adds up; the mixes enter detached, the head's loss alone
         fits them).  The counts are recovered from the ``log1p`` features."""
-        n = torch.expm1(feats[..., :N_CELLS].float()).clamp_min(0.0).round()
         comp = torch.log_softmax(self.components.detach().float(), -1)
-        ll = n @ comp.T
+        ll = self.counts(feats) @ comp.T
         return (ll - ll.mean(-1, keepdim=True)) / 10.0
+
+    @staticmethod
+    def counts(feats: torch.Tensor) -> torch.Tensor:
+        """[..., 80] float32: the context days' cell counts, recovered (exactly, for integer
+        counts) from the ``log1p`` features."""
+        return torch.expm1(feats[..., :N_CELLS].float()).clamp_min(0.0).round()
 
     def recency(self, length: int, device) -> torch.Tensor:
         """ALiBi biases [heads, L, L]: ``-slope_h (t - s)`` for key day ``s`` <= query day ``t``,
@@ -282,9 +365,17 @@ class Forecaster(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor],
                 cloud_positions: torch.Tensor | None = None) -> ForecastOutput:
         """Heads at every position; the cloud head at ``cloud_positions`` (default: last)."""
-        h = self.encode(batch)
-        h = self.trunk(h + self.next_dow(batch["next_dow"]))
+        h = self.encode(batch) + self.next_dow(batch["next_dow"])
+        if self.filter is not None:
+            prior, filter_log_mu = self.filter(self.counts(batch["feats"]),
+                                               torch.log_softmax(self.components.float(), -1),
+                                               batch["country"], batch["dow"], batch["next_dow"])
+            h = h + self.filter_in(prior.exp().to(h.dtype))
+        h = self.trunk(h)
         tot = self.total(h)
+        log_mu = tot[..., 0].float()
+        if self.filter is not None:
+            log_mu = log_mu + filter_log_mu
         if cloud_positions is None:
             cloud_positions = torch.tensor([h.shape[1] - 1], device=h.device)
         hc = h[:, cloud_positions]
@@ -294,14 +385,15 @@ class Forecaster(nn.Module):
         logw = torch.log_softmax(raw[..., -1], dim=-1)
         cells = self.cells(self.cell_proj(h))
         if self.cfg.mixture:  # log sum_k w_k softmax(components_k): normalised log-probs
+            if self.filter is not None:  # the state's readout corrects the filter's law
+                cells = cells.float() + prior
             mix = torch.log_softmax(cells.float(), -1)
             comp = self.components.float()
             if self.tilt is not None:  # [..., K, 80]: every mix tilted by the same offset
                 comp = comp + self.tilt(h).float()[..., None, :]
             comp = torch.log_softmax(comp, -1)
             cells = torch.logsumexp(mix[..., :, None] + comp, dim=-2)
-        return ForecastOutput(cells, tot[..., 0].float(),
-                              tot[..., 1].float().clamp(-8.0, 4.0), x, logw)
+        return ForecastOutput(cells, log_mu, tot[..., 1].float().clamp(-8.0, 4.0), x, logw)
 
 
 # ---------------------------------------------------------------------------------------

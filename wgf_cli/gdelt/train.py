@@ -12,7 +12,7 @@ every ``cloud_stride`` positions back from it).
 
 :class:`Trainer` runs AdamW with linear warm-up and cosine decay, gradient clipping, bf16
 autocast and optional ``torch.compile`` on CUDA, early stopping on the validation loss
-(target day only), DataLoader workers, and DDP when ``torch.distributed`` is initialised
+(target day only; the weighted sum, or ``monitor="val_log_loss"`` its event term), DataLoader workers, and DDP when ``torch.distributed`` is initialised
 (``torchrun``).  Its :meth:`Trainer.state_dict` holds everything a resumed run needs to
 continue exactly: model, optimizer, scheduler, RNG states, epoch, early-stopping state and
 the best weights.  The epoch order depends only on ``(seed, epoch)``.
@@ -47,6 +47,7 @@ class TrainConfig:
     min_lr: float = 0.05  # final lr / peak lr of the cosine
     grad_clip: float = 1.0
     patience: int = 3  # early stopping: epochs without improvement (0: never stop)
+    monitor: str = "val_loss"  # early stopping and best weights on: val_loss | val_log_loss
     min_delta: float = 1e-4
     w_events: float = 1.0
     w_total: float = 0.1
@@ -143,6 +144,8 @@ class Trainer:
 
     def __init__(self, model: Forecaster, train: SequenceData, val: SequenceData,
                  tc: TrainConfig, device: str | torch.device) -> None:
+        if tc.monitor not in ("val_loss", "val_log_loss"):
+            raise ValueError(f"monitor must be val_loss or val_log_loss, got {tc.monitor!r}")
         self.tc = tc
         self.device = torch.device(device)
         self.model = model.to(self.device)
@@ -292,8 +295,8 @@ class Trainer:
             row["lr"] = self.opt.param_groups[0]["lr"]
             st.epoch += 1
             done_now += 1
-            if row["val_loss"] < st.best_val - tc.min_delta:
-                st.best_val, st.best_epoch, st.bad_epochs = row["val_loss"], st.epoch, 0
+            if row[tc.monitor] < st.best_val - tc.min_delta:
+                st.best_val, st.best_epoch, st.bad_epochs = row[tc.monitor], st.epoch, 0
                 st.best_state = {k: v.detach().cpu().clone()
                                  for k, v in self.eval_model.state_dict().items()}
             else:
