@@ -12,10 +12,11 @@ every ``cloud_stride`` positions back from it).
 
 :class:`Trainer` runs AdamW with linear warm-up and cosine decay, gradient clipping, bf16
 autocast and optional ``torch.compile`` on CUDA, early stopping on the validation loss
-(target day only; the weighted sum, or ``monitor="val_log_loss"`` its event term), DataLoader workers, and DDP when ``torch.distributed`` is initialised
-(``torchrun``).  Its :meth:`Trainer.state_dict` holds everything a resumed run needs to
-continue exactly: model, optimizer, scheduler, RNG states, epoch, early-stopping state and
-the best weights.  The epoch order depends only on ``(seed, epoch)``.
+(target day only; the weighted sum, or ``monitor="val_log_loss"`` its event term),
+DataLoader workers, and DDP when ``torch.distributed`` is initialised (``torchrun``).
+Its :meth:`Trainer.state_dict` holds everything a resumed run needs to continue exactly:
+model, optimizer, scheduler, RNG states, epoch, early-stopping state and the best weights.
+The epoch order depends only on ``(seed, epoch)``.
 """
 
 from __future__ import annotations
