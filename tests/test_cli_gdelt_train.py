@@ -106,3 +106,6 @@ def test_resume_on_a_build_with_another_embedding(straight, tmp_path):
 def test_bad_values(tmp_path):
     _one_line_exit_2(_run(*TINY, "model.heads=3"), "model.heads")
     _one_line_exit_2(_run(*TINY, f"resume={tmp_path}"), "resume")
+    _one_line_exit_2(_run(*TINY, "model.regime_filter=true", "model.mixture=0"),
+                     "model.regime_filter", "model.mixture")
+    _one_line_exit_2(_run(*TINY, "train.monitor=sinkhorn"), "train.monitor", "log_loss")
