@@ -32,7 +32,10 @@ def _setup(epochs=4, model_kw=None, **kw):
     {"ema": 0.9, "model_kw": {"world_heads": 2, "mixture": 4, "mixture_tilt": 2,
                               "country_embedding": False}},
     {"model_kw": {"mixture": 4, "regime_filter": True, "country_embedding": False}},
-], ids=["plain", "ema-world-mixture", "regime-filter"])
+    # one main epoch, then the pause falls inside the cloud phase
+    {"epochs": 1, "cloud_epochs": 3, "ema": 0.9,
+     "model_kw": {"mixture": 4, "regime_filter": True, "country_embedding": False}},
+], ids=["plain", "ema-world-mixture", "regime-filter", "cloud-phase"])
 def test_resume_from_state_dict_equals_straight_run(variant):
     straight = _setup(**variant)
     straight.fit()
@@ -51,6 +54,28 @@ def test_resume_from_state_dict_equals_straight_run(variant):
         torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=0, atol=0)
     for k, v in straight.eval_model.state_dict().items():
         torch.testing.assert_close(resumed.eval_model.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_cloud_phase_trains_the_cloud_head_alone_on_the_best_weights():
+    t = _setup(epochs=2, cloud_epochs=3, monitor="val_log_loss")
+    t.tc.min_delta = 0.0
+    t.fit()
+    st = t.state
+    assert t.finished() and st.phase == "cloud" and st.epoch == 5 and st.cloud_epoch == 3
+    assert [h["cloud_phase"] for h in st.history] == [0, 0, 1, 1, 1]
+    main = _setup(epochs=2, monitor="val_log_loss")  # the same seed, data and schedule
+    main.tc.min_delta = 0.0
+    main.fit()
+    main.load_best()
+    t.load_best()
+    for k, v in t.model.state_dict().items():
+        if k.startswith("cloud."):
+            assert (v - main.model.state_dict()[k]).abs().max() > 1e-6, k
+        else:
+            torch.testing.assert_close(v, main.model.state_dict()[k], rtol=0, atol=0)
+    entry = main.validate()["val_sinkhorn"]
+    assert st.cloud_best < entry - 1e-3  # the head alone lowered the validation Sinkhorn
+    np.testing.assert_allclose(t.validate()["val_sinkhorn"], st.cloud_best, rtol=1e-6)
 
 
 def test_ema_is_the_validated_and_kept_average():
@@ -95,9 +120,10 @@ def test_ddp_gloo_single_process_smoke():
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}",
                                          rank=0, world_size=1)
     try:
-        t = _setup(epochs=1)
+        t = _setup(epochs=1, cloud_epochs=1)  # the cloud phase too: every weight gets a gradient
         assert isinstance(t.net, torch.nn.parallel.DistributedDataParallel)
         t.fit()
+        assert t.state.cloud_epoch == 1
         p = predict(t.model, t.val_data)
         torch.testing.assert_close(torch.tensor(p["root_probs"].sum(-1)),
                                    torch.ones(len(t.val_data)), rtol=0, atol=1e-5)

@@ -46,7 +46,8 @@ SUMMARY_KEYS = {
     "beats_all_baselines": "model log loss below every non-oracle baseline's",
     "beats_count_baselines": "model log loss below persistence, climatology and the moving average",
     "margin_over_gru": "gru_log_loss - test_log_loss (> 0: the transformer is better)",
-    "epochs": "epochs trained", "best_epoch": "epoch of the best validation loss (model used)",
+    "epochs": "epochs trained (both phases)", "cloud_epochs": "epochs of the cloud head alone",
+    "best_epoch": "epoch of the best validation loss (model used)",
     "stopped_early": "early stopping ended training", "sequences_per_s": "training throughput",
     "device": "device", "wall_s": "wall time of the run", "test_days": "test sequences scored",
     "smoothing": "pseudo-events of climatology in persistence / moving average",
@@ -150,6 +151,7 @@ def validate(cfg: DictConfig) -> None:
     C.boolean(cfg, "model.recency_bias")
     C.choice(cfg, "model.positions", ["learned", "none"])
     C.choice(cfg, "train.monitor", ["loss", "log_loss"])
+    C.integer(cfg, "train.cloud_epochs", minimum=0)
     C.boolean(cfg, "model.ema_mixer")
     C.boolean(cfg, "model.mix_evidence")
     if C.boolean(cfg, "model.regime_filter") and not C.get(cfg, "model.mixture"):
@@ -224,6 +226,7 @@ def _train_config(cfg: DictConfig, device: str, gru: bool = False):
         batch_size=int(t.batch_size), lr=float(o.lr), weight_decay=float(o.weight_decay),
         betas=(float(o.beta1), float(o.beta2)), warmup=float(o.warmup), min_lr=float(o.min_lr),
         grad_clip=float(o.grad_clip), patience=int(t.patience), monitor=f"val_{t.monitor}",
+        cloud_epochs=int(t.cloud_epochs),
         w_events=float(t.loss.events), w_total=float(t.loss.total), w_cloud=float(t.loss.cloud),
         blur=float(t.loss.blur), scaling=float(t.loss.scaling), iters=int(t.loss.iters),
         all_positions=bool(t.all_positions), cloud_stride=int(t.cloud_stride), amp=amp,
@@ -323,16 +326,18 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
         run.save_checkpoint({"trainer": trainer.state_dict(), "epoch": epoch, "meta": meta})
         log.info("epoch %d: %s", epoch, " ".join(f"{k}={v:.4g}" for k, v in row.items()))
 
-    remaining = int(cfg.train.epochs) - trainer.state.epoch
+    remaining = int(cfg.train.epochs) + int(cfg.train.cloud_epochs) - trainer.state.epoch
     with run.progress(max(remaining, 0), "gdelt-train") as bar:
         trainer.fit(on_epoch=lambda e, r: (on_epoch(e, r), bar.advance(val=r["val_loss"])))
     st = trainer.state
-    seq_s = float(np.mean([h["sequences_per_s"] for h in st.history])) if st.history else math.nan
+    main = [h["sequences_per_s"] for h in st.history if not h.get("cloud_phase")]
+    seq_s = float(np.mean(main)) if main else math.nan
     if world > 1:
         torch.distributed.barrier()
     if rank != 0:
         return {}
-    summary: dict[str, Any] = {"epochs": st.epoch, "best_epoch": st.best_epoch,
+    summary: dict[str, Any] = {"epochs": st.epoch, "cloud_epochs": st.cloud_epoch,
+                               "best_epoch": st.best_epoch,
                                "stopped_early": st.stopped_early, "sequences_per_s": seq_s,
                                "device": device, "train_sequences": len(train),
                                "test_days": len(test)}

@@ -14,6 +14,10 @@ every ``cloud_stride`` positions back from it).
 autocast and optional ``torch.compile`` on CUDA, early stopping on the validation loss
 (target day only; the weighted sum, or ``monitor="val_log_loss"`` its event term),
 DataLoader workers, and DDP when ``torch.distributed`` is initialised (``torchrun``).
+With ``cloud_epochs`` a second phase follows on the best weights: the cloud head alone
+(everything else frozen) is trained on the Sinkhorn loss with a constant learning rate and
+early-stopped on the validation Sinkhorn divergence, so that stopping on the event log loss
+(which is best after a few epochs) does not leave the cloud half-trained.
 Its :meth:`Trainer.state_dict` holds everything a resumed run needs to continue exactly:
 model, optimizer, scheduler, RNG states, epoch, early-stopping state and the best weights.
 The epoch order depends only on ``(seed, epoch)``.
@@ -49,6 +53,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     patience: int = 3  # early stopping: epochs without improvement (0: never stop)
     monitor: str = "val_loss"  # early stopping and best weights on: val_loss | val_log_loss
+    cloud_epochs: int = 0  # then: up to this many epochs of the cloud head alone (0: none)
     min_delta: float = 1e-4
     w_events: float = 1.0
     w_total: float = 0.1
@@ -77,6 +82,11 @@ class TrainState:
     stopped_early: bool = False
     best_state: dict | None = None
     history: list[dict] = field(default_factory=list)
+    phase: str = "main"  # main | cloud (the cloud head alone, on the best main weights)
+    cloud_epoch: int = 0
+    cloud_best: float = math.inf
+    cloud_bad: int = 0
+    cloud_stopped: bool = False
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device,
@@ -172,6 +182,7 @@ class Trainer:
         warm = max(1, int(round(tc.warmup * total)))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(total, warm, tc.min_lr))
         self.state = TrainState()
+        self.cloud_opt: torch.optim.Optimizer | None = None
         # the weight average that is validated, kept as the best state and used at the end
         self.ema_model = copy.deepcopy(self.model) if tc.ema > 0 else None
 
@@ -186,8 +197,23 @@ class Trainer:
 
     @property
     def eval_model(self) -> Forecaster:
-        """The weights that are validated and kept (the average when ``ema``)."""
-        return self.ema_model if self.ema_model is not None else self.model
+        """The weights that are validated and kept (the average when ``ema``, in the main phase)."""
+        if self.ema_model is not None and self.state.phase == "main":
+            return self.ema_model
+        return self.model
+
+    def _make_cloud_opt(self) -> None:
+        self.cloud_opt = torch.optim.AdamW(self.model.cloud.parameters(), lr=self.tc.lr,
+                                           betas=tuple(self.tc.betas), weight_decay=0.0)
+
+    def _start_cloud_phase(self) -> None:
+        """Best main-phase weights into the model; the cloud head's phase starts from them."""
+        st = self.state
+        self.load_best()
+        st.phase = "cloud"
+        self._make_cloud_opt()
+        st.cloud_best = self.validate()["val_sinkhorn"]
+        st.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -199,6 +225,8 @@ class Trainer:
                "train_state": copy.deepcopy(self.state.__dict__)}
         if self.ema_model is not None:
             out["ema"] = self.ema_model.state_dict()
+        if self.cloud_opt is not None:
+            out["cloud_optimizer"] = self.cloud_opt.state_dict()
         return out
 
     def load_state_dict(self, state: dict) -> None:
@@ -211,6 +239,9 @@ class Trainer:
         self.state = TrainState(**state["train_state"])
         if self.ema_model is not None:
             self.ema_model.load_state_dict(state["ema"])
+        if self.state.phase == "cloud":
+            self._make_cloud_opt()
+            self.cloud_opt.load_state_dict(state["cloud_optimizer"])
 
     # ------------------------------------------------------------------ loop
     def _autocast(self):
@@ -230,7 +261,12 @@ class Trainer:
                                            generator=torch.Generator().manual_seed(self.tc.seed))
 
     def train_epoch(self, on_step: Callable[[dict], None] | None = None) -> dict:
+        """One epoch: all weights on the weighted loss, or in the cloud phase the cloud head
+        alone on the Sinkhorn term (the other weights receive gradients but never move)."""
         self.net.train()
+        cloud = self.state.phase == "cloud"
+        opt = self.cloud_opt if cloud else self.opt
+        params = list(self.model.cloud.parameters()) if cloud else list(self.model.parameters())
         epoch = self.state.epoch
         batches = epoch_batches(len(self.train_data), self.tc.batch_size, self.tc.seed, epoch,
                                 rank=self.rank, world=self.world, per_epoch=self.tc.per_epoch)
@@ -239,14 +275,16 @@ class Trainer:
         for batch in self._loader(self.train_data, batches):
             batch = _to(batch, self.device, _dtype(self.model))
             terms = losses(self.net, batch, self.tc, self.tc.all_positions, self._autocast)
-            self.opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
+            self.model.zero_grad(set_to_none=True)
+            # cloud phase: the other terms times 0 give every weight a (zero) gradient, as DDP wants
+            (terms["cloud"] + 0.0 * terms["loss"] if cloud else terms["loss"]).backward()
             if self.tc.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
-            self.opt.step()
-            self.sched.step()
-            if self.ema_model is not None:
-                self._update_ema()
+                nn.utils.clip_grad_norm_(params, self.tc.grad_clip)
+            opt.step()
+            if not cloud:
+                self.sched.step()
+                if self.ema_model is not None:
+                    self._update_ema()
             bs = len(batch["rows"])
             seqs += bs
             for k in sums:
@@ -284,34 +322,54 @@ class Trainer:
 
     def fit(self, on_epoch: Callable[[int, dict], None] | None = None,
             on_step: Callable[[dict], None] | None = None) -> TrainState:
-        """Train from ``state.epoch`` to ``tc.epochs`` (or ``stop_after`` more, or early stop);
-        ``on_epoch(epoch, row)`` after each epoch (log and checkpoint there)."""
+        """Train from ``state.epoch`` to ``tc.epochs`` (or ``stop_after`` more, or early stop),
+        then the cloud phase (``tc.cloud_epochs``); ``on_epoch(epoch, row)`` after each epoch
+        (log and checkpoint there)."""
         st, tc = self.state, self.tc
         done_now = 0
-        while st.epoch < tc.epochs and not st.stopped_early:
+        while not self.finished():
             if tc.stop_after and done_now >= tc.stop_after:
                 break
+            if st.phase == "main" and (st.epoch >= tc.epochs or st.stopped_early):
+                self._start_cloud_phase()
+                continue
+            cloud = st.phase == "cloud"
             row = self.train_epoch(on_step)
             row.update(self.validate())
-            row["lr"] = self.opt.param_groups[0]["lr"]
+            row["lr"] = (self.cloud_opt if cloud else self.opt).param_groups[0]["lr"]
             st.epoch += 1
             done_now += 1
-            if row[tc.monitor] < st.best_val - tc.min_delta:
-                st.best_val, st.best_epoch, st.bad_epochs = row[tc.monitor], st.epoch, 0
+            if cloud:
+                st.cloud_epoch += 1
+                value, best = row["val_sinkhorn"], st.cloud_best
+            else:
+                value, best = row[tc.monitor], st.best_val
+            if value < best - tc.min_delta:
+                if cloud:
+                    st.cloud_best, st.cloud_bad = value, 0
+                else:
+                    st.best_val, st.bad_epochs = value, 0
+                st.best_epoch = st.epoch
                 st.best_state = {k: v.detach().cpu().clone()
                                  for k, v in self.eval_model.state_dict().items()}
+            elif cloud:
+                st.cloud_bad += 1
+                st.cloud_stopped = bool(tc.patience) and st.cloud_bad >= tc.patience
             else:
                 st.bad_epochs += 1
-                if tc.patience and st.bad_epochs >= tc.patience:
-                    st.stopped_early = True
+                st.stopped_early = bool(tc.patience) and st.bad_epochs >= tc.patience
             row["best_epoch"] = st.best_epoch
+            row["cloud_phase"] = int(cloud)
             st.history.append(dict(row))
             if on_epoch is not None:
                 on_epoch(st.epoch, row)
         return st
 
     def finished(self) -> bool:
-        return self.state.epoch >= self.tc.epochs or self.state.stopped_early
+        st, tc = self.state, self.tc
+        if st.phase == "cloud":
+            return st.cloud_epoch >= tc.cloud_epochs or st.cloud_stopped
+        return (st.epoch >= tc.epochs or st.stopped_early) and tc.cloud_epochs == 0
 
     def load_best(self) -> None:
         if self.state.best_state is not None:
