@@ -56,7 +56,7 @@ def test_resume_from_state_dict_equals_straight_run(variant):
         torch.testing.assert_close(resumed.eval_model.state_dict()[k], v, rtol=0, atol=0)
 
 
-def test_cloud_phase_trains_the_cloud_head_alone_on_the_best_weights():
+def test_cloud_phase_trains_a_cloud_branch_and_keeps_the_best_event_heads():
     t = _setup(epochs=2, cloud_epochs=3, monitor="val_log_loss")
     t.tc.min_delta = 0.0
     t.fit()
@@ -68,13 +68,24 @@ def test_cloud_phase_trains_the_cloud_head_alone_on_the_best_weights():
     main.fit()
     main.load_best()
     t.load_best()
+    ref = main.model.state_dict()
+    moved = 0
     for k, v in t.model.state_dict().items():
-        if k.startswith("cloud."):
-            assert (v - main.model.state_dict()[k]).abs().max() > 1e-6, k
-        else:
-            torch.testing.assert_close(v, main.model.state_dict()[k], rtol=0, atol=0)
+        if k.startswith("cloud_branch."):
+            moved += int((v - ref[k[len("cloud_branch."):]]).abs().max() > 1e-6)
+        else:  # the network of the event and count heads: the best main-phase weights
+            torch.testing.assert_close(v, ref[k], rtol=0, atol=0)
+    assert moved > 10  # the branch's backbone and cloud head were trained
+    batch = t.val_data.batch([0, 1, 2])
+    t.model.eval()
+    main.model.eval()
+    with torch.no_grad():
+        a, b = t.model(batch), main.model(batch)
+    torch.testing.assert_close(a.cell_logits, b.cell_logits, rtol=0, atol=0)
+    torch.testing.assert_close(a.log_mu, b.log_mu, rtol=0, atol=0)
+    assert (a.cloud_x - b.cloud_x).abs().max() > 1e-4
     entry = main.validate()["val_sinkhorn"]
-    assert st.cloud_best < entry - 1e-3  # the head alone lowered the validation Sinkhorn
+    assert st.cloud_best < entry - 1e-3  # the branch lowered the validation Sinkhorn divergence
     np.testing.assert_allclose(t.validate()["val_sinkhorn"], st.cloud_best, rtol=1e-6)
 
 

@@ -54,7 +54,7 @@ SUMMARY_KEYS = {
 }
 HEADLINE = ["skill_vs_oracle", "test_log_loss"]
 
-_TOY = ["train.epochs=1", "train.per_epoch=64",
+_TOY = ["train.epochs=1", "train.cloud_epochs=1", "train.per_epoch=64",
         "train.batch_size=32", "model.d_model=16", "model.ff=32", "model.layers=1",
         "baselines.gru.epochs=1", "data.max_eval=40", "train.max_val=40", "eval.samples=20"]
 
@@ -65,13 +65,12 @@ PRESETS = [
            ["test_log_loss", "gru_log_loss", "climatology_log_loss", "oracle_log_loss", "skill_vs_oracle",
             "test_kl_oracle", "gru_kl_oracle",
             "test_f1_micro", "test_rouge1", "test_sinkhorn", "sequences_per_s", "epochs"],
-           [Claim("beats_count_baselines", "==", True,
-                  "the transformer's test log loss is below persistence, climatology and the "
-                  "7-day average"),
-            Claim("margin_over_gru", ">=", -0.001,
-                  "within seed noise of the GRU trained as long (same inputs and heads; 3 seeds: "
-                  "+0.0006, -0.0005, -0.0008 nats, README): on this HMM world the GRU is the "
-                  "filter's form, beating it is not robust"),
+           [Claim("beats_all_baselines", "==", True,
+                  "the transformer's test log loss is below persistence, climatology, the 7-day "
+                  "average and the GRU trained as long (issue 7's target)"),
+            Claim("margin_over_gru", ">=", 0.001,
+                  "ahead of the GRU by more than the test days' sampling noise of the log loss "
+                  "(~0.0008 nats); the regime filter is what the GRU lacks (README)"),
             Claim("skill_vs_oracle", ">=", 0.8,
                   "skill (LL_clim - LL_model)/(LL_clim - LL_oracle) against the exact HMM oracle "
                   "(issue 7's target)")],
@@ -152,6 +151,7 @@ def validate(cfg: DictConfig) -> None:
     C.choice(cfg, "model.positions", ["learned", "none"])
     C.choice(cfg, "train.monitor", ["loss", "log_loss"])
     C.integer(cfg, "train.cloud_epochs", minimum=0)
+    C.number(cfg, "train.cloud_lr", positive=True)
     C.boolean(cfg, "model.ema_mixer")
     C.boolean(cfg, "model.mix_evidence")
     if C.boolean(cfg, "model.regime_filter") and not C.get(cfg, "model.mixture"):
@@ -226,7 +226,7 @@ def _train_config(cfg: DictConfig, device: str, gru: bool = False):
         batch_size=int(t.batch_size), lr=float(o.lr), weight_decay=float(o.weight_decay),
         betas=(float(o.beta1), float(o.beta2)), warmup=float(o.warmup), min_lr=float(o.min_lr),
         grad_clip=float(o.grad_clip), patience=int(t.patience), monitor=f"val_{t.monitor}",
-        cloud_epochs=int(t.cloud_epochs),
+        cloud_epochs=int(t.cloud_epochs), cloud_lr=float(t.cloud_lr),
         w_events=float(t.loss.events), w_total=float(t.loss.total), w_cloud=float(t.loss.cloud),
         blur=float(t.loss.blur), scaling=float(t.loss.scaling), iters=int(t.loss.iters),
         all_positions=bool(t.all_positions), cloud_stride=int(t.cloud_stride), amp=amp,

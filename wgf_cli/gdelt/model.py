@@ -31,6 +31,7 @@ embedding is added, the calendar is known in advance):
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -282,6 +283,16 @@ class Forecaster(nn.Module):
         self.cloud = nn.Linear(d, cfg.k * (cfg.dim + 1))
         nn.init.zeros_(self.cells.weight)
         nn.init.zeros_(self.total.weight)
+        self.cloud_branch: Forecaster | None = None
+
+    def attach_cloud_branch(self) -> Forecaster:
+        """A copy of this network that from now on makes the cloud forecast (the other heads
+        stay with this one): the cloud's own weights, to be trained on after the event heads
+        have stopped (the trainer's cloud phase)."""
+        self.cloud_branch = None
+        branch = copy.deepcopy(self)
+        self.cloud_branch = branch
+        return branch
 
     def init_biases(self, cell_freq: torch.Tensor, mean_total: float, alpha: float = 0.1,
                     mixes: torch.Tensor | None = None,
@@ -362,30 +373,44 @@ class Forecaster(nn.Module):
         dist = (pos[:, None] - pos[None, :]).clamp_min(0).float()
         return -slopes[:, None, None] * dist
 
-    def forward(self, batch: dict[str, torch.Tensor],
-                cloud_positions: torch.Tensor | None = None) -> ForecastOutput:
-        """Heads at every position; the cloud head at ``cloud_positions`` (default: last)."""
+    def features(self, batch: dict[str, torch.Tensor]
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The heads' input [B, L, d] at every position, with the regime filter's log
+        predictive state law [B, L, K] and log mean total [B, L] (``None`` without a filter)."""
         h = self.encode(batch) + self.next_dow(batch["next_dow"])
+        prior = filter_log_mu = None
         if self.filter is not None:
             prior, filter_log_mu = self.filter(self.counts(batch["feats"]),
                                                torch.log_softmax(self.components.float(), -1),
                                                batch["country"], batch["dow"], batch["next_dow"])
             h = h + self.filter_in(prior.exp().to(h.dtype))
-        h = self.trunk(h)
+        return self.trunk(h), prior, filter_log_mu
+
+    def cloud_head(self, h: torch.Tensor, positions: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The day clouds at ``positions`` (default: last) of features ``h`` [B, L, d]: unit
+        vectors [B, P, K, E] and log weights [B, P, K]."""
+        if positions is None:
+            positions = torch.tensor([h.shape[1] - 1], device=h.device)
+        raw = self.cloud(h[:, positions]).unflatten(-1, (self.cfg.k, self.cfg.dim + 1)).float()
+        x = raw[..., :-1]
+        return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-6), torch.log_softmax(raw[..., -1], dim=-1)
+
+    def forward(self, batch: dict[str, torch.Tensor],
+                cloud_positions: torch.Tensor | None = None) -> ForecastOutput:
+        """Heads at every position; the cloud head at ``cloud_positions`` (default: last)."""
+        h, prior, filter_log_mu = self.features(batch)
         tot = self.total(h)
         log_mu = tot[..., 0].float()
-        if self.filter is not None:
+        if filter_log_mu is not None:
             log_mu = log_mu + filter_log_mu
-        if cloud_positions is None:
-            cloud_positions = torch.tensor([h.shape[1] - 1], device=h.device)
-        hc = h[:, cloud_positions]
-        raw = self.cloud(hc).unflatten(-1, (self.cfg.k, self.cfg.dim + 1)).float()
-        x = raw[..., :-1]
-        x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-        logw = torch.log_softmax(raw[..., -1], dim=-1)
+        if self.cloud_branch is not None:
+            x, logw = self.cloud_branch.cloud_head(self.cloud_branch.features(batch)[0], cloud_positions)
+        else:
+            x, logw = self.cloud_head(h, cloud_positions)
         cells = self.cells(self.cell_proj(h))
         if self.cfg.mixture:  # log sum_k w_k softmax(components_k): normalised log-probs
-            if self.filter is not None:  # the state's readout corrects the filter's law
+            if prior is not None:  # the state's readout corrects the filter's law
                 cells = cells.float() + prior
             mix = torch.log_softmax(cells.float(), -1)
             comp = self.components.float()

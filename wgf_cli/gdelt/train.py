@@ -14,10 +14,11 @@ every ``cloud_stride`` positions back from it).
 autocast and optional ``torch.compile`` on CUDA, early stopping on the validation loss
 (target day only; the weighted sum, or ``monitor="val_log_loss"`` its event term),
 DataLoader workers, and DDP when ``torch.distributed`` is initialised (``torchrun``).
-With ``cloud_epochs`` a second phase follows on the best weights: the cloud head alone
-(everything else frozen) is trained on the Sinkhorn loss with a constant learning rate and
-early-stopped on the validation Sinkhorn divergence, so that stopping on the event log loss
-(which is best after a few epochs) does not leave the cloud half-trained.
+With ``cloud_epochs`` a second phase follows on the best weights: a copy of the network
+becomes the cloud's own branch (:meth:`Forecaster.attach_cloud_branch`) and is trained on
+the Sinkhorn loss alone with a constant learning rate, early-stopped on the validation
+Sinkhorn divergence, while the event and count heads keep the best weights: stopping on the
+event log loss (best after a few epochs) does not leave the cloud half-trained.
 Its :meth:`Trainer.state_dict` holds everything a resumed run needs to continue exactly:
 model, optimizer, scheduler, RNG states, epoch, early-stopping state and the best weights.
 The epoch order depends only on ``(seed, epoch)``.
@@ -54,6 +55,7 @@ class TrainConfig:
     patience: int = 3  # early stopping: epochs without improvement (0: never stop)
     monitor: str = "val_loss"  # early stopping and best weights on: val_loss | val_log_loss
     cloud_epochs: int = 0  # then: up to this many epochs of the cloud head alone (0: none)
+    cloud_lr: float = 1e-3  # its constant learning rate
     min_delta: float = 1e-4
     w_events: float = 1.0
     w_total: float = 0.1
@@ -106,6 +108,19 @@ def cloud_positions(length: int, stride: int, device) -> torch.Tensor:
     return torch.arange(length - 1, -1, -stride, device=device).flip(0)
 
 
+def cloud_loss(x: torch.Tensor, logw: torch.Tensor, batch: dict[str, torch.Tensor],
+               pos: torch.Tensor, tc: TrainConfig) -> torch.Tensor:
+    """Mean debiased Sinkhorn divergence between the forecast clouds (``x`` [B, P, K, E], log
+    weights [B, P, K]) and the actual clouds of the days after positions ``pos``."""
+    yw = batch["y_weights"][:, pos].to(x.dtype)
+    yx = batch["y_points"][:, pos].to(x.dtype)
+    ok = yw.sum(-1) > 0
+    if not ok.any():
+        return torch.zeros((), device=x.device)
+    return sinkhorn_divergence(logw.exp()[ok], x[ok], yw[ok] / yw[ok].sum(-1, keepdim=True),
+                               yx[ok], tc.blur, tc.scaling, tc.iters).mean()
+
+
 def losses(model: Forecaster, batch: dict[str, torch.Tensor], tc: TrainConfig,
            all_positions: bool, autocast: Callable) -> dict[str, torch.Tensor]:
     """The loss terms (means over positions with events) and their weighted sum ``loss``."""
@@ -126,16 +141,8 @@ def losses(model: Forecaster, batch: dict[str, torch.Tensor], tc: TrainConfig,
     dist = model.cfg.count_dist if not isinstance(model, nn.parallel.DistributedDataParallel) \
         else model.module.cfg.count_dist
     total = count_nll(n, log_mu, log_alpha, dist).mean()
-    yw = batch["y_weights"][:, pos].to(out.cloud_x.dtype)
-    yx = batch["y_points"][:, pos].to(out.cloud_x.dtype)
-    ok = yw.sum(-1) > 0
-    if tc.w_cloud > 0 and ok.any():
-        a = out.cloud_logw.exp()[ok]
-        s = sinkhorn_divergence(a, out.cloud_x[ok], yw[ok] / yw[ok].sum(-1, keepdim=True),
-                                yx[ok], tc.blur, tc.scaling, tc.iters)
-        cloud = s.mean()
-    else:
-        cloud = torch.zeros((), device=n.device)
+    cloud = cloud_loss(out.cloud_x, out.cloud_logw, batch, pos, tc) if tc.w_cloud > 0 \
+        else torch.zeros((), device=n.device)
     loss = tc.w_events * events + tc.w_total * total + tc.w_cloud * cloud
     return {"loss": loss, "events": events, "total": total, "cloud": cloud}
 
@@ -203,13 +210,14 @@ class Trainer:
         return self.model
 
     def _make_cloud_opt(self) -> None:
-        self.cloud_opt = torch.optim.AdamW(self.model.cloud.parameters(), lr=self.tc.lr,
+        self.cloud_opt = torch.optim.AdamW(self.model.cloud_branch.parameters(), lr=self.tc.cloud_lr,
                                            betas=tuple(self.tc.betas), weight_decay=0.0)
 
     def _start_cloud_phase(self) -> None:
-        """Best main-phase weights into the model; the cloud head's phase starts from them."""
+        """Best main-phase weights into the model, and a copy of them as its cloud branch."""
         st = self.state
         self.load_best()
+        self.model.attach_cloud_branch()
         st.phase = "cloud"
         self._make_cloud_opt()
         st.cloud_best = self.validate()["val_sinkhorn"]
@@ -230,6 +238,8 @@ class Trainer:
         return out
 
     def load_state_dict(self, state: dict) -> None:
+        if state["train_state"]["phase"] == "cloud" and self.model.cloud_branch is None:
+            self.model.attach_cloud_branch()
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
@@ -260,13 +270,34 @@ class Trainer:
                                            # consume the global RNG (dropout, resume)
                                            generator=torch.Generator().manual_seed(self.tc.seed))
 
+    def _cloud_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The cloud phase's step: the cloud branch (features and cloud head) on the Sinkhorn
+        term (its gradients averaged over the DDP ranks by hand)."""
+        branch = self.model.cloud_branch
+        length = batch["feats"].shape[1]
+        pos = cloud_positions(length, self.tc.cloud_stride if self.tc.all_positions else 0,
+                              batch["feats"].device)
+        with self._autocast():
+            x, logw = branch.cloud_head(branch.features(batch)[0], pos)
+        cloud = cloud_loss(x, logw, batch, pos, self.tc)
+        self.cloud_opt.zero_grad(set_to_none=True)
+        cloud.backward()
+        params = [p for p in branch.parameters() if p.grad is not None]
+        if self.world > 1:
+            for p in params:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= self.world
+        if self.tc.grad_clip > 0:
+            nn.utils.clip_grad_norm_(params, self.tc.grad_clip)
+        self.cloud_opt.step()
+        zero = torch.zeros((), device=cloud.device)
+        return {"loss": self.tc.w_cloud * cloud.detach(), "events": zero, "total": zero, "cloud": cloud}
+
     def train_epoch(self, on_step: Callable[[dict], None] | None = None) -> dict:
-        """One epoch: all weights on the weighted loss, or in the cloud phase the cloud head
-        alone on the Sinkhorn term (the other weights receive gradients but never move)."""
+        """One epoch: all weights on the weighted loss, or in the cloud phase the cloud branch
+        on the Sinkhorn term (:meth:`_cloud_step`; ``train_events`` / ``_total`` are 0)."""
         self.net.train()
         cloud = self.state.phase == "cloud"
-        opt = self.cloud_opt if cloud else self.opt
-        params = list(self.model.cloud.parameters()) if cloud else list(self.model.parameters())
         epoch = self.state.epoch
         batches = epoch_batches(len(self.train_data), self.tc.batch_size, self.tc.seed, epoch,
                                 rank=self.rank, world=self.world, per_epoch=self.tc.per_epoch)
@@ -274,14 +305,15 @@ class Trainer:
         seqs, t0 = 0, time.perf_counter()
         for batch in self._loader(self.train_data, batches):
             batch = _to(batch, self.device, _dtype(self.model))
-            terms = losses(self.net, batch, self.tc, self.tc.all_positions, self._autocast)
-            self.model.zero_grad(set_to_none=True)
-            # cloud phase: the other terms times 0 give every weight a (zero) gradient, as DDP wants
-            (terms["cloud"] + 0.0 * terms["loss"] if cloud else terms["loss"]).backward()
-            if self.tc.grad_clip > 0:
-                nn.utils.clip_grad_norm_(params, self.tc.grad_clip)
-            opt.step()
-            if not cloud:
+            if cloud:
+                terms = self._cloud_step(batch)
+            else:
+                terms = losses(self.net, batch, self.tc, self.tc.all_positions, self._autocast)
+                self.opt.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                if self.tc.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+                self.opt.step()
                 self.sched.step()
                 if self.ema_model is not None:
                     self._update_ema()
