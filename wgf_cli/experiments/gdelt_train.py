@@ -46,8 +46,9 @@ SUMMARY_KEYS = {
     "beats_all_baselines": "model log loss below every non-oracle baseline's",
     "beats_count_baselines": "model log loss below persistence, climatology and the moving average",
     "margin_over_gru": "gru_log_loss - test_log_loss (> 0: the transformer is better)",
-    "epochs": "epochs trained (both phases)", "cloud_epochs": "epochs of the cloud head alone",
-    "best_epoch": "epoch of the best validation loss (model used)",
+    "epochs": "epochs trained (both phases)", "cloud_epochs": "epochs of the cloud branch alone",
+    "cloud_best_epoch": "epoch of the cloud branch's best validation Sinkhorn (0: no cloud phase)",
+    "best_epoch": "epoch of the best validation train.monitor (the event and count heads' weights)",
     "stopped_early": "early stopping ended training", "sequences_per_s": "training throughput",
     "device": "device", "wall_s": "wall time of the run", "test_days": "test sequences scored",
     "smoothing": "pseudo-events of climatology in persistence / moving average",
@@ -337,7 +338,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     if rank != 0:
         return {}
     summary: dict[str, Any] = {"epochs": st.epoch, "cloud_epochs": st.cloud_epoch,
-                               "best_epoch": st.best_epoch,
+                               "best_epoch": st.best_epoch, "cloud_best_epoch": st.cloud_best_epoch,
                                "stopped_early": st.stopped_early, "sequences_per_s": seq_s,
                                "device": device, "train_sequences": len(train),
                                "test_days": len(test)}

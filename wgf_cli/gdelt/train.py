@@ -87,6 +87,7 @@ class TrainState:
     phase: str = "main"  # main | cloud (the cloud head alone, on the best main weights)
     cloud_epoch: int = 0
     cloud_best: float = math.inf
+    cloud_best_epoch: int = 0
     cloud_bad: int = 0
     cloud_stopped: bool = False
 
@@ -378,10 +379,9 @@ class Trainer:
                 value, best = row[tc.monitor], st.best_val
             if value < best - tc.min_delta:
                 if cloud:
-                    st.cloud_best, st.cloud_bad = value, 0
+                    st.cloud_best, st.cloud_bad, st.cloud_best_epoch = value, 0, st.epoch
                 else:
-                    st.best_val, st.bad_epochs = value, 0
-                st.best_epoch = st.epoch
+                    st.best_val, st.bad_epochs, st.best_epoch = value, 0, st.epoch
                 st.best_state = {k: v.detach().cpu().clone()
                                  for k, v in self.eval_model.state_dict().items()}
             elif cloud:
