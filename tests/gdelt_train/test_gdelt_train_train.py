@@ -49,7 +49,8 @@ def test_resume_from_state_dict_equals_straight_run(variant):
     resumed.fit()
     assert resumed.state.epoch == 4
     for a, b in zip(straight.state.history, resumed.state.history, strict=True):
-        assert a["val_loss"] == b["val_loss"] and a["train_loss"] == b["train_loss"]
+        assert a["val_loss"] == b["val_loss"] and a["train_cloud"] == b["train_cloud"]
+        assert a["train_loss"] == b["train_loss"] or (a["cloud_phase"] and np.isnan(b["train_loss"]))
     for k, v in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=0, atol=0)
     for k, v in straight.eval_model.state_dict().items():
@@ -64,6 +65,7 @@ def test_cloud_phase_trains_a_cloud_branch_and_keeps_the_best_event_heads():
     assert t.finished() and st.phase == "cloud" and st.epoch == 5 and st.cloud_epoch == 3
     assert [h["cloud_phase"] for h in st.history] == [0, 0, 1, 1, 1]
     assert st.best_epoch in (1, 2) and st.cloud_best_epoch in (3, 4, 5)
+    assert np.isnan(st.history[2]["train_events"]) and st.history[2]["train_cloud"] > 0
     main = _setup(epochs=2, monitor="val_log_loss")  # the same seed, data and schedule
     main.tc.min_delta = 0.0
     main.fit()

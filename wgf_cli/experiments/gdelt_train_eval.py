@@ -152,7 +152,10 @@ def plots(run, history: list[dict], scores: dict, rel: dict, preds: dict, test: 
         axs[2].plot(ep, [h["train_cloud"] for h in history], "o-", label="train")
         axs[2].plot(ep, [h["val_sinkhorn"] for h in history], "s-", label="validation")
         axs[2].set_title("Sinkhorn divergence of the day cloud")
+        start = next((i for i, h in enumerate(history) if h.get("cloud_phase")), None)
         for a in axs:
+            if start is not None:  # train_* of the other terms are NaN from here on
+                a.axvline(start + 0.5, c="gray", lw=0.8, ls="-.", label="cloud branch from here")
             a.set_xlabel("epoch")
             a.legend(fontsize=7)
         run.save_plot(fig, "learning_curves.png")

@@ -291,12 +291,12 @@ class Trainer:
         if self.tc.grad_clip > 0:
             nn.utils.clip_grad_norm_(params, self.tc.grad_clip)
         self.cloud_opt.step()
-        zero = torch.zeros((), device=cloud.device)
-        return {"loss": self.tc.w_cloud * cloud.detach(), "events": zero, "total": zero, "cloud": cloud}
+        nan = torch.full((), math.nan, device=cloud.device)  # not trained in this phase
+        return {"loss": nan, "events": nan, "total": nan, "cloud": cloud}
 
     def train_epoch(self, on_step: Callable[[dict], None] | None = None) -> dict:
         """One epoch: all weights on the weighted loss, or in the cloud phase the cloud branch
-        on the Sinkhorn term (:meth:`_cloud_step`; ``train_events`` / ``_total`` are 0)."""
+        on the Sinkhorn term (:meth:`_cloud_step`; ``train_loss`` / ``_events`` / ``_total`` are NaN)."""
         self.net.train()
         cloud = self.state.phase == "cloud"
         epoch = self.state.epoch
