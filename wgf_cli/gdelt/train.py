@@ -54,7 +54,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     patience: int = 3  # early stopping: epochs without improvement (0: never stop)
     monitor: str = "val_loss"  # early stopping and best weights on: val_loss | val_log_loss
-    cloud_epochs: int = 0  # then: up to this many epochs of the cloud head alone (0: none)
+    cloud_epochs: int = 0  # then: up to this many epochs of the cloud branch alone (0: none)
     cloud_lr: float = 1e-3  # its constant learning rate
     min_delta: float = 1e-4
     w_events: float = 1.0
@@ -84,7 +84,7 @@ class TrainState:
     stopped_early: bool = False
     best_state: dict | None = None
     history: list[dict] = field(default_factory=list)
-    phase: str = "main"  # main | cloud (the cloud head alone, on the best main weights)
+    phase: str = "main"  # main | cloud (the cloud branch alone, from the best main weights)
     cloud_epoch: int = 0
     cloud_best: float = math.inf
     cloud_best_epoch: int = 0
@@ -239,7 +239,7 @@ class Trainer:
         return out
 
     def load_state_dict(self, state: dict) -> None:
-        if state["train_state"]["phase"] == "cloud" and self.model.cloud_branch is None:
+        if state["train_state"].get("phase") == "cloud" and self.model.cloud_branch is None:
             self.model.attach_cloud_branch()
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
