@@ -26,7 +26,8 @@ embedding is added, the calendar is known in advance):
 - ``log_mu``, ``log_alpha``: the total count, negative binomial with mean ``mu`` and variance
   ``mu + alpha mu^2`` (or Poisson, ``count_dist="poisson"``);
 - the day's cloud: K unit vectors on the sphere with softmax weights, trained with the
-  debiased Sinkhorn divergence (:func:`wgf_cli.gdelt.metrics.sinkhorn_divergence`).
+  debiased Sinkhorn divergence (:func:`wgf_cli.gdelt.metrics.sinkhorn_divergence`); after a
+  trainer's cloud phase by a copy of the network of its own (``cloud_branch``).
 """
 
 from __future__ import annotations
