@@ -89,7 +89,6 @@ class TrainState:
     cloud_best: float = math.inf
     cloud_best_epoch: int = 0
     cloud_bad: int = 0
-    cloud_stopped: bool = False
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device,
@@ -222,7 +221,11 @@ class Trainer:
         st.phase = "cloud"
         self._make_cloud_opt()
         st.cloud_best = self.validate()["val_sinkhorn"]
-        st.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        st.best_state = self._snapshot()
+
+    def _snapshot(self) -> dict:
+        """A CPU copy of the weights that are validated and kept."""
+        return {k: v.detach().cpu().clone() for k, v in self.eval_model.state_dict().items()}
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -382,11 +385,9 @@ class Trainer:
                     st.cloud_best, st.cloud_bad, st.cloud_best_epoch = value, 0, st.epoch
                 else:
                     st.best_val, st.bad_epochs, st.best_epoch = value, 0, st.epoch
-                st.best_state = {k: v.detach().cpu().clone()
-                                 for k, v in self.eval_model.state_dict().items()}
+                st.best_state = self._snapshot()
             elif cloud:
                 st.cloud_bad += 1
-                st.cloud_stopped = bool(tc.patience) and st.cloud_bad >= tc.patience
             else:
                 st.bad_epochs += 1
                 st.stopped_early = bool(tc.patience) and st.bad_epochs >= tc.patience
@@ -400,7 +401,7 @@ class Trainer:
     def finished(self) -> bool:
         st, tc = self.state, self.tc
         if st.phase == "cloud":
-            return st.cloud_epoch >= tc.cloud_epochs or st.cloud_stopped
+            return st.cloud_epoch >= tc.cloud_epochs or 0 < tc.patience <= st.cloud_bad
         return (st.epoch >= tc.epochs or st.stopped_early) and tc.cloud_epochs == 0
 
     def load_best(self) -> None:
