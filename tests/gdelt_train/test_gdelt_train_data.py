@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wgf_cli.gdelt.data import BuildError, SequenceData, check_build, epoch_batches, load_build
+from wgf_cli.forecast.data import BuildError, SequenceData, check_build, epoch_batches, load_build
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "gdelt_train_build"
 

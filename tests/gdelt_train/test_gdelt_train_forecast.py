@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wgf_cli.gdelt.data import load_build
-from wgf_cli.gdelt.forecast import _gamma, event_probabilities, forecast_phrases, project_atoms
+from wgf_cli.forecast.data import load_build
+from wgf_cli.forecast.text import _gamma, event_probabilities, forecast_phrases, project_atoms
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "gdelt_train_build"
 
@@ -36,7 +36,7 @@ def test_gamma_sampler_moments():
 
 def test_event_probabilities_match_closed_form():
     """Atom k alone maps to event k: P(event k) = P(n_k > 0) = 1 - (1 + alpha mu w_k)^(-1/alpha)."""
-    from wgf_cli.gdelt.forecast import Projection
+    from wgf_cli.forecast.text import Projection
 
     w = torch.tensor([[0.6, 0.3, 0.1]])
     mu, alpha = torch.tensor([3.0]), torch.tensor([0.5])

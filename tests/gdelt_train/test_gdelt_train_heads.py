@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wgf_cli.gdelt.baselines import event_mixes
-from wgf_cli.gdelt.data import SequenceData, load_build
-from wgf_cli.gdelt.model import Forecaster, ModelConfig
+from wgf_cli.forecast.baselines import event_mixes
+from wgf_cli.forecast.data import SequenceData, load_build
+from wgf_cli.forecast.model import Forecaster, ModelConfig
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "gdelt_train_build"
 
@@ -140,8 +140,8 @@ def test_regime_filter_with_the_generators_parameters_is_the_exact_hmm_filter():
     """States (regime, shock): A[(z, s), (z', s')] = T[z, z'] P(s'), emissions the generator's
     root mixes and Poisson volumes; without contagion the recursion must reproduce
     ``synthetic.forward_filter``'s predictive regime law and mean total (float64 NumPy)."""
+    from wgf_cli.forecast.model import RegimeFilter
     from wgf_cli.gdelt import synthetic as S
-    from wgf_cli.gdelt.model import RegimeFilter
 
     cfg = S.SyntheticConfig(countries=6, days=40, events_per_day=200.0, contagion=0.0, shock_prob=0.05)
     m = S.build_model(cfg)

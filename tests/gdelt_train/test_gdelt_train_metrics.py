@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy import stats
 
-from wgf_cli.gdelt import metrics as M
-from wgf_cli.gdelt.model import count_nll, occurrence_probs
+from wgf_cli.forecast import scores as M
+from wgf_cli.forecast.model import count_nll, occurrence_probs
 
 
 def test_rouge_hand_computed():

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from wgf_cli.gdelt.data import SequenceData, load_build
-from wgf_cli.gdelt.model import Forecaster, ModelConfig
-from wgf_cli.gdelt.train import TrainConfig, Trainer, predict
+from wgf_cli.forecast.data import SequenceData, load_build
+from wgf_cli.forecast.model import Forecaster, ModelConfig
+from wgf_cli.forecast.train import TrainConfig, Trainer, predict
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "gdelt_train_build"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wgf_cli.gdelt.data import SequenceData, load_build, world_features
-from wgf_cli.gdelt.model import Forecaster, ModelConfig
+from wgf_cli.forecast.data import SequenceData, load_build, world_features
+from wgf_cli.forecast.model import Forecaster, ModelConfig
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "gdelt_train_build"
 

@@ -103,7 +103,7 @@ def _checkpoint_meta(path: Path) -> dict:
 
 def validate(cfg: DictConfig) -> None:
     """Every check that can fail before work starts; one-line :class:`ConfigError`."""
-    from wgf_cli.gdelt.data import BuildError, check_build
+    from wgf_cli.forecast.data import BuildError, check_build
 
     C.integer(cfg, "seed", minimum=0)
     C.resolve_device(cfg)
@@ -218,7 +218,7 @@ def _distributed(device: str) -> tuple[int, int, str]:
 
 
 def _train_config(cfg: DictConfig, device: str, gru: bool = False):
-    from wgf_cli.gdelt.train import TrainConfig
+    from wgf_cli.forecast.train import TrainConfig
 
     t, o = cfg.train, cfg.optim
     amp = (device.startswith("cuda") if t.amp == "auto" else bool(t.amp))
@@ -239,7 +239,7 @@ def _train_config(cfg: DictConfig, device: str, gru: bool = False):
 def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
     import torch
 
-    from wgf_cli.gdelt.model import Forecaster, ModelConfig
+    from wgf_cli.forecast.model import Forecaster, ModelConfig
 
     m = OmegaConf.to_container(cfg.model, resolve=True)
     arch = {f.name: m[f.name] for f in dataclasses.fields(ModelConfig) if f.name in m}
@@ -252,7 +252,7 @@ def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
     model = Forecaster(mc)
     mixes = None
     if mc.mixture:
-        from wgf_cli.gdelt.baselines import event_mixes
+        from wgf_cli.forecast.baselines import event_mixes
 
         mixes = torch.as_tensor(event_mixes(build, clim["last_train_day"], mc.mixture),
                                 dtype=torch.float32)
@@ -265,9 +265,9 @@ def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
 def run(cfg: DictConfig, run) -> dict[str, Any]:
     import torch
 
-    from wgf_cli.gdelt import baselines as B
-    from wgf_cli.gdelt.data import SequenceData, load_build
-    from wgf_cli.gdelt.train import Trainer
+    from wgf_cli.forecast.data import SequenceData, load_build
+    from wgf_cli.forecast.train import Trainer
+    from wgf_cli.forecast import baselines as B
 
     t_start = time.perf_counter()
     if int(cfg.threads) > 0:
@@ -349,7 +349,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     trainer.load_best()
 
     # baselines and evaluation ----------------------------------------------------------
-    from wgf_cli.gdelt.train import predict
+    from wgf_cli.forecast.train import predict
 
     preds = {"model": _as_prediction("model", predict(trainer.model, test, device=device))}
     if bool(cfg.baselines.gru.enabled):
@@ -395,7 +395,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
 
 
 def _as_prediction(name: str, p: dict):
-    from wgf_cli.gdelt.baselines import Prediction
+    from wgf_cli.forecast.baselines import Prediction
 
     return Prediction(name, p["root_probs"], p["quad_probs"], p["occur_probs"], p["total_mean"],
                       p["alpha"], p["cloud_x"], p["cloud_w"])

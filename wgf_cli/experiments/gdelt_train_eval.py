@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from wgf_cli.gdelt import forecast as F
-from wgf_cli.gdelt import metrics as M
-from wgf_cli.gdelt.baselines import Prediction
-from wgf_cli.gdelt.data import GdeltBuild, SequenceData
+from wgf_cli.forecast import scores as M
+from wgf_cli.forecast import text as F
+from wgf_cli.forecast.baselines import Prediction
+from wgf_cli.forecast.data import GdeltBuild, SequenceData
+from wgf_cli.ot.clouds import sinkhorn_divergence
 
 LABELS = {"model": "transformer", "gru": "GRU", "persistence": "persistence",
           "moving_average": "moving average", "climatology": "climatology", "oracle": "oracle"}
@@ -31,7 +32,7 @@ def _sinkhorn(pred: Prediction, ax: np.ndarray, aw: np.ndarray, blur: float,
         j = ok[i: i + chunk]
         a = torch.as_tensor(pred.cloud_w[j] / fw[j, None], dtype=torch.float32)
         b = torch.as_tensor(aw[j] / aw[j].sum(-1, keepdims=True), dtype=torch.float32)
-        vals.append(M.sinkhorn_divergence(a, torch.as_tensor(pred.cloud_x[j], dtype=torch.float32),
+        vals.append(sinkhorn_divergence(a, torch.as_tensor(pred.cloud_x[j], dtype=torch.float32),
                                           b, torch.as_tensor(ax[j], dtype=torch.float32),
                                           blur).numpy())
     return float(np.concatenate(vals).mean()) if vals else float("nan")

@@ -40,9 +40,9 @@ import pyarrow.parquet as pq
 
 from wgf_cli.gdelt import descriptors as desc_mod
 from wgf_cli.gdelt import reader, sequences
+from wgf_cli.gdelt_contract import DATASET_VERSION
 
 EVENT_SUFFIXES = (".zip", ".csv", ".tsv", ".txt")
-DATASET_VERSION = 1
 
 
 class BuildError(RuntimeError):

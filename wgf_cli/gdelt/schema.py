@@ -23,6 +23,8 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from wgf_cli.gdelt_contract import ROOT_QUAD, ROOTS  # noqa: F401  (re-exported)
+
 LOOKUPS = Path(__file__).resolve().parent / "lookups"
 
 # -- column names -------------------------------------------------------------------
@@ -66,10 +68,6 @@ def kept_indices(layout: int) -> dict[str, int]:
     return {name: cols.index(name) for name in KEPT}
 
 
-#: QuadClass of each CAMEO root code: 01-05 verbal cooperation, 06-08 material cooperation,
-#: 09-13 verbal conflict, 14-20 material conflict.
-ROOT_QUAD = {f"{r:02d}": (1 if r <= 5 else 2 if r <= 8 else 3 if r <= 13 else 4) for r in range(1, 21)}
-ROOTS = [f"{r:02d}" for r in range(1, 21)]
 
 
 # -- lookups --------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from wgf_cli.gdelt.data import StandardEvents
+from wgf_cli.forecast.data import StandardEvents
 
 
 @dataclass

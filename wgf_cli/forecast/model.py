@@ -26,7 +26,7 @@ embedding is added, the calendar is known in advance):
 - ``log_mu``, ``log_alpha``: the total count, negative binomial with mean ``mu`` and variance
   ``mu + alpha mu^2`` (or Poisson, ``count_dist="poisson"``);
 - the day's cloud: K unit vectors on the sphere with softmax weights, trained with the
-  debiased Sinkhorn divergence (:func:`wgf_cli.gdelt.metrics.sinkhorn_divergence`); after a
+  debiased Sinkhorn divergence (:func:`wgf_cli.ot.clouds.sinkhorn_divergence`); after a
   trainer's cloud phase by a copy of the network of its own (``cloud_branch``).
 """
 
@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from wgf_cli.gdelt.data import N_CELLS, N_FEATS, N_QUAD, N_ROOT, N_WORLD
+from wgf_cli.forecast.data import N_CELLS, N_FEATS, N_QUAD, N_ROOT, N_WORLD
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Training of a :class:`~wgf_cli.gdelt.model.Forecaster`: losses, the epoch loop, prediction.
+"""Training of a :class:`~wgf_cli.forecast.model.Forecaster`: losses, the epoch loop, prediction.
 
 Loss per position (the next day of every context day when ``all_positions``, else the
 sequence's target day only), over days with events:
@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from wgf_cli.gdelt.data import BatchDataset, SequenceData, epoch_batches
-from wgf_cli.gdelt.metrics import sinkhorn_divergence
-from wgf_cli.gdelt.model import Forecaster, count_nll, occurrence_probs
+from wgf_cli.forecast.data import BatchDataset, SequenceData, epoch_batches
+from wgf_cli.forecast.model import Forecaster, count_nll, occurrence_probs
+from wgf_cli.ot.clouds import sinkhorn_divergence
 
 
 @dataclass

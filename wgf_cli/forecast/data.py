@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-BUILD_COMMAND = "wgf gdelt-build experiment=gdelt_synthetic"
-N_ROOT, N_QUAD = 20, 4
-N_CELLS = N_ROOT * N_QUAD
+from wgf_cli import gdelt_contract as contract
+from wgf_cli.gdelt_contract import BUILD_COMMAND, N_CELLS, N_QUAD, N_ROOT
+
 N_FEATS = N_CELLS + 4  # cells, log total, goldstein mean, goldstein std, multi fraction
 N_WORLD = N_QUAD + 1  # per country of the panel: QuadClass shares, log total
 
@@ -54,7 +54,7 @@ def read_manifest(build_dir: str | Path) -> dict:
         ds = json.loads(path.read_text())["dataset"]
     except (json.JSONDecodeError, KeyError, TypeError):
         raise BuildError(f"{path} has no \"dataset\" object; rebuild with `{BUILD_COMMAND}`") from None
-    if ds.get("version") != 1:
+    if ds.get("version") != contract.DATASET_VERSION:
         raise BuildError(f"{path}: dataset version {ds.get('version')!r}, this gdelt-train reads "
                          "version 1")
     return ds

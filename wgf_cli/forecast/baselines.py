@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wgf_cli.gdelt.data import N_CELLS, N_QUAD, N_ROOT, GdeltBuild, SequenceData
-from wgf_cli.gdelt.metrics import log_loss
+from wgf_cli.forecast.data import N_CELLS, N_QUAD, N_ROOT, GdeltBuild, SequenceData
+from wgf_cli.forecast.scores import log_loss
 
 
 @dataclass
