@@ -51,7 +51,8 @@ def test_batches_align_with_the_descriptor_arrays():
                                    np.log1p(build.counts[c, t - 1].reshape(80)), rtol=1e-6)
         np.testing.assert_array_equal(batch["points"][i, 5].numpy(),
                                       build.points[c, start + 5].astype(np.float32))
-    assert batch["feats"].shape == (2, 50, 84)
+    assert batch["feats"].shape == (2, 50, 85)  # 80 cells, total, Goldstein x 2, multi, observed
+    np.testing.assert_array_equal(batch["feats"][:, :, -1].numpy(), 1.0)   # the fixture has no gap
     assert build.split("train").start.max() < build.split("test").start.min()
 
 

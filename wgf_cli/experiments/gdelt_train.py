@@ -172,6 +172,15 @@ def validate(cfg: DictConfig) -> None:
     C.integer(cfg, "eval.top_events", minimum=1)
     C.integer(cfg, "eval.bins", minimum=2)
     C.integer(cfg, "eval.examples", minimum=0)
+    C.choice(cfg, "eval.protocol", ["auto", "rolling", "split"])
+    C.integer(cfg, "eval.max_rolling", minimum=1)
+    C.integer(cfg, "eval.refit_every", minimum=0)
+    C.integer(cfg, "eval.refit_window", minimum=1)
+    C.integer(cfg, "eval.refit_steps", minimum=0)
+    C.number(cfg, "eval.refit_lr", positive=True)
+    if C.boolean(cfg, "model.prior") and C.get(cfg, "model.mixture"):
+        raise ConfigError("model.prior=true needs the free cell head: set model.mixture=0 "
+                          "(or model.prior=false for a mixture head)")
     C.integer(cfg, "baselines.window", minimum=1)
     sm = C.get(cfg, "baselines.smoothing")
     if sm != "auto":
@@ -236,7 +245,7 @@ def _train_config(cfg: DictConfig, device: str, gru: bool = False):
         max_val=int(t.max_val), per_epoch=int(t.per_epoch), ema=float(t.ema))
 
 
-def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
+def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False, alpha: float = 0.1):
     import torch
 
     from wgf_cli.forecast.model import Forecaster, ModelConfig
@@ -257,17 +266,49 @@ def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
         mixes = torch.as_tensor(event_mixes(build, clim["last_train_day"], mc.mixture),
                                 dtype=torch.float32)
     model.init_biases(torch.as_tensor(clim["cells"].mean(0), dtype=torch.float32),
-                      float(clim["total"].mean()), mixes=mixes,
+                      float(clim["total"].mean()), alpha=alpha, mixes=mixes,
                       country_totals=torch.as_tensor(clim["total"], dtype=torch.float32))
     return model.to(dtype)
+
+
+def _prior(cfg: DictConfig, build, clim, val):
+    """The prior of every (country, day), its constants tuned on the validation days."""
+    from wgf_cli.forecast import prior as P
+    from wgf_cli.gdelt_contract import N_CELLS
+
+    counts = build.counts.reshape(*build.total.shape, N_CELLS)
+    week = build.weekday(extra=1)
+    last_train = int(clim["last_train_day"])
+    val_days = np.unique(val.target_day.numpy())
+    params = P.tune(counts, build.total, build.observed, week, clim["cells"], clim["total"], last_train, val_days)
+    return P.build_prior(counts, build.total, build.observed, week, clim["cells"], clim["total"], params,
+                         last_train)
+
+
+def rolling_targets(build, first_day: int, context: int, last_day: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Every (country, day) with ``first_day <= day <= last_day`` (default: the build's last),
+    ``day >= context`` and the day observed, in day order: (country indices, days)."""
+    last = len(build.days) - 1 if last_day is None else last_day
+    days = np.arange(max(first_day, context), last + 1)
+    c, d = np.nonzero(build.observed[:, days])
+    order = np.lexsort((c, d))
+    return c[order].astype(np.int64), days[d[order]].astype(np.int64)
+
+
+def _protocol(cfg: DictConfig, n_targets: int) -> str:
+    proto = str(cfg.eval.protocol)
+    if proto == "auto":
+        return "rolling" if n_targets <= int(cfg.eval.max_rolling) else "split"
+    return proto
 
 
 def run(cfg: DictConfig, run) -> dict[str, Any]:
     import torch
 
-    from wgf_cli.forecast.data import SequenceData, load_build
-    from wgf_cli.forecast.train import Trainer
     from wgf_cli.forecast import baselines as B
+    from wgf_cli.forecast.data import SequenceData, load_build
+    from wgf_cli.forecast.train import Trainer, calibrate_shrink
 
     t_start = time.perf_counter()
     if int(cfg.threads) > 0:
@@ -279,18 +320,41 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     context = int(cfg.data.context)
 
     build = load_build(Path(str(cfg.data.build_dir)).expanduser(), context)
-    train = SequenceData(build, "train", context, int(cfg.data.max_train))
-    val = SequenceData(build, "validation", context)
-    test = SequenceData(build, "test", context, int(cfg.data.max_eval))
-    for name, d in (("train", train), ("validation", val), ("test", test)):
+    train0 = SequenceData(build, "train", context, int(cfg.data.max_train))
+    val0 = SequenceData(build, "validation", context)
+    for name, d in (("train", train0), ("validation", val0)):
         if len(d) == 0:
-            raise ValueError(f"the build has no {name} sequences")
-    clim = B.climatology_tables(build, int(train.target_day.max()), int(cfg.baselines.cloud_days))
-    log.info("build %s: %d countries, %d days, %d/%d/%d sequences, k=%d, %s %d-d",
-             build.root, build.n_countries, len(build.days), len(train), len(val), len(test),
-             build.k, build.dataset.get("embedding"), build.dim)
+            raise ValueError(f"the build has no {name} sequences: rebuild with more days or a "
+                             "shorter sequences.context")
+    clim = B.climatology_tables(build, int(train0.target_day.max()), int(cfg.baselines.cloud_days))
+    use_prior = bool(cfg.model.prior)
+    prior = _prior(cfg, build, clim, val0)
+    _save_json(run, "prior.json", prior.params.to_dict())
+    pr = prior if use_prior else None
+    train = SequenceData(build, "train", context, int(cfg.data.max_train), prior=pr)
+    val = SequenceData(build, "validation", context, prior=pr)
 
-    model = _new_model(cfg, build, clim, dtype)
+    # the test targets: every observed (country, day) after the validation period (rolling),
+    # or the build's sampled test sequences (split)
+    last_val = int(val.target_day.max())
+    r_country, r_day = rolling_targets(build, last_val + 1, context)
+    protocol = _protocol(cfg, len(r_day))
+    if protocol == "rolling":
+        keep = np.arange(len(r_day))
+        if int(cfg.data.max_eval) and len(keep) > int(cfg.data.max_eval):
+            keep = np.linspace(0, len(keep) - 1, int(cfg.data.max_eval)).round().astype(int)
+        test = SequenceData(build, "test", context, targets=(r_country[keep], r_day[keep]), prior=pr)
+    else:
+        test = SequenceData(build, "test", context, int(cfg.data.max_eval), prior=pr)
+    if len(test) == 0:
+        raise ValueError("nothing to score: no observed (country, day) after the validation period")
+    log.info("build %s: %d countries, %d days, %d/%d sequences, %d test targets (%s), k=%d, %s %d-d",
+             build.root, build.n_countries, len(build.days), len(train), len(val), len(test), protocol,
+             build.k, build.dataset.get("embedding"), build.dim)
+    log.info("prior: %s", prior.params.to_dict())
+
+    alpha0 = prior.alpha if use_prior else 0.1
+    model = _new_model(cfg, build, clim, dtype, alpha=alpha0)
     trainer = Trainer(model, train, val, _train_config(cfg, device), device)
     meta = {"embedding": build.dataset.get("embedding"), "embedding_dim": build.dim,
             "build_dir": str(build.root), "model_config": model.cfg.to_dict()}
@@ -341,32 +405,41 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
                                "best_epoch": st.best_epoch, "cloud_best_epoch": st.cloud_best_epoch,
                                "stopped_early": st.stopped_early, "sequences_per_s": seq_s,
                                "device": device, "train_sequences": len(train),
-                               "test_days": len(test)}
+                               "eval_protocol": protocol, "test_days": len(test)}
     if not trainer.finished():  # stop_after: a planned pause, resume continues
         summary.update(finished=False, wall_s=time.perf_counter() - t_start)
         run.save_summary(summary)
         return summary
     trainer.load_best()
+    if use_prior:
+        cal = calibrate_shrink(trainer.model, val, device)
+        summary.update(shrink_cells=cal["shrink_cells"], shrink_total=cal["shrink_total"])
+        log.info("residuals kept on validation: %s", cal)
+    # the final weights (best epoch, calibrated shrink) for gdelt-forecast
+    run.save_checkpoint({"trainer": trainer.state_dict(), "epoch": st.epoch, "meta": meta,
+                         "model": trainer.model.state_dict()})
 
     # baselines and evaluation ----------------------------------------------------------
-    from wgf_cli.forecast.train import predict
-
-    preds = {"model": _as_prediction("model", predict(trainer.model, test, device=device))}
+    models = {"model": trainer.model}
     if bool(cfg.baselines.gru.enabled):
-        gru = _new_model(cfg, build, clim, dtype, gru=True)
+        gru = _new_model(cfg, build, clim, dtype, gru=True, alpha=alpha0)
         gtrainer = Trainer(gru, train, val, _train_config(cfg, device, gru=True), device)
         gtrainer.fit()
         gtrainer.load_best()
+        if use_prior:
+            calibrate_shrink(gru, val, device)
         summary["gru_epochs"] = gtrainer.state.epoch
-        preds["gru"] = _as_prediction("gru", predict(gru, test, device=device))
+        models["gru"] = gru
+    preds = _predict_models(cfg, models, build, test, protocol, pr, device)
     sm = cfg.baselines.smoothing
     win = int(cfg.baselines.window)
-    s_pers = B.tune_smoothing(val, clim, 1) if sm == "auto" else float(sm)
-    s_ma = B.tune_smoothing(val, clim, win) if sm == "auto" else float(sm)
+    s_pers = B.tune_smoothing(val0, clim, 1) if sm == "auto" else float(sm)
+    s_ma = B.tune_smoothing(val0, clim, win) if sm == "auto" else float(sm)
     summary["smoothing"] = s_pers
     preds["persistence"] = B.moving_average(test, clim, 1, s_pers, "persistence")
     preds["moving_average"] = B.moving_average(test, clim, win, s_ma, "moving_average")
     preds["climatology"] = B.climatology(test, clim)
+    preds["ewma"] = _prior_prediction(prior, test)
     orc = B.oracle(test)
     if orc is not None:
         preds["oracle"] = orc
@@ -394,11 +467,76 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     return summary
 
 
+def _prior_prediction(prior, data):
+    """The prior (an exponentially weighted average with tuned decay and shrinkage, level-relative
+    total) as a baseline :class:`~wgf_cli.forecast.baselines.Prediction`."""
+    from wgf_cli.forecast.baselines import Prediction
+    from wgf_cli.gdelt_contract import N_QUAD, N_ROOT
+
+    c, t = data.country.numpy(), data.target_day.numpy()
+    cells = prior.cells[c, t].astype(np.float64).reshape(-1, N_ROOT, N_QUAD)
+    root, quad = cells.sum(-1), cells.sum(-2)
+    mu = prior.mu[c, t].astype(np.float64)
+    alpha = np.full(len(c), prior.alpha)
+    occ = -np.expm1(-np.log1p(alpha[:, None] * mu[:, None] * root) / alpha[:, None])
+    return Prediction("ewma", root, quad, occ, mu, alpha)
+
+
+def _predict_models(cfg: DictConfig, models: dict, build, test, protocol: str, prior, device: str) -> dict:
+    """Each network's forecasts of the test targets; in the rolling protocol with
+    ``eval.refit_every`` > 0 the networks are fine-tuned before every block of that many test
+    days on the windows whose targets lie in the ``eval.refit_window`` days before the block."""
+    from wgf_cli.forecast.data import SequenceData
+    from wgf_cli.forecast.train import fine_tune, predict
+
+    every = int(cfg.eval.refit_every) if protocol == "rolling" else 0
+    t = test.target_day.numpy()
+    c = test.country.numpy()
+    days = np.unique(t)
+    blocks = [days[i: i + every] for i in range(0, len(days), every)] if every else [days]
+    out: dict[str, list] = {name: [] for name in models}
+    context = int(cfg.data.context)
+    for k, block in enumerate(blocks):
+        rows = np.flatnonzero(np.isin(t, block))
+        if k > 0:
+            lo = int(block[0]) - int(cfg.eval.refit_window)
+            fc, fd = rolling_targets(build, lo, context, int(block[0]) - 1)
+            recent = SequenceData(build, "refit", context, targets=(fc, fd), prior=prior)
+            for name, m in models.items():
+                fine_tune(m, recent, _train_config(cfg, device, gru=name == "gru"),
+                          steps=int(cfg.eval.refit_steps), lr=float(cfg.eval.refit_lr), device=device,
+                          seed=int(cfg.seed) + k)
+        part = SequenceData(build, "test", context, targets=(c[rows], t[rows]), prior=prior)
+        for name, m in models.items():
+            out[name].append((rows, predict(m, part, device=device)))
+    preds = {}
+    for name, parts in out.items():
+        merged: dict[str, np.ndarray] = {}
+        for key in parts[0][1]:
+            if parts[0][1][key] is None:
+                merged[key] = None
+                continue
+            arr = np.zeros((len(test), *parts[0][1][key].shape[1:]), parts[0][1][key].dtype)
+            for rows, p in parts:
+                arr[rows] = p[key]
+            merged[key] = arr
+        preds[name] = _as_prediction(name, merged)
+    return preds
+
+
 def _as_prediction(name: str, p: dict):
     from wgf_cli.forecast.baselines import Prediction
 
     return Prediction(name, p["root_probs"], p["quad_probs"], p["occur_probs"], p["total_mean"],
                       p["alpha"], p["cloud_x"], p["cloud_w"])
+
+
+def _save_json(run, name: str, obj: dict) -> None:
+    import json
+
+    from wgf_cli.run import atomic_write
+
+    atomic_write(run.dir / name, (json.dumps(obj, indent=1) + "\n").encode())
 
 
 def _read_jsonl(path: Path) -> list[dict]:

@@ -18,11 +18,6 @@ LABELS = {"model": "transformer", "gru": "GRU", "persistence": "persistence",
           "moving_average": "moving average", "climatology": "climatology", "oracle": "oracle"}
 
 
-def _focal(build: GdeltBuild, test: SequenceData) -> torch.Tensor:
-    where = {str(c): i for i, c in enumerate(build.standard.country_codes)}
-    return torch.tensor([where.get(str(build.countries[c]), -1) for c in test.country.tolist()])
-
-
 def _sinkhorn(pred: Prediction, ax: np.ndarray, aw: np.ndarray, blur: float,
               chunk: int = 256) -> float:
     fw = pred.cloud_w.sum(-1)
@@ -38,37 +33,49 @@ def _sinkhorn(pred: Prediction, ax: np.ndarray, aw: np.ndarray, blur: float,
     return float(np.concatenate(vals).mean()) if vals else float("nan")
 
 
-def texts_for(pred: Prediction, build: GdeltBuild, test: SequenceData, focal: torch.Tensor,
-              samples: int, top: int, seed: int, chunk: int = 128) -> tuple[list[list[str]], np.ndarray]:
-    """Forecast phrase lists and standard-event probabilities [N, P] of one method."""
+def day_partner(build: GdeltBuild, c: int, t: int, days: int = 1) -> str | None:
+    """The main partner of country ``c`` over days ``[t - days + 1, t]`` (domestic included)."""
+    lo = max(t - days + 1, 0)
+    shares = F.partner_shares(build.partners[c, lo: t + 1], build.partner_weights()[c, lo: t + 1],
+                              str(build.countries[c]), build.standard, top=1)
+    return shares[0][1] if shares else None
+
+
+def texts_for(pred: Prediction, build: GdeltBuild, test: SequenceData, samples: int, top: int,
+              seed: int, partner_days: int = 28, chunk: int = 128) -> tuple[list[list[str]], np.ndarray]:
+    """Forecast phrase lists and standard-event probabilities [N, P] of one method; each
+    phrase's partner is the country's main partner over the ``partner_days`` before the target."""
     basis = build.standard
     gen = torch.Generator().manual_seed(seed)
     phrases, probs_all = [], []
-    names = [build.standard.country_name(str(build.countries[c])) for c in test.country.tolist()]
+    c_all, t_all = test.country.numpy(), test.target_day.numpy()
+    names = [build.standard.country_name(str(build.countries[c])) for c in c_all]
     for i in range(0, len(test), chunk):
         sl = slice(i, min(len(test), i + chunk))
         x = torch.as_tensor(pred.cloud_x[sl], dtype=torch.float32)
         w = torch.as_tensor(pred.cloud_w[sl], dtype=torch.float32)
         w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
-        proj = F.project_atoms(x, basis, focal[sl])
+        proj = F.project_atoms(x, basis)
         mu = torch.as_tensor(pred.total_mean[sl], dtype=torch.float64)
         alpha = None if pred.alpha is None else torch.as_tensor(pred.alpha[sl], dtype=torch.float64)
         probs = F.event_probabilities(proj, w, mu, alpha, len(basis.codes), samples, gen).numpy()
-        ev, pa, wn = proj.event.numpy(), proj.partner.numpy(), w.numpy()
         for r in range(probs.shape[0]):
-            phrases.append(F.forecast_phrases(probs[r], ev[r], pa[r], wn[r], names[i + r], basis, top))
+            j = i + r
+            partner = day_partner(build, int(c_all[j]), int(t_all[j]) - 1, partner_days)
+            phrases.append(F.forecast_phrases(probs[r], names[j], basis, top, partner))
         probs_all.append(probs)
     return phrases, np.concatenate(probs_all)
 
 
-def actual_texts(build: GdeltBuild, test: SequenceData, focal: torch.Tensor, top: int) -> list[list[str]]:
+def actual_texts(build: GdeltBuild, test: SequenceData, top: int) -> list[list[str]]:
+    """The test days' events as text, each with that day's main partner."""
     c, t = test.country.numpy(), test.target_day.numpy()
     x = torch.as_tensor(build.points[c, t], dtype=torch.float32)
     w = build.weights[c, t]
-    proj = F.project_atoms(x, build.standard, focal)
+    proj = F.project_atoms(x, build.standard)
     names = [build.standard.country_name(str(build.countries[k])) for k in c]
-    return [F.actual_phrases(proj.event[i].numpy(), proj.partner[i].numpy(), w[i], names[i],
-                             build.standard, top) for i in range(len(c))]
+    return [F.actual_phrases(proj.event[i].numpy(), w[i], names[i], build.standard, top,
+                             day_partner(build, int(c[i]), int(t[i]))) for i in range(len(c))]
 
 
 def evaluate(preds: dict[str, Prediction], test: SequenceData, build: GdeltBuild, cfg,
@@ -77,16 +84,15 @@ def evaluate(preds: dict[str, Prediction], test: SequenceData, build: GdeltBuild
     c, t = test.country.numpy(), test.target_day.numpy()
     y = build.counts[c, t]
     ax, aw = build.points[c, t].astype(np.float32), build.weights[c, t]
-    focal = _focal(build, test)
     top, samples = int(cfg.eval.top_events), int(cfg.eval.samples)
-    texts: dict[str, Any] = {"actual": actual_texts(build, test, focal, top)}
+    texts: dict[str, Any] = {"actual": actual_texts(build, test, top)}
     scores, rel = {}, {}
     for name, p in preds.items():
         s = M.score(y, p.root_probs, p.quad_probs, p.occur_probs, int(cfg.eval.bins))
         rel[name] = M.reliability(y.sum(-1) > 0, p.occur_probs, int(cfg.eval.bins))
         if p.cloud_x is not None:
             s["sinkhorn"] = _sinkhorn(p, ax, aw, float(cfg.train.loss.blur))
-            ph, probs = texts_for(p, build, test, focal, samples, top, int(cfg.seed))
+            ph, probs = texts_for(p, build, test, samples, top, int(cfg.seed))
             texts[name] = ph
             if name == "model":
                 texts["model_event_probs"] = probs
@@ -111,7 +117,7 @@ def write_forecasts(run, pred: Prediction, test: SequenceData, build: GdeltBuild
     c, t = test.country.numpy(), test.target_day.numpy()
     y = build.counts[c, t].sum(-1)
     ll = M.log_loss(y, pred.root_probs)
-    actual = actual_texts(build, test, _focal(build, test), max(len(p) for p in phrases) or 1)
+    actual = actual_texts(build, test, max(len(p) for p in phrases) or 1)
     df = pd.DataFrame({
         "seq_id": test.table["seq_id"].to_numpy(), "country": build.countries[c],
         "date": build.days[t], "total": build.total[c, t], "pred_total_mean": pred.total_mean,

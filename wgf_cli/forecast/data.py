@@ -5,7 +5,8 @@ with one line; :func:`load_build` reads everything into a :class:`GdeltBuild`;
 :class:`SequenceData` turns the sequence index into batches of tensors:
 
 - context features per day (``feats`` [B, L, F]): log1p of the 20 x 4 root-code x QuadClass
-  counts, log1p of the total, Goldstein mean and std (/10), multi-country fraction, and the day
+  counts, log1p of the total, Goldstein mean and std (/10), multi-country fraction, whether the
+  day was observed (a missing day inside a window is all zeros with this flag 0), and the day
   of week; the day's k weighted points on the embedding sphere (``points`` [B, L, K, E],
   ``weights`` [B, L, K]) and the country index;
 - targets for every position (the next day of each context day; the last one is the
@@ -32,7 +33,7 @@ import torch
 from wgf_cli import gdelt_contract as contract
 from wgf_cli.gdelt_contract import BUILD_COMMAND, N_CELLS, N_QUAD, N_ROOT
 
-N_FEATS = N_CELLS + 4  # cells, log total, goldstein mean, goldstein std, multi fraction
+N_FEATS = N_CELLS + 5  # cells, log total, goldstein mean, goldstein std, multi fraction, observed
 N_WORLD = N_QUAD + 1  # per country of the panel: QuadClass shares, log total
 
 
@@ -119,6 +120,13 @@ class GdeltBuild:
     standard: StandardEvents
     index: pd.DataFrame
     oracle: dict[str, np.ndarray] | None
+    partner_counts: np.ndarray | None = None  # [C, D, 3] events per partner (None: builds without it)
+
+    def partner_weights(self) -> np.ndarray:
+        """[C, D, 3] events per partner; a build without counts weighs every listed partner 1."""
+        if self.partner_counts is not None:
+            return self.partner_counts
+        return (self.partners != "").astype(np.int32)
 
     @property
     def k(self) -> int:
@@ -139,10 +147,32 @@ class GdeltBuild:
     def split(self, name: str) -> pd.DataFrame:
         return self.index[self.index["split"] == name].reset_index(drop=True)
 
-    def weekday(self) -> np.ndarray:
-        """Day of week (Monday 0) of every day."""
-        return np.array([date(int(d) // 10000, int(d) // 100 % 100, int(d) % 100).weekday()
-                         for d in self.days], dtype=np.int64)
+    def weekday(self, extra: int = 0) -> np.ndarray:
+        """Day of week (Monday 0) of every day, and of ``extra`` days after the last."""
+        first = date(int(self.days[0]) // 10000, int(self.days[0]) // 100 % 100, int(self.days[0]) % 100)
+        return (first.weekday() + np.arange(len(self.days) + extra)) % 7
+
+    def date_after_last(self) -> str:
+        """The day after the build's last day, ``YYYY-MM-DD``."""
+        last = pd.Timestamp(str(int(self.days[-1])))
+        return (last + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The per-day arrays as tensors, made once per build and shared by every
+        :class:`SequenceData` of it."""
+        key = tuple(id(a) for a in (self.counts, self.total, self.observed, self.points, self.weights,
+                                    self.goldstein_mean, self.goldstein_std, self.multi_frac))
+        cache = self.__dict__.get("_tensors")
+        if cache is None or cache.get("key") != key:  # a copy with other arrays gets its own
+            cache = self.__dict__["_tensors"] = {"key": key}
+            cache.update(
+                feats=torch.as_tensor(day_features(self)),
+                counts=torch.as_tensor(self.counts.reshape(*self.total.shape, N_CELLS)),
+                points=torch.as_tensor(self.points), weights=torch.as_tensor(self.weights),
+                dow=torch.as_tensor(self.weekday(extra=1)),
+                world=torch.as_tensor(world_features(self)),
+                observed=torch.as_tensor(self.observed.astype(bool)))
+        return {k: v for k, v in cache.items() if k != "key"}
 
 
 def load_build(build_dir: str | Path, context: int = 50) -> GdeltBuild:
@@ -172,16 +202,18 @@ def load_build(build_dir: str | Path, context: int = 50) -> GdeltBuild:
     return GdeltBuild(root, ds, arr["countries"], arr["days"], arr["counts"], arr["total"],
                       arr["goldstein_mean"], arr["goldstein_std"], arr["multi_frac"],
                       arr["observed"], arr["points"], arr["weights"], arr["partners"], std,
-                      index, oracle)
+                      index, oracle, arr.get("partner_counts"))
 
 
 def day_features(build: GdeltBuild) -> np.ndarray:
     """Scalar features of every (country, day): [C, D, F] float32 (see the module doc)."""
     n_c, n_d = build.total.shape
     cells = np.log1p(build.counts.reshape(n_c, n_d, N_CELLS).astype(np.float32))
+    obs = build.observed
     extra = np.stack([np.log1p(build.total.astype(np.float32)), build.goldstein_mean / 10.0,
-                      build.goldstein_std / 10.0, build.multi_frac], axis=-1).astype(np.float32)
-    return np.concatenate([cells, extra], axis=-1)
+                      build.goldstein_std / 10.0, build.multi_frac, obs.astype(np.float32)],
+                     axis=-1).astype(np.float32)
+    return np.concatenate([cells * obs[..., None], extra * obs[..., None]], axis=-1)
 
 
 def world_features(build: GdeltBuild) -> np.ndarray:
@@ -197,31 +229,42 @@ def world_features(build: GdeltBuild) -> np.ndarray:
 
 
 class SequenceData:
-    """Batches of training sequences of one split, as tensors.
+    """Batches of forecasts of one split (or of given target days), as tensors.
 
-    ``context`` days before each sequence's target day are the input; for every input
-    position the target is the following day.  All per-day arrays are kept once as
-    tensors and gathered per batch (no per-sequence copies).
+    ``context`` days before each target day are the input; for every input position the
+    target is the following day.  The per-day arrays are the build's shared tensors
+    (:meth:`GdeltBuild.tensors`), gathered per batch.  Target day ``D`` (the day after the
+    build's last) is allowed: its targets are zeros, for forecasting tomorrow.  With a
+    ``prior`` (:class:`~wgf_cli.forecast.prior.Prior`) every batch carries the prior's log
+    cell probabilities and log mean total of each position's next day.
     """
 
     def __init__(self, build: GdeltBuild, split: str, context: int,
-                 max_sequences: int = 0) -> None:
+                 max_sequences: int = 0, *, targets: tuple[np.ndarray, np.ndarray] | None = None,
+                 prior=None) -> None:
         self.build = build
         self.split = split
         self.context = context
-        table = build.split(split)
-        if max_sequences and len(table) > max_sequences:
-            table = table.iloc[np.linspace(0, len(table) - 1, max_sequences).round().astype(int)]
-            table = table.reset_index(drop=True)
+        if targets is None:
+            table = build.split(split)
+            if max_sequences and len(table) > max_sequences:
+                table = table.iloc[np.linspace(0, len(table) - 1, max_sequences).round().astype(int)]
+                table = table.reset_index(drop=True)
+            target = table["start"].to_numpy(np.int64) + build.context
+        else:
+            country, target = (np.asarray(a, np.int64) for a in targets)
+            if len(target) and (target.min() < context or target.max() > len(build.days)):
+                raise ValueError(f"target days must lie in [{context}, {len(build.days)}]")
+            table = pd.DataFrame({"seq_id": np.arange(len(target)), "country": build.countries[country],
+                                  "country_idx": country, "start": target - build.context, "split": split})
         self.table = table
-        self.country = torch.as_tensor(table["country_idx"].to_numpy(np.int64))
-        self.target_day = torch.as_tensor(table["start"].to_numpy(np.int64) + build.context)
-        self._feats = torch.as_tensor(day_features(build))
-        self._counts = torch.as_tensor(build.counts.reshape(*build.total.shape, N_CELLS))
-        self._points = torch.as_tensor(build.points)
-        self._weights = torch.as_tensor(build.weights)
-        self._dow = torch.as_tensor(build.weekday())
-        self._world = torch.as_tensor(world_features(build))  # [D, C, 5]
+        self.country = torch.tensor(table["country_idx"].to_numpy(np.int64))
+        self.target_day = torch.as_tensor(target)
+        self._t = build.tensors()
+        self._prior = None
+        if prior is not None:
+            self._prior = (torch.as_tensor(np.log(np.maximum(prior.cells, 1e-12))),
+                           torch.as_tensor(np.log(np.maximum(prior.mu, 1e-6))))
 
     def __len__(self) -> int:
         return len(self.table)
@@ -229,24 +272,33 @@ class SequenceData:
     def batch(self, rows: torch.Tensor | np.ndarray | list[int]) -> dict[str, torch.Tensor]:
         """The tensors of sequences ``rows`` (positions in this split's table)."""
         rows = torch.as_tensor(rows, dtype=torch.long)
+        t_ = self._t
+        n_days = t_["feats"].shape[1]
         c = self.country[rows]
         t = self.target_day[rows]
         ctx = t[:, None] + torch.arange(-self.context, 0)[None, :]  # [B, L] input days
-        nxt = ctx + 1  # [B, L] target days
+        nxt = ctx + 1  # [B, L] target days (the last may be the day after the build)
+        known = (nxt < n_days)
+        nxt_c = nxt.clamp_max(n_days - 1)
         cc = c[:, None].expand_as(ctx)
-        return {
+        out = {
             "rows": rows,
             "country": c,
-            "feats": self._feats[cc, ctx],
-            "points": self._points[cc, ctx].float(),
-            "weights": self._weights[cc, ctx],
-            "dow": self._dow[ctx],
-            "world": self._world[ctx],  # [B, L, C, 5]: context days only
-            "next_dow": self._dow[nxt],
-            "y_counts": self._counts[cc, nxt].float(),
-            "y_points": self._points[cc, nxt].float(),
-            "y_weights": self._weights[cc, nxt],
+            "feats": t_["feats"][cc, ctx],
+            "points": t_["points"][cc, ctx].float(),
+            "weights": t_["weights"][cc, ctx],
+            "dow": t_["dow"][ctx],
+            "world": t_["world"][ctx],  # [B, L, C, 5]: context days only
+            "next_dow": t_["dow"][nxt],
+            "y_counts": t_["counts"][cc, nxt_c].float() * known[..., None],
+            "y_points": t_["points"][cc, nxt_c].float(),
+            "y_weights": t_["weights"][cc, nxt_c] * known[..., None],
+            "y_observed": t_["observed"][cc, nxt_c] & known,
         }
+        if self._prior is not None:
+            out["prior_cells"] = self._prior[0][cc, nxt]
+            out["prior_log_mu"] = self._prior[1][cc, nxt]
+        return out
 
 
 class BatchDataset(torch.utils.data.Dataset):

@@ -23,7 +23,12 @@ embedding is added, the calendar is known in advance):
   far fewer outputs to learn from short panels), whose logits may all be tilted by one
   low-rank offset read from the state (``mixture_tilt``: a country's own mix, as its history
   shows it);
-- ``log_mu``, ``log_alpha``: the total count, negative binomial with mean ``mu`` and variance
+  With ``prior`` the free head's logits are residuals added to a prior forecast's log
+  probabilities (:mod:`wgf_cli.forecast.prior`, given in the batch), starting at zero: the
+  untrained model *is* the prior, and ``shrink`` (set on validation after training,
+  :func:`wgf_cli.forecast.train.calibrate_shrink`) scales how much of the residuals is kept;
+- ``log_mu``, ``log_alpha``: the total count (with ``prior``: the prior's log mean plus a
+  residual), negative binomial with mean ``mu`` and variance
   ``mu + alpha mu^2`` (or Poisson, ``count_dist="poisson"``);
 - the day's cloud: K unit vectors on the sphere with softmax weights, trained with the
   debiased Sinkhorn divergence (:func:`wgf_cli.ot.clouds.sinkhorn_divergence`); after a
@@ -68,6 +73,7 @@ class ModelConfig:
     ema_mixer: bool = False  # transformer: learned per-channel moving averages of the tokens (Mega)
     mix_evidence: bool = False  # mixture head: each day's log-likelihood under every mix, as input
     regime_filter: bool = False  # mixture head: a learned hidden-Markov filter over the mixes
+    prior: bool = False  # free head: residuals on a prior forecast (batch prior_cells / prior_log_mu)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -277,6 +283,10 @@ class Forecaster(nn.Module):
         if cfg.regime_filter and not cfg.mixture:
             raise ValueError("regime_filter needs a mixture head (mixture > 0)")
         self.filter = RegimeFilter(cfg.mixture, cfg.n_countries) if cfg.regime_filter else None
+        if cfg.prior and cfg.mixture:
+            raise ValueError("prior needs the free cell head (mixture = 0)")
+        if cfg.prior:  # how much of the residuals is kept (cells, total); set on validation
+            self.register_buffer("shrink", torch.ones(2))
         if self.filter is not None:  # the filter's state law, as input to the heads
             self.filter_in = nn.Linear(cfg.mixture, d)
             nn.init.zeros_(self.filter_in.weight)
@@ -311,6 +321,10 @@ class Forecaster(nn.Module):
                        else country_totals.float())
                 self.filter.base.copy_(torch.log(tot.clamp_min(1e-3)))
                 log_total = 0.0  # a correction of the filter's log mean
+            if self.cfg.prior:  # residuals start at zero: the model starts as the prior
+                self.total.bias.copy_(torch.tensor([0.0, math.log(alpha)]))
+                self.cells.bias.zero_()
+                return
             self.total.bias.copy_(torch.tensor([log_total, math.log(alpha)]))
             if not self.cfg.mixture:
                 self.cells.bias.copy_(base)
@@ -405,11 +419,15 @@ class Forecaster(nn.Module):
         log_mu = tot[..., 0].float()
         if filter_log_mu is not None:
             log_mu = log_mu + filter_log_mu
+        if self.cfg.prior:
+            log_mu = batch["prior_log_mu"].float() + self.shrink[1] * log_mu
         if self.cloud_branch is not None:
             x, logw = self.cloud_branch.cloud_head(self.cloud_branch.features(batch)[0], cloud_positions)
         else:
             x, logw = self.cloud_head(h, cloud_positions)
         cells = self.cells(self.cell_proj(h))
+        if self.cfg.prior:
+            cells = batch["prior_cells"].float() + self.shrink[0] * cells.float()
         if self.cfg.mixture:  # log sum_k w_k softmax(components_k): normalised log-probs
             if prior is not None:  # the state's readout corrects the filter's law
                 cells = cells.float() + prior

@@ -1,4 +1,5 @@
-"""Forecast text: sampled next-day event sets projected on the basis of standard events.
+"""Forecast text: sampled next-day event sets projected on the basis of standard events, and
+the partners a country's events actually involve.
 
 A forecast cloud is K atoms ``x_k`` on the embedding sphere with weights ``w_k`` plus a
 total-count distribution (negative binomial: a Gamma-Poisson mixture with mean ``mu`` and
@@ -6,12 +7,14 @@ dispersion ``alpha``; Poisson when ``alpha`` is None).  One possible next-day ev
 drawn as: a day rate ``lam ~ Gamma(1/alpha, alpha mu)`` (``lam = mu`` for Poisson), then
 ``n_k ~ Poisson(lam w_k)`` events at atom ``k`` -- exactly a negative-binomial total split
 multinomially over the atoms.  Each atom is projected once on the basis: its standard event
-is the nearest event-code phrase vector (cosine), and its partner is the country whose vector
-best explains what is left of the atom once the event vector and the focal country's vector
-are removed (least squares), the focal country excluded.  The probability of a standard
-event is the fraction of the sampled sets that contain it; the forecast text is the most
-probable standard events, each with the partner of its heaviest atom, as phrases
-"<country> — <event> — <partner>".
+is the nearest event-code phrase vector (cosine).  The probability of a standard event is the
+fraction of the sampled sets that contain it.
+
+Partners are never guessed from the vectors: they are counted from the events themselves
+(the build's ``partners`` / ``partner_counts``: the actor locations of each (country, day)'s
+events, an actor in the country itself counted as *domestic*).  A test day's text names that
+day's partners; a forecast names the partners of the country's recent events
+(:func:`partner_shares`).  Phrases read "<country> — <event> — <partner>".
 """
 
 from __future__ import annotations
@@ -23,30 +26,35 @@ import torch
 
 from wgf_cli.forecast.data import StandardEvents
 
+DOMESTIC = "domestic"
+
 
 @dataclass
 class Projection:
-    """Atoms projected on the basis: standard event and partner index per atom."""
+    """Atoms projected on the basis: the standard event of each atom."""
 
     event: torch.Tensor  # [B, K] indices into the standard events
-    partner: torch.Tensor  # [B, K] indices into the country list
 
 
-def project_atoms(x: torch.Tensor, basis: StandardEvents, focal: torch.Tensor) -> Projection:
-    """Project atoms ``x`` [B, K, E] (focal country index into ``basis.country_codes`` per row,
-    -1 if unknown) on the standard events and partner countries."""
+def project_atoms(x: torch.Tensor, basis: StandardEvents) -> Projection:
+    """The nearest standard event (largest cosine) of each atom ``x`` [B, K, E]."""
     ev_vec = torch.as_tensor(basis.vectors, dtype=x.dtype, device=x.device)
-    c_vec = torch.as_tensor(basis.country_vectors, dtype=x.dtype, device=x.device)
-    event = (x @ ev_vec.T).argmax(-1)  # [B, K]
-    f = c_vec[focal.clamp_min(0)] * (focal >= 0)[:, None].to(x.dtype)  # [B, E]
-    span = torch.stack([ev_vec[event], f[:, None, :].expand_as(x)], dim=-1)  # [B, K, E, 2]
-    gram = span.transpose(-1, -2) @ span + 1e-6 * torch.eye(2, dtype=x.dtype, device=x.device)
-    coef = torch.linalg.solve(gram, span.transpose(-1, -2) @ x.unsqueeze(-1))  # normal equations
-    resid = x - (span @ coef).squeeze(-1)
-    score = resid @ c_vec.T  # [B, K, Q]
-    score = score.masked_fill(torch.nn.functional.one_hot(focal.clamp_min(0), c_vec.shape[0])
-                              .bool()[:, None, :] & (focal >= 0)[:, None, None], -torch.inf)
-    return Projection(event, score.argmax(-1))
+    return Projection((x @ ev_vec.T).argmax(-1))
+
+
+def partner_shares(partners: np.ndarray, counts: np.ndarray, focal: str, basis: StandardEvents,
+                   top: int = 3) -> list[tuple[str, str, float]]:
+    """The ``top`` partners of a country over some days, with their share of the partnered
+    events: ``partners`` [..., 3] FIPS codes ('' for none; the focal code itself means
+    domestic) and ``counts`` [..., 3] events per partner, summed over the leading axes.
+    Returns (code, label, share) with the label ``domestic`` for the focal country."""
+    tally: dict[str, float] = {}
+    for code, n in zip(partners.reshape(-1).tolist(), counts.reshape(-1).tolist(), strict=True):
+        if code and n > 0:
+            tally[code] = tally.get(code, 0.0) + float(n)
+    total = sum(tally.values())
+    order = sorted(tally, key=lambda k: (-tally[k], k))[:top]
+    return [(k, DOMESTIC if k == focal else basis.country_name(k), tally[k] / total) for k in order]
 
 
 def event_probabilities(proj: Projection, weights: torch.Tensor, mu: torch.Tensor,
@@ -96,32 +104,21 @@ def phrase(country: str, event: str, partner: str | None) -> str:
     return f"{country} — {event} — {partner}" if partner else f"{country} — {event}"
 
 
-def forecast_phrases(probs: np.ndarray, proj_event: np.ndarray, proj_partner: np.ndarray,
-                     weights: np.ndarray, country: str, basis: StandardEvents,
-                     top: int) -> list[str]:
-    """The ``top`` most probable standard events with the partner of their heaviest atom."""
+def forecast_phrases(probs: np.ndarray, country: str, basis: StandardEvents, top: int,
+                     partner: str | None) -> list[str]:
+    """The ``top`` most probable standard events (``probs`` [P]), each with ``partner`` (the
+    country's main recent partner, or None)."""
     order = np.argsort(-probs, kind="stable")
-    out = []
-    for e in order[:top]:
-        if probs[e] <= 0:
-            break
-        atoms = np.flatnonzero(proj_event == e)
-        partner = proj_partner[atoms[np.argmax(weights[atoms])]] if len(atoms) else -1
-        out.append(phrase(country, str(basis.phrases[e]),
-                          str(basis.country_names[partner]) if partner >= 0 else None))
-    return out
+    return [phrase(country, str(basis.phrases[e]), partner) for e in order[:top] if probs[e] > 0]
 
 
-def actual_phrases(proj_event: np.ndarray, proj_partner: np.ndarray, weights: np.ndarray,
-                   country: str, basis: StandardEvents, top: int) -> list[str]:
-    """The actual day's cloud as text: its distinct standard events by total weight."""
+def actual_phrases(proj_event: np.ndarray, weights: np.ndarray, country: str, basis: StandardEvents,
+                   top: int, partner: str | None) -> list[str]:
+    """The actual day's cloud as text: its distinct standard events by total weight, each with
+    the day's main partner (``partner``: from that day's events; None when no event of the
+    day had a located actor)."""
     mass: dict[int, float] = {}
     for e, w in zip(proj_event.tolist(), weights.tolist(), strict=True):
         if w > 0:
             mass[e] = mass.get(e, 0.0) + w
-    out = []
-    for e in sorted(mass, key=lambda e: -mass[e])[:top]:
-        atoms = np.flatnonzero((proj_event == e) & (weights > 0))
-        partner = proj_partner[atoms[np.argmax(weights[atoms])]]
-        out.append(phrase(country, str(basis.phrases[e]), str(basis.country_names[partner])))
-    return out
+    return [phrase(country, str(basis.phrases[e]), partner) for e in sorted(mass, key=lambda e: -mass[e])[:top]]

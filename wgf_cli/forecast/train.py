@@ -140,7 +140,9 @@ def losses(model: Forecaster, batch: dict[str, torch.Tensor], tc: TrainConfig,
     events = (ce * has).sum() / has.sum().clamp_min(1)
     dist = model.cfg.count_dist if not isinstance(model, nn.parallel.DistributedDataParallel) \
         else model.module.cfg.count_dist
-    total = count_nll(n, log_mu, log_alpha, dist).mean()
+    seen = batch["y_observed"] if all_positions else batch["y_observed"][:, -1:]
+    seen = seen.float()
+    total = (count_nll(n, log_mu, log_alpha, dist) * seen).sum() / seen.sum().clamp_min(1)
     cloud = cloud_loss(out.cloud_x, out.cloud_logw, batch, pos, tc) if tc.w_cloud > 0 \
         else torch.zeros((), device=n.device)
     loss = tc.w_events * events + tc.w_total * total + tc.w_cloud * cloud
@@ -433,3 +435,78 @@ def predict(model: Forecaster, data: SequenceData, batch_size: int = 256,
     if model.cfg.count_dist == "poisson":
         res["alpha"] = None
     return res
+
+
+SHRINK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@torch.no_grad()
+def calibrate_shrink(model: Forecaster, data: SequenceData, device: str | torch.device = "cpu",
+                     grid: tuple[float, ...] = SHRINK_GRID, batch_size: int = 256) -> dict[str, float]:
+    """Choose how much of a prior-based model's residuals to keep (``model.shrink``): the
+    fraction of the cell residuals with the lowest per-event log loss and the fraction of the
+    total's residual with the lowest count NLL on ``data`` (target days; days with events for
+    the log loss, observed days for the NLL), each from ``grid`` (0 keeps the prior alone, so
+    on ``data`` the model is never worse than its prior).  Sets ``model.shrink`` and returns
+    the chosen fractions and their scores."""
+    if not model.cfg.prior:
+        raise ValueError("calibrate_shrink needs a model with a prior (ModelConfig.prior)")
+    model.eval()
+    dev = torch.device(device)
+    ll = torch.zeros(len(grid), dtype=torch.float64)
+    nll = torch.zeros(len(grid), dtype=torch.float64)
+    n_ev = n_obs = 0.0
+    for i in range(0, len(data), batch_size):
+        batch = _to(data.batch(np.arange(i, min(len(data), i + batch_size))), dev, _dtype(model))
+        y = batch["y_counts"][:, -1].double()
+        n = y.sum(-1)
+        has = n > 0
+        seen = batch["y_observed"][:, -1]
+        n_ev += float(has.sum())
+        n_obs += float(seen.sum())
+        for j, lam in enumerate(grid):
+            model.shrink.fill_(lam)
+            o = model(batch)
+            lp = torch.log_softmax(o.cell_logits[:, -1].double(), -1)
+            ce = -(y * lp).sum(-1) / n.clamp_min(1)
+            ll[j] += ce[has].sum()
+            nll[j] += count_nll(n, o.log_mu[:, -1].double(), o.log_alpha[:, -1].double(),
+                                model.cfg.count_dist)[seen].sum()
+    ll /= max(n_ev, 1.0)
+    nll /= max(n_obs, 1.0)
+    jc, jt = int(torch.argmin(ll)), int(torch.argmin(nll))
+    model.shrink.copy_(torch.tensor([grid[jc], grid[jt]], dtype=model.shrink.dtype))
+    return {"shrink_cells": float(grid[jc]), "shrink_total": float(grid[jt]),
+            "val_log_loss_prior": float(ll[0]), "val_log_loss_kept": float(ll[jc]),
+            "val_total_nll_prior": float(nll[0]), "val_total_nll_kept": float(nll[jt])}
+
+
+def fine_tune(model: Forecaster, data: SequenceData, tc: TrainConfig, *, steps: int, lr: float,
+              device: str | torch.device = "cpu", seed: int = 0) -> float:
+    """``steps`` AdamW steps (constant ``lr``, no weight decay) of the event and count terms
+    of the loss on ``data`` (the cloud is not refitted): a rolling evaluation's refit on the
+    newest days.  Returns the mean loss of the steps."""
+    if steps <= 0 or len(data) == 0:
+        return math.nan
+    dev = torch.device(device)
+    model.to(dev).train()
+    params = [p for n, p in model.named_parameters() if not n.startswith("cloud_branch.")]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    tc = TrainConfig(**{**tc.__dict__, "w_cloud": 0.0})
+    done, total, epoch = 0, 0.0, 0
+    while done < steps:
+        for rows in epoch_batches(len(data), tc.batch_size, seed, 10_000 + epoch):
+            batch = _to(data.batch(rows), dev, _dtype(model))
+            loss = losses(model, batch, tc, tc.all_positions, contextlib.nullcontext)["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip > 0:
+                nn.utils.clip_grad_norm_(params, tc.grad_clip)
+            opt.step()
+            total += float(loss.detach())
+            done += 1
+            if done >= steps:
+                break
+        epoch += 1
+    model.eval()
+    return total / done
