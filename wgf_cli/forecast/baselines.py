@@ -78,6 +78,7 @@ ALPHA_GRID = tuple(np.logspace(-4, 1.5, 56))
 KAPPA_GRID = tuple(np.logspace(-1, 5, 37))
 OCC_SMOOTHING_GRID = (0.5, 1, 2, 5, 10, 20, 50)
 MU_FLOOR = 0.1
+_EWMA_CACHE_BYTES = 256 * 2**20  # cached EWMA panels per build
 
 
 @dataclass
@@ -221,10 +222,10 @@ class _Panel:
                  "obs": self.obs.astype(np.float64)}[what]
             lam = 0.5 ** (1.0 / float(half_life))
             y = lfilter([1.0], [1.0, -lam], x, axis=1)  # y[d] = sum_{s <= d} lam^(d - s) x[s]
-            pad = np.zeros_like(y[:, :1])
-            if len(self._ewma) >= 12:
-                self._ewma.clear()
-            self._ewma[key] = np.concatenate([pad, y], 1)  # [C, D+1]: days < d
+            y = np.concatenate([np.zeros_like(y[:, :1]), y], 1)  # [C, D+1]: days < d
+            while self._ewma and sum(v.nbytes for v in self._ewma.values()) + y.nbytes > _EWMA_CACHE_BYTES:
+                self._ewma.pop(next(iter(self._ewma)))  # the oldest first
+            self._ewma[key] = y
         return self._ewma[key][c, t]
 
 
@@ -481,51 +482,96 @@ class NBRegression:
         return np.exp(self.intercept[np.asarray(country)] + x @ self.coef)
 
 
+def _nb_loglik(y: torch.Tensor, eta: torch.Tensor, log_a: torch.Tensor) -> torch.Tensor:
+    """Elementwise NB log-likelihood with ``log mu = eta`` and ``log alpha``."""
+    r = torch.exp(-log_a)
+    lr_mu = torch.logaddexp(-log_a, eta)  # log(r + mu)
+    return (torch.lgamma(y + r) - torch.lgamma(r) - torch.lgamma(y + 1)
+            + r * (-log_a - lr_mu) + y * (eta - lr_mu))
+
+
+def _nb_derivatives(y: torch.Tensor, eta: torch.Tensor, log_a: float) -> tuple[torch.Tensor, ...]:
+    """Per observation: the log-likelihood and its first and second derivatives in
+    ``(eta, log alpha)`` (autograd of the elementwise function: each term depends on its own
+    ``eta_i`` only, so a few backward passes give every derivative)."""
+    e = eta.detach().clone().requires_grad_(True)
+    la = torch.full_like(e, log_a).requires_grad_(True)
+    ll = _nb_loglik(y, e, la)
+    d_e, d_a = torch.autograd.grad(ll.sum(), (e, la), create_graph=True)
+    d_ee, d_ea = torch.autograd.grad(d_e.sum(), (e, la), retain_graph=True)
+    d_aa = torch.autograd.grad(d_a.sum(), la)[0]
+    return ll.detach(), d_e.detach(), d_a.detach(), d_ee, d_ea, d_aa
+
+
 def fit_nb_regression(build: GdeltBuild, country: np.ndarray, day: np.ndarray,
-                      fallback: np.ndarray, max_iter: int = 200, ridge: float = 1e-6) -> NBRegression:
-    """Maximum likelihood (L-BFGS with strong Wolfe line search, float64) of the NB regression
-    on the targets ``(country, day)`` (observed days), pooled over countries with one intercept
-    per country; ``fallback`` [C] (mean totals) stands in for a missing history.  A country
-    without training targets gets the mean intercept."""
+                      fallback: np.ndarray, max_iter: int = 100, ridge: float = 1e-6) -> NBRegression:
+    """Maximum likelihood of the NB regression on the targets ``(country, day)`` (observed
+    days), pooled over countries with one intercept per country, the dispersion included
+    (``log alpha`` kept in [-12, 5]): Newton steps with the exact Hessian (``J^T diag J`` of
+    the per-day second derivatives, float64), Levenberg-damped where it is not positive
+    definite, and a backtracking line search, until the gradient's largest entry is below
+    1e-8.  ``fallback`` [C] (mean totals) stands in for a missing history; a country without
+    training targets gets the mean intercept; ``ridge`` penalises the coefficients."""
     c = np.asarray(country, dtype=np.int64)
     t = np.asarray(day, dtype=np.int64)
     n_c = build.n_countries
-    x = torch.as_tensor(count_features(build, c, t, fallback), dtype=torch.float64)
+    seen = np.flatnonzero(np.bincount(c, minlength=n_c) > 0)
+    local = np.full(n_c, -1)
+    local[seen] = np.arange(len(seen))
+    feats = count_features(build, c, t, fallback)
+    n_f, n_s, n = feats.shape[1], len(seen), len(c)
+    x = torch.zeros(n, n_f + n_s, dtype=torch.float64)  # features and country one-hots
+    x[:, :n_f] = torch.as_tensor(feats)
+    x[torch.arange(n), n_f + torch.as_tensor(local[c])] = 1.0
     y = torch.as_tensor(build.total[c, t], dtype=torch.float64)
-    ct = torch.as_tensor(c)
-    seen = np.bincount(c, minlength=n_c) > 0
-    a0 = np.log(np.maximum(np.bincount(c, weights=build.total[c, t], minlength=n_c)
-                           / np.maximum(np.bincount(c, minlength=n_c), 1), MU_FLOOR))
-    coef = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    icpt = torch.tensor(a0, dtype=torch.float64, requires_grad=True)
-    log_a = torch.tensor(math.log(0.1), dtype=torch.float64, requires_grad=True)
-    params = [coef, icpt, log_a]
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=1e-9,
-                            tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+    tot = np.bincount(c, weights=build.total[c, t], minlength=n_c)[seen]
+    a0 = np.log(np.maximum(tot / np.bincount(c, minlength=n_c)[seen], MU_FLOOR))
+    beta = torch.cat([torch.zeros(n_f, dtype=torch.float64), torch.as_tensor(a0)])
+    log_a = math.log(0.1)
+    pen = torch.cat([torch.full((n_f,), ridge, dtype=torch.float64),
+                     torch.zeros(n_s, dtype=torch.float64)])
 
-    def nll() -> torch.Tensor:
-        log_mu = icpt[ct] + x @ coef
-        a = log_a.clamp(-12, 5).exp()
-        r = 1 / a
-        lr_mu = torch.logaddexp(-log_a.clamp(-12, 5), log_mu)  # log(r + mu)
-        ll = (torch.lgamma(y + r) - torch.lgamma(r) - torch.lgamma(y + 1)
-              + r * (-log_a.clamp(-12, 5) - lr_mu) + y * (log_mu - lr_mu))
-        return -ll.mean() + ridge * (coef ** 2).sum()
+    def objective(b: torch.Tensor, la: float) -> float:
+        with torch.no_grad():
+            return float(-_nb_loglik(y, x @ b, torch.tensor(la, dtype=torch.float64)).mean()
+                         + (pen * b ** 2).sum())
 
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = nll()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    loss = closure()
-    gnorm = float(torch.sqrt(sum((p.grad ** 2).sum() for p in params)))
-    n_iter = int(opt.state[opt._params[0]].get("n_iter", 0))
-    ic = icpt.detach().numpy().copy()
-    ic[~seen] = ic[seen].mean() if seen.any() else 0.0
-    return NBRegression(coef.detach().numpy().copy(), ic, float(log_a.detach().clamp(-12, 5).exp()),
-                        float(loss), gnorm, n_iter, np.asarray(fallback, dtype=np.float64))
+    f = objective(beta, log_a)
+    it, gmax = 0, math.inf
+    for it in range(1, max_iter + 1):
+        ll, d_e, d_a, d_ee, d_ea, d_aa = _nb_derivatives(y, x @ beta, log_a)
+        g = torch.cat([-(x.T @ d_e) / n + 2 * pen * beta, -d_a.sum()[None] / n])
+        at_bound = (log_a <= -12.0 and g[-1] > 0) or (log_a >= 5.0 and g[-1] < 0)
+        gmax = float(g[:-1].abs().max()) if at_bound else float(g.abs().max())
+        if gmax < 1e-8:
+            break
+        h = torch.empty(n_f + n_s + 1, n_f + n_s + 1, dtype=torch.float64)
+        h[:-1, :-1] = -(x.T * d_ee) @ x / n + torch.diag(2 * pen)
+        h[:-1, -1] = h[-1, :-1] = -(x.T @ d_ea) / n
+        h[-1, -1] = -d_aa.sum() / n
+        damp = 0.0
+        while True:  # Levenberg damping until the Hessian is positive definite
+            chol, info = torch.linalg.cholesky_ex(h + damp * torch.eye(len(h), dtype=h.dtype))
+            if int(info) == 0:
+                break
+            damp = max(damp * 10.0, 1e-9)
+        step = torch.cholesky_solve(-g[:, None], chol)[:, 0]
+        lr, fc = 1.0, math.inf
+        while lr > 1e-10:
+            cb = beta + lr * step[:-1]
+            ca = min(max(log_a + lr * float(step[-1]), -12.0), 5.0)
+            fc = objective(cb, ca)
+            if fc <= f + 1e-4 * lr * float(g @ step):
+                break
+            lr *= 0.5
+        if fc >= f:
+            break
+        beta, log_a, f = cb, ca, fc
+    coef = beta[:n_f].numpy().copy()
+    ic = np.full(n_c, float(beta[n_f:].mean()) if n_s else 0.0)
+    ic[seen] = beta[n_f:].numpy()
+    return NBRegression(coef, ic, float(math.exp(log_a)), f, gmax, it,
+                        np.asarray(fallback, dtype=np.float64))
 
 
 def nb_regression(data: SequenceData | Targets, clim: dict, reg: NBRegression, half_life: float,
