@@ -433,6 +433,10 @@ def score_all(preds: Mapping[str, Any], counts: np.ndarray, total: np.ndarray | 
     occurred = root_n > 0
     out: dict[str, dict[str, Any]] = {}
     for name, p in preds.items():
+        for field in ("root_probs", "quad_probs", "occur_probs", "total_mean"):
+            rows = len(getattr(p, field))
+            if rows != n:
+                raise ValueError(f"{name}: {field} has {rows} rows, {n} target days")
         day = per_day_scores(p, counts, total)
         s: dict[str, Any] = {"days": int(n), "days_scored": int(has.sum())}
         for m in metrics:
