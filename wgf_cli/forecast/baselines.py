@@ -31,10 +31,14 @@ Methods (``name``: what it forecasts; hyper-parameters, tuned on the validation 
   occurrences, ``(sum_s w_s 1{n_rs > 0} + s clim_occ_r) / (sum_s w_s + s)`` (``half_life`` and
   ``s`` by the occurrence cross-entropy); the per-event mix follows the implied Poisson rates
   ``-log(1 - P_r)`` (cells split by the country's QuadClass given the root), total ``L``;
-- ``nb_regression``: the total ~ NB(mu, alpha), ``log mu = a_c + b . x`` with ``x`` = log1p of
-  the last observed total, of the mean of the observed days of the last 7 and of the last
-  28, and weekday dummies; ``a_c`` per country; maximum likelihood (L-BFGS, float64) on the
-  training targets pooled over countries, ``alpha`` included; its event mix is ``ewma``'s;
+- ``nb_regression``: the total ~ NB(mu, alpha), ``log mu = log(L28 + 0.5) + a_c + b . x``:
+  relative to the recent level ``L28`` (the mean of the observed days among the last 28, an
+  offset), ``x`` = log of the last observed total and of the last 7 days' mean over that level,
+  and weekday dummies; ``a_c`` per country; maximum likelihood (Newton, float64) on the
+  training targets pooled over countries, ``alpha`` included; its event mix is ``ewma``'s.
+  The level enters as an offset (coefficient 1) on purpose: a free coefficient, fitted on a
+  training period of stable volume, is ~0 and pulls every forecast back to the training mean
+  when the volume moves (issue 19's inflated counts);
 - ``oracle`` (synthetic builds): the generator's exact predictive distribution (oracle.npz).
 
 Totals are negative binomial ``NB(mu, alpha)`` (variance ``mu + alpha mu^2``) with ``alpha``
@@ -437,39 +441,44 @@ def recurrency(data: SequenceData | Targets, clim: dict, half_life: float, smoot
 # ---------------------------------------------------------------------------------------
 # negative-binomial regression of the total
 # ---------------------------------------------------------------------------------------
-NB_FEATURES = ("log1p_last", "log1p_mean7", "log1p_mean28", "tue", "wed", "thu", "fri", "sat", "sun")
+NB_FEATURES = ("log_last_over_level", "log_mean7_over_level", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def count_features(build: GdeltBuild, country: np.ndarray, day: np.ndarray,
-                   fallback: np.ndarray | None = None) -> np.ndarray:
-    """Lagged features of the total [N, 9] (:data:`NB_FEATURES`): log1p of the last observed
-    total, of the mean over the observed days among the last 7 and the last 28 (falling back
-    to the shorter one, then to ``fallback[country]`` or 0 without history), weekday dummies of
-    the target day (Monday the reference)."""
+                   fallback: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The offset and lagged features of the NB regression of the total.
+
+    The level ``L`` is the mean total of the observed days among the last 28 (falling back to
+    the last 7, the last observed day, then ``fallback[country]`` or 0 without history); the
+    offset is ``log(L + 0.5)`` and the features [N, 8] (:data:`NB_FEATURES`) are
+    ``log((last + 0.5) / (L + 0.5))`` (the last observed total), ``log((mean7 + 0.5) / (L + 0.5))``
+    and weekday dummies of the target day (Monday the reference)."""
     pan = _panel(build)
     c, t = np.asarray(country, dtype=np.int64), np.asarray(day, dtype=np.int64)
     days, valid = pan.last_observed(c, t, 1)
     fb = np.zeros(len(c)) if fallback is None else np.asarray(fallback, dtype=np.float64)[c]
     last = np.where(valid[:, 0], pan.total[c, days[:, 0]], fb)
-    feats = [last]
+    means = []
     prev = last
     for w in (7, 28):
         lo = np.maximum(t - w, 0)
         n = pan.cs_obs[c, t] - pan.cs_obs[c, lo]
         m = np.where(n > 0, (pan.cs_tot[c, t] - pan.cs_tot[c, lo]) / np.maximum(n, 1), prev)
-        feats.append(m)
+        means.append(m)
         prev = m
-    x = np.log1p(np.stack(feats, 1))
+    offset = np.log(means[1] + 0.5)
     wd = pan.weekday[t]
-    dummies = (wd[:, None] == np.arange(1, 7)[None, :]).astype(np.float64)
-    return np.concatenate([x, dummies], 1)
+    x = np.column_stack([np.log(last + 0.5) - offset, np.log(means[0] + 0.5) - offset,
+                         (wd[:, None] == np.arange(1, 7)[None, :]).astype(np.float64)])
+    return offset, x
 
 
 @dataclass
 class NBRegression:
-    """``log mu = intercept[c] + x @ coef``, variance ``mu + alpha mu^2``."""
+    """``log mu = offset + intercept[c] + x @ coef`` (:func:`count_features`), variance
+    ``mu + alpha mu^2``."""
 
-    coef: np.ndarray  # [9]
+    coef: np.ndarray  # [8]
     intercept: np.ndarray  # [C]
     alpha: float
     nll: float  # mean training NLL
@@ -478,8 +487,8 @@ class NBRegression:
     fallback: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
 
     def mean(self, build: GdeltBuild, country: np.ndarray, day: np.ndarray) -> np.ndarray:
-        x = count_features(build, country, day, self.fallback)
-        return np.exp(self.intercept[np.asarray(country)] + x @ self.coef)
+        off, x = count_features(build, country, day, self.fallback)
+        return np.exp(off + self.intercept[np.asarray(country)] + x @ self.coef)
 
 
 def _nb_loglik(y: torch.Tensor, eta: torch.Tensor, log_a: torch.Tensor) -> torch.Tensor:
@@ -518,14 +527,14 @@ def fit_nb_regression(build: GdeltBuild, country: np.ndarray, day: np.ndarray,
     seen = np.flatnonzero(np.bincount(c, minlength=n_c) > 0)
     local = np.full(n_c, -1)
     local[seen] = np.arange(len(seen))
-    feats = count_features(build, c, t, fallback)
+    off_np, feats = count_features(build, c, t, fallback)
+    off = torch.as_tensor(off_np)
     n_f, n_s, n = feats.shape[1], len(seen), len(c)
     x = torch.zeros(n, n_f + n_s, dtype=torch.float64)  # features and country one-hots
     x[:, :n_f] = torch.as_tensor(feats)
     x[torch.arange(n), n_f + torch.as_tensor(local[c])] = 1.0
     y = torch.as_tensor(build.total[c, t], dtype=torch.float64)
-    tot = np.bincount(c, weights=build.total[c, t], minlength=n_c)[seen]
-    a0 = np.log(np.maximum(tot / np.bincount(c, minlength=n_c)[seen], MU_FLOOR))
+    a0 = np.zeros(n_s)
     beta = torch.cat([torch.zeros(n_f, dtype=torch.float64), torch.as_tensor(a0)])
     log_a = math.log(0.1)
     pen = torch.cat([torch.full((n_f,), ridge, dtype=torch.float64),
@@ -533,13 +542,13 @@ def fit_nb_regression(build: GdeltBuild, country: np.ndarray, day: np.ndarray,
 
     def objective(b: torch.Tensor, la: float) -> float:
         with torch.no_grad():
-            return float(-_nb_loglik(y, x @ b, torch.tensor(la, dtype=torch.float64)).mean()
+            return float(-_nb_loglik(y, off + x @ b, torch.tensor(la, dtype=torch.float64)).mean()
                          + (pen * b ** 2).sum())
 
     f = objective(beta, log_a)
     it, gmax = 0, math.inf
     for it in range(1, max_iter + 1):
-        ll, d_e, d_a, d_ee, d_ea, d_aa = _nb_derivatives(y, x @ beta, log_a)
+        ll, d_e, d_a, d_ee, d_ea, d_aa = _nb_derivatives(y, off + x @ beta, log_a)
         g = torch.cat([-(x.T @ d_e) / n + 2 * pen * beta, -d_a.sum()[None] / n])
         at_bound = (log_a <= -12.0 and g[-1] > 0) or (log_a >= 5.0 and g[-1] < 0)
         gmax = float(g[:-1].abs().max()) if at_bound else float(g.abs().max())
