@@ -546,9 +546,10 @@ def fit_nb_regression(build: GdeltBuild, country: np.ndarray, day: np.ndarray,
                          + (pen * b ** 2).sum())
 
     f = objective(beta, log_a)
-    it, gmax = 0, math.inf
-    for it in range(1, max_iter + 1):
-        ll, d_e, d_a, d_ee, d_ea, d_aa = _nb_derivatives(y, off + x @ beta, log_a)
+    n_iter, gmax = 0, math.inf
+    for _ in range(max_iter):
+        n_iter += 1
+        _, d_e, d_a, d_ee, d_ea, d_aa = _nb_derivatives(y, off + x @ beta, log_a)
         g = torch.cat([-(x.T @ d_e) / n + 2 * pen * beta, -d_a.sum()[None] / n])
         at_bound = (log_a <= -12.0 and g[-1] > 0) or (log_a >= 5.0 and g[-1] < 0)
         gmax = float(g[:-1].abs().max()) if at_bound else float(g.abs().max())
@@ -579,7 +580,7 @@ def fit_nb_regression(build: GdeltBuild, country: np.ndarray, day: np.ndarray,
     coef = beta[:n_f].numpy().copy()
     ic = np.full(n_c, float(beta[n_f:].mean()) if n_s else 0.0)
     ic[seen] = beta[n_f:].numpy()
-    return NBRegression(coef, ic, float(math.exp(log_a)), f, gmax, it,
+    return NBRegression(coef, ic, float(math.exp(log_a)), f, gmax, n_iter,
                         np.asarray(fallback, dtype=np.float64))
 
 
@@ -755,8 +756,8 @@ def fit_baselines(train: SequenceData | Targets, val: SequenceData | Targets, cl
                                   "val_log_loss": _mean_log_loss(root_va, pred.root_probs)}
     if "recurrency" in names:
         occ_va = (root_va > 0).astype(np.float64)
-        best = min(((_binary_xent(occ_va, _recurrency_occ(pan_va, clim, hl, s, cva, tva)), float(hl),
-                     float(s)) for hl in half_lives for s in OCC_SMOOTHING_GRID))
+        best = min((_binary_xent(occ_va, _recurrency_occ(pan_va, clim, hl, s, cva, tva)), float(hl),
+                     float(s)) for hl in half_lives for s in OCC_SMOOTHING_GRID)
         e = params["ewma"]
         params["recurrency"] = {"half_life": best[1], "smoothing": best[2],
                                 "level_half_life": e["level_half_life"], "alpha": e["alpha"],
