@@ -80,6 +80,8 @@ def test_count_scores_reject_bad_input():
 
 def test_block_bootstrap_hand_case_and_constant():
     assert M.block_bootstrap_ci(np.full(10, 2.5), np.arange(10) // 2) == (2.5, 2.5)
+    with pytest.raises(ValueError, match="two blocks"):
+        M.block_bootstrap_ci(np.arange(5.0), np.zeros(5))
     # two blocks of one value each, means 0 and 1: resampled means are 0, 0.5, 1 with
     # probabilities 1/4, 1/2, 1/4 -> the 2.5 % and 97.5 % quantiles are 0 and 1
     lo, hi = M.block_bootstrap_ci(np.array([0.0, 1.0]), np.array([0, 1]), n_boot=4000, seed=3)
@@ -199,6 +201,8 @@ def test_score_all_values_days_and_nan_errors():
     assert s["b"]["count_nll"] == pytest.approx(-stats.poisson.logpmf(y, 30.0).mean(), rel=1e-10)
     lo, hi = a["log_loss_ci"]
     assert lo < a["log_loss"] < hi
+    with pytest.raises(M.ScoreError, match="log_loss_ci is undefined"):
+        M.score_all(preds, counts, blocks=np.zeros(n, int))
     # a NaN forecast names the method and the metric
     bad = _pred(np.where(np.arange(20) == 0, np.nan, root), quad, occ, mu)
     with pytest.raises(M.ScoreError, match="bad: log_loss is nan"):

@@ -310,6 +310,9 @@ def block_bootstrap_ci(values, blocks, n_boot: int = 2000, level: float = 0.95,
     sums = np.bincount(inv, weights=v)
     cnt = np.bincount(inv).astype(np.float64)
     g = len(sums)
+    if g < 2:
+        raise ValueError("block_bootstrap_ci needs at least two blocks (one block gives a "
+                         "zero-width interval)")
     rng = np.random.default_rng(seed)
     means = np.empty(n_boot)
     step = max(1, 4_000_000 // g)
@@ -417,7 +420,8 @@ def score_all(preds: Mapping[str, Any], counts: np.ndarray, total: np.ndarray | 
     :data:`COUNT_METRICS`, :data:`OCCUR_METRICS`) as floats, ``days`` (N: count and
     occurrence scores) and ``days_scored`` (days with events: event-mix scores), and with
     ``blocks`` (labels, e.g. :func:`country_week_blocks`) ``log_loss_ci``: the
-    ``level`` block-bootstrap interval of the mean log loss.  Raises :class:`ScoreError`
+    ``level`` block-bootstrap interval of the mean log loss (at least two blocks with
+    events needed).  Raises :class:`ScoreError`
     naming the method and metric when a requested score is undefined (e.g. no day with
     events) or NaN."""
     known = set(EVENT_METRICS) | set(COUNT_METRICS) | set(OCCUR_METRICS)
@@ -457,6 +461,9 @@ def score_all(preds: Mapping[str, Any], counts: np.ndarray, total: np.ndarray | 
             s[m] = v
         if blocks is not None and "log_loss" in metrics:
             blk = np.asarray(blocks).reshape(-1)
+            if len(np.unique(blk[has])) < 2:
+                raise ScoreError(f"{name}: log_loss_ci is undefined: the {int(has.sum())} days "
+                                 "with events fall in fewer than two blocks")
             s["log_loss_ci"] = block_bootstrap_ci(day["log_loss"][has], blk[has], n_boot, level, seed)
         out[name] = s
     return out
