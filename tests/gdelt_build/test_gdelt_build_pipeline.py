@@ -122,7 +122,9 @@ def test_bad_inputs_reported_and_skipped(tmp_path, raw):
     (local / "20190610.export.CSV.zip").write_bytes(data[: len(data) // 3])        # truncated zip
     (local / "20190611.export.CSV.zip").write_bytes(b"not a zip at all")            # corrupt zip
     (local / "notes.txt").write_text("a,b,c\n1,2,3\n")                               # unknown layout
-    res = B.build(B.list_inputs(local), _opts(tmp_path / "out", model), vocab=VOCAB)
+    opts = _opts(tmp_path / "out", model)
+    opts.max_gap = 0                                                # the strict rule: no unobserved day
+    res = B.build(B.list_inputs(local), opts, vocab=VOCAB)
     man = res.manifest["inputs"]
     assert res.summary["files_failed"] == 3 and res.summary["files"] == 31
     assert "corrupt zip" in man["20190610.export.CSV.zip"]["error"]
@@ -153,7 +155,8 @@ def test_parallel_workers_equal_serial(tmp_path, raw):
 def test_real_samples_build(tmp_path):
     """The real 57/58/61 samples build into descriptors over every country seen."""
     res = B.build([FIX / "v1_mixed_57_58_100rows.tsv", FIX / "v2_61cols_100rows.tsv"],
-                  B.BuildOptions(out_dir=tmp_path, sequences=5, context=3, k=3, kmeans_iters=2), vocab=VOCAB)
+                  B.BuildOptions(out_dir=tmp_path, sequences=5, context=3, k=3, kmeans_iters=2, start=20150218,
+                                 end=20150608, min_median_events=0, country_by="actor"), vocab=VOCAB)
     assert res.summary["rows_read"] == 200 and res.summary["rows_kept"] == 200 and res.summary["rows_rejected"] == 0
     m = res.manifest["inputs"]
     assert m["v1_mixed_57_58_100rows.tsv"]["layouts"] == {"57": 40, "58": 60}
