@@ -170,8 +170,8 @@ def archive_members(path: Path) -> list[str]:
 def expand_archives(inputs: list[Path], out: Path, say: Callable[[str], None] = lambda _m: None) -> list[Path]:
     """``inputs`` with each tar archive replaced by its event files, extracted once into
     ``out/inputs/<archive name>/`` (a marker with the archive's md5 makes a re-run reuse
-    them).  Members are flattened to ``<archive stem>__<member path with / as _>``, so names
-    stay distinct across archives."""
+    them).  Members are named ``<archive stem>__<file name>`` (``<archive stem>__<member path
+    with / as _>`` when two members share a file name), so names stay distinct across archives."""
     import tarfile
 
     result: list[Path] = []
@@ -187,13 +187,14 @@ def expand_archives(inputs: list[Path], out: Path, say: Callable[[str], None] = 
             say(f"extracting {p.name} into {dest}")
             dest.mkdir(parents=True, exist_ok=True)
             with tarfile.open(p) as tf:
-                for m in tf.getmembers():
-                    if not (m.isfile() and m.name.lower().endswith(EVENT_SUFFIXES)
-                            and not Path(m.name).name.startswith(".")):
-                        continue
+                members = [m for m in tf.getmembers() if m.isfile() and m.name.lower().endswith(EVENT_SUFFIXES)
+                           and not Path(m.name).name.startswith(".")]
+                base = [Path(m.name).name for m in members]
+                flat = len(set(base)) == len(base)          # file names alone when they are distinct
+                for m, b in zip(members, base, strict=True):
                     fh = tf.extractfile(m)
                     if fh is not None:
-                        atomic_bytes(dest / f"{stem}__{m.name.replace('/', '_')}", fh.read())
+                        atomic_bytes(dest / f"{stem}__{b if flat else m.name.replace('/', '_')}", fh.read())
             atomic_bytes(marker, md5.encode())
         result += sorted(q for q in dest.iterdir() if q.is_file() and not q.name.startswith("."))
     return result
