@@ -204,9 +204,10 @@ def _complete(table: pa.Table) -> pa.Table:
 
 
 def is_header(data) -> bool:
-    """Whether the input starts with a header row (a BigQuery / CSV export)."""
-    head = bytes(data[:64]).lstrip(b"\xef\xbb\xbf").lstrip(b'"')
-    return head.upper().startswith(b"GLOBALEVENTID")
+    """Whether the input starts with a header row (a BigQuery / CSV export): its first line
+    names GLOBALEVENTID, SQLDATE and EventCode, in any order."""
+    first = bytes(data[: 1 << 16]).split(b"\n", 1)[0].upper()
+    return b"GLOBALEVENTID" in first and b"SQLDATE" in first and b"EVENTCODE" in first
 
 
 def parse_header_csv(data) -> tuple[pa.Table, list[tuple[str, str]]]:
