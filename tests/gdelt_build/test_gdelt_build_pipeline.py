@@ -193,23 +193,32 @@ def test_dask_engine_on_a_running_scheduler(tmp_path, raw):
     _same(_arrays(tmp_path / "d"), _arrays(tmp_path / "l"))
 
 
-@pytest.mark.parametrize("day_key", ["sqldate", "dateadded"])
-def test_month_by_month_descriptors_equal_all_at_once(tmp_path, day_key):
-    """The build describes one calendar month at a time (memory bounded by a month of events);
-    the result equals compute() on every event at once, diagnostics included."""
+@pytest.mark.parametrize(("day_key", "window"), [("sqldate", None), ("dateadded", None),
+                                                ("sqldate", (20150705, 20150820)), ("dateadded", (20150705, 20150820))])
+def test_month_by_month_descriptors_equal_all_at_once(tmp_path, day_key, window):
+    """The build describes one calendar month at a time (memory bounded by a month of events)
+    and counts the events outside its date window file by file; the result equals compute()
+    on every event at once with the same countries, diagnostics included."""
     cfg = S.SyntheticConfig(countries=3, days=75, events_per_day=40, seed=4, start="2015-06-20")
     model, *_ = S.generate(cfg, tmp_path / "raw")
     opts = _opts(tmp_path / "b", model, sequences=3, day_key=day_key, max_lag=5)
     opts.countries = None
+    opts.min_median_events = 0
+    if window:
+        opts.start, opts.end = window
     res = B.build(B.list_inputs(tmp_path / "raw"), opts, vocab=VOCAB)
     files = sorted(str(p) for p in (tmp_path / "b" / "events").rglob("*.parquet"))
-    assert len(B.month_windows(res.descriptors.days)) == 4          # Jun 20 - Sep 2
+    assert len(B.month_windows(res.descriptors.days)) == (4 if window is None else 2)   # Jun 20 - Sep 2
     events = pd.concat([pq.read_table(f, columns=B.EVENT_COLUMNS).to_pandas() for f in files], ignore_index=True)
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     pub = sorted({d for e in manifest["inputs"].values() for d in e["pub_days"]})
-    ref = Dm.compute(events, VOCAB, days=Dm.day_range(pub[0], pub[-1]), observed_days=np.array(pub), k=3,
-                     day_key=day_key, max_lag=5, kmeans_iters=2)
+    first, last = window or (pub[0], pub[-1])
+    assert (int(res.descriptors.days[0]), int(res.descriptors.days[-1])) == (first, last)
+    ref = Dm.compute(events, VOCAB, days=Dm.day_range(first, last), observed_days=np.array(pub), k=3,
+                     day_key=day_key, max_lag=5, kmeans_iters=2, countries=list(res.descriptors.countries))
     _same(res.descriptors.arrays(), ref.arrays())
     assert res.descriptors.diagnostics == ref.diagnostics
     if day_key == "sqldate":
         assert ref.diagnostics["too_old"] > 0                          # the lag rule was exercised
+    if window:
+        assert ref.diagnostics["outside_days"] > 0 and res.summary["rows_outside_window"] > 0

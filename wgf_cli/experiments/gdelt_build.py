@@ -243,6 +243,7 @@ def validate(cfg: DictConfig) -> None:
     if start is not None and end is not None and end < start:
         raise ConfigError(f"descriptors.end must be >= descriptors.start, got {start} .. {end}")
     C.integer(cfg, "descriptors.split_gap", minimum=1)
+    C.number(cfg, "descriptors.tail_fraction", minimum=0.0, maximum=1.0)
     C.number(cfg, "descriptors.min_median_events", minimum=0.0)
     if C.get(cfg, "descriptors.top_countries") is not None:
         C.integer(cfg, "descriptors.top_countries", minimum=1)
@@ -356,6 +357,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
         min_country_events=int(cfg.descriptors.min_country_events), context=int(cfg.sequences.context),
         country_by=str(cfg.descriptors.country_by), start=_yyyymmdd(cfg.descriptors.start),
         end=_yyyymmdd(cfg.descriptors.end), split_gap=int(cfg.descriptors.split_gap),
+        tail_fraction=float(cfg.descriptors.tail_fraction),
         min_median_events=float(cfg.descriptors.min_median_events),
         top_countries=None if cfg.descriptors.top_countries is None else int(cfg.descriptors.top_countries),
         max_gap=int(cfg.sequences.max_gap),

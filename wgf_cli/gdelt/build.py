@@ -250,6 +250,7 @@ class BuildOptions:
     start: int | None = None         # YYYYMMDD: first day of the axis (None: automatic)
     end: int | None = None           # YYYYMMDD: last day of the axis (None: automatic)
     split_gap: int = 90              # automatic window: a pause of more days splits the publication days
+    tail_fraction: float = 0.005     # automatic window: end months below this share of the busiest are trimmed
     min_median_events: float = 1.0   # countries None: median events per observed day a country needs
     top_countries: int | None = None  # countries None: keep at most this many (by events)
     max_gap: int = 7                 # sequences: longest run of unobserved context days
@@ -290,17 +291,19 @@ def _reusable(entry: dict | None, md5: str, out: Path) -> bool:
 
 
 def day_window(pub_days: list[int], pub_rows: list[int], start: int | None = None, end: int | None = None,
-               split_gap: int = 90) -> tuple[int, int, dict]:
+               split_gap: int = 90, tail_fraction: float = 0.005) -> tuple[int, int, dict]:
     """The day axis ``[first, last]`` (YYYYMMDD) of a build from its publication days and the
     rows published on each.
 
     Publication days outside ``[start, end]`` are left out.  With both bounds given the axis
     runs from the first to the last remaining publication day.  Otherwise (automatic) the
     remaining days are split into clusters wherever more than ``split_gap`` days pass without
-    a publication, and the cluster holding the most rows (the later one on a tie) is the
-    axis: a sparse tail -- a few rows dated 1982 inside a 2020 daily file, the 1979-2005
-    backfile rows of a mixed folder -- never stretches the day axis.  Returns the axis and a
-    report (rows and days left out, the clusters)."""
+    a publication, and the cluster holding the most rows (the later one on a tie) is kept;
+    then its sparse ends are trimmed: the axis runs from the first to the last calendar month
+    of the cluster holding at least ``tail_fraction`` of the rows of its busiest month.  So a
+    sparse tail -- a few rows dated 1982 inside a 2020 daily file, backfile rows spread one a
+    month over 1979-2019 beside a month of daily files -- never stretches the day axis.
+    Returns the axis and a report (rows and days left out, the clusters)."""
     days = np.asarray(pub_days, np.int64)
     rows = np.asarray(pub_rows, np.int64)
     order = np.argsort(days, kind="stable")
@@ -323,6 +326,16 @@ def day_window(pub_days: list[int], pub_rows: list[int], start: int | None = Non
         clusters = [(int(d[a]), int(d[b - 1]), int(r[a:b].sum()), b - a) for a, b in zip(bounds[:-1], bounds[1:])]
         best = max(range(len(clusters)), key=lambda i: (clusters[i][2], i))
         first, last = clusters[best][0], clusters[best][1]
+        sel = (d >= first) & (d <= last)
+        month = d[sel] // 100
+        vol: dict[int, int] = {}
+        for mth, n in zip(month.tolist(), r[sel].tolist(), strict=True):
+            vol[mth] = vol.get(mth, 0) + n
+        busiest = max(vol.values())
+        dense = sorted(mth for mth, n in vol.items() if n >= tail_fraction * busiest)
+        first = int(d[sel][month == dense[0]].min())
+        last = int(d[sel][month == dense[-1]].max())
+        info["tail_fraction"] = tail_fraction
         info["clusters"] = [{"first": a, "last": b, "rows": n, "pub_days": k} for a, b, n, k in clusters[:50]]
         info["n_clusters"] = len(clusters)
     else:
@@ -452,7 +465,7 @@ def _window_events(dataset, day_key: str, first: int | None, last: int | None, c
 
 
 def _outside_events(files: list[str], days: np.ndarray, opts: BuildOptions) -> dict[str, int]:
-    """The diagnostics (``events_in``, ``too_old``, ``outside_days``) of the events whose day
+    """The diagnostics (``events_in``, ``too_old``, ``outside_days``, ``backfile_on_load_day``) of the events whose day
     key lies outside the axis ``days``, counted one Parquet file (one input's month) at a
     time from the date columns alone: memory stays bounded however far the dates spread."""
     import pyarrow.dataset as pads
@@ -465,7 +478,7 @@ def _outside_events(files: list[str], days: np.ndarray, opts: BuildOptions) -> d
         added = pads.field("DATEADDED")
         flt = (((added < 10**10) & ((added < first) | (added > last)))
                | ((added >= 10**10) & ((added < first * 1_000_000) | (added > last * 1_000_000 + 235959))))
-    diag = {"events_in": 0, "too_old": 0, "outside_days": 0}
+    diag = {"events_in": 0, "too_old": 0, "outside_days": 0, "backfile_on_load_day": 0}
     for f in files:
         ev = pads.dataset(f, format="parquet").to_table(columns=["SQLDATE", "DATEADDED"], filter=flt).to_pandas()
         if len(ev):
@@ -625,7 +638,7 @@ def build(inputs: list[Path], opts: BuildOptions, progress: Callable[[str, int, 
     if not files or kept_rows == 0 or not pub_days:
         atomic_json(mpath, manifest)
         raise BuildError("the inputs hold no valid event: nothing to describe")
-    first, last, window = day_window(pub_days, pub_rows, opts.start, opts.end, opts.split_gap)
+    first, last, window = day_window(pub_days, pub_rows, opts.start, opts.end, opts.split_gap, opts.tail_fraction)
     manifest["window"] = window
     if window["pub_rows_outside"]:
         shout(f"date window {first}..{last}: {window['pub_rows_outside']} rows published on "
@@ -645,8 +658,8 @@ def build(inputs: list[Path], opts: BuildOptions, progress: Callable[[str, int, 
     collapsed = d.diagnostics.get("backfile_on_load_day", 0)
     if opts.day_key == "dateadded" and collapsed:
         shout(f"day_key=dateadded: {collapsed} backfile rows ({collapsed / max(d.diagnostics['events_in'], 1):.0%} "
-              f"of the events) fall on their load day (DATEADDED of the 2013 bulk load), not on the day "
-              f"they happened; use descriptors.day_key=sqldate for backfile data")
+              f"of the events) are keyed by their load day (DATEADDED of the 2013 bulk load), not the day they "
+              f"happened: they pile onto that day or fall off the axis; use descriptors.day_key=sqldate")
     atomic_npz(out / "descriptors" / "descriptors.npz", **d.arrays())
     atomic_npz(out / "descriptors" / "standard_events.npz", **desc_mod.standard_events(vocab))
 

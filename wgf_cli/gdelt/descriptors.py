@@ -194,8 +194,8 @@ def day_and_keep(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate
     diag["too_old"], diag["outside_days"] = int(too_old.sum()), int(outside.sum())
     keep = ~too_old & ~outside
     # backfile rows (DATEADDED before the daily era is the 2013 bulk load day) keyed by
-    # DATEADDED land on their load day instead of the day they happened
-    diag["backfile_on_load_day"] = int((keep & (added_day < DAILY_ERA) & (added_day != sql)).sum()) \
+    # DATEADDED land on their load day instead of the day they happened (on the axis or not)
+    diag["backfile_on_load_day"] = int(((added_day < DAILY_ERA) & (added_day != sql)).sum()) \
         if day_key == "dateadded" else 0
     return d, keep, diag
 
