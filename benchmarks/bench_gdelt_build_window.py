@@ -43,7 +43,8 @@ t = time.perf_counter()
 vocab = Dm.vocabulary(embed.HashEmbedder(64))
 res = B.build(inputs, B.BuildOptions(out_dir=Path(sys.argv[2]), countries=None, min_median_events=1, k=8,
                                      kmeans_iters=4, context=20, sequences=1000), vocab=vocab)
-print(json.dumps({"wall_s": time.perf_counter() - t, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"wall_s": time.perf_counter() - t, "peak_rss_mb": rss,
                   "days": res.summary["days"], "countries": res.summary["countries"],
                   "rows_read": res.summary["rows_read"], "rows_outside_window": res.summary["rows_outside_window"],
                   "descriptor_mb": sum(a.nbytes for a in res.descriptors.arrays().values()) / 2**20}))

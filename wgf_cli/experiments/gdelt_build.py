@@ -193,7 +193,7 @@ def validate(cfg: DictConfig) -> None:
     elif src == "dir":
         path = C.get(cfg, "input")
         if path is None:
-            raise ConfigError("source=dir needs input=PATH (a folder of GDELT event files, a file or a .tar.xz of them)")
+            raise ConfigError("source=dir needs input=PATH (a folder of GDELT event files, a file, a .tar.xz)")
         folder = input_path(path)
         if not folder.exists():
             raise ConfigError(f"input: {folder} not found")
@@ -201,7 +201,7 @@ def validate(cfg: DictConfig) -> None:
 
         inputs = list_inputs(folder)
         if not inputs:
-            raise ConfigError(f"input: no GDELT event file (*.zip, *.CSV, *.tsv, *.txt, *.tar.xz, *.tar.gz) in {folder}")
+            raise ConfigError(f"input: no GDELT event file (*.zip, *.CSV, *.tsv, *.txt, *.tar.xz, ...) in {folder}")
         if all(sniff(p) is None for p in inputs):
             raise ConfigError(f"input: none of the {len(inputs)} files in {folder} has a known GDELT layout "
                               f"(57, 58 or 61 tab-separated columns, or a header row with GLOBALEVENTID ...), "

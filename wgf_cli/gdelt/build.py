@@ -323,7 +323,8 @@ def day_window(pub_days: list[int], pub_rows: list[int], start: int | None = Non
         offs = desc_mod.day_index(d, int(d[0]))
         cuts = np.flatnonzero(np.diff(offs) > split_gap) + 1
         bounds = [0, *cuts.tolist(), len(d)]
-        clusters = [(int(d[a]), int(d[b - 1]), int(r[a:b].sum()), b - a) for a, b in zip(bounds[:-1], bounds[1:])]
+        clusters = [(int(d[a]), int(d[b - 1]), int(r[a:b].sum()), b - a)
+                    for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         best = max(range(len(clusters)), key=lambda i: (clusters[i][2], i))
         first, last = clusters[best][0], clusters[best][1]
         sel = (d >= first) & (d <= last)
@@ -508,7 +509,7 @@ def describe(files: list[str], vocab, days: np.ndarray, observed_days: np.ndarra
     if countries is None:
         per_day: dict[str, np.ndarray] = {}
         geo = ["SQLDATE", "DATEADDED", "Actor1Geo_CountryCode", "Actor2Geo_CountryCode", "ActionGeo_CountryCode"]
-        for (a, b), (lo, hi) in zip(windows, bounds, strict=True):
+        for lo, hi in bounds:
             ev = _window_events(dataset, opts.day_key, lo, hi, geo)     # dates and countries only
             d, keep, _ = desc_mod.day_and_keep(ev, days, opts.day_key, opts.max_lag)
             cd = desc_mod.country_day_counts(ev[keep], d[keep], opts.country_by)
