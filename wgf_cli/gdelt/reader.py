@@ -4,15 +4,19 @@ Two routes give the same result:
 
 * the **C pass** (:func:`parse_fast`, ``_fastread.c``, built at install): one tokenizing pass
   over the bytes, tab-separated with quoting off (a quote is data in GDELT), the layout (57,
-  58 or 61 columns) taken from each row's own field count, the 14 columns of
-  :data:`~wgf_cli.gdelt.schema.KEPT` parsed straight into typed arrays.  It takes every row
+  58 or 61 columns) taken from each row's own field count, the 20 columns of
+  :data:`~wgf_cli.gdelt.schema.KEPT` (SOURCEURL: 58 and 61 columns) parsed straight into typed
+  arrays.  It takes every row
   whose kept fields are in plain form and declines the others (markers, whitespace, empty or
   odd numbers, other field counts), which go the general way;
 * the **general route** (:func:`parse_general`): Arrow's CSV reader on one thread, quoting,
   escaping and multi-line values off, the layout detected from the first lines; rows with
   another count are handed to a callback and re-parsed by their own count, so a file mixing
   layouts is read row by row correctly, and a row with an unknown count is rejected with the
-  reason.  It reads whole inputs when the extension is not built.
+  reason.  It reads whole inputs when the extension is not built;
+* a file whose first line is a **header** naming GLOBALEVENTID, SQLDATE and EventCode (a
+  BigQuery / CSV export: comma separated, ``NA`` for missing, double-quoted strings) is read
+  by :func:`parse_header_csv`, its columns matched by name (layout ``csv``).
 
 A zipped input is inflated with libdeflate (``deflate``, about 2.5x zlib) when installed.
 
@@ -28,10 +32,12 @@ A zipped input is inflated with libdeflate (``deflate``, about 2.5x zlib) when i
   (``bad_event_code``);
 * the 1920 bug: SQLDATE in 1920 and DATEADDED between 2019-12-31 and 2020-01-05 -> +100
   years on SQLDATE, MonthYear, Year, FractionDate (``repairs["date_1920"]``);
+* ``NumMentions`` / ``AvgTone`` that are absent or malformed become null (never a reject); an
+  empty actor country code, ``ActionGeo_CountryCode`` or ``SOURCEURL`` is null;
 * range checks: QuadClass in 1..4 (``bad_quadclass``), IsRootEvent in {0, 1}
   (``bad_isroot``), GoldsteinScale in [-10, 10] and present (``bad_goldstein``), SQLDATE a
-  valid calendar date >= 19790101 (``bad_sqldate``), geo country codes two capital letters
-  or empty (``bad_country_code``);
+  valid calendar date >= 19790101 (``bad_sqldate``), geo country codes (both actors' and the
+  action's) two capital letters or empty (``bad_country_code``);
 * a wrong field count: ``field_count_<n>``.
 
 Rejected rows are returned with their reason for the per-input rejects file.
@@ -637,7 +643,8 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
     url = url.combine_chunks() if isinstance(url, pa.ChunkedArray) else url
     if pa.types.is_dictionary(url.type):
         url = url.cast(pa.string())
-    url = pc.if_else(pc.equal(url, ""), pa.scalar(None, pa.string()), url)
+    if len(url) and (pc.min(pc.binary_length(url)).as_py() or 0) == 0:     # "" -> null (cheap test first)
+        url = pc.if_else(pc.equal(url, ""), pa.scalar(None, pa.string()), url)
     for name in schema.KEPT:
         if name in codes:
             out[name] = codes[name]
