@@ -2,7 +2,9 @@
 
 Layout of a build folder (the dataset contract of ``GDELT_SPEC.md`` in bold)::
 
-    manifest.json                       inputs (name, size, md5, layouts, rows, outputs), **dataset**
+    manifest.json                       inputs (name, size, md5, layouts, rows, outputs), **dataset**,
+                                        window, panel, sequences (windows requested / made / why not)
+    inputs/<archive>/                   the event files of a .tar.xz / .tar.gz input, extracted once
     events/year=YYYY/month=MM/<input>.parquet   the clean events of one input in one month
     rejects/<input>.rejects.tsv         reason + fields of every rejected row of one input
     **descriptors/descriptors.npz**, **descriptors/standard_events.npz**
@@ -20,7 +22,13 @@ rebuilds everything) and recomputes the (deterministic) descriptors and sequence
 Robustness: an input that cannot be read (corrupt or truncated zip, unknown layout, any
 error) is reported in the manifest with its error and skipped; ``strict=True`` stops the
 build at the first such input instead.  Inputs are processed in parallel by local processes
-(``workers``), or by a Dask cluster (``engine="dask"``).
+(``workers``), or by a Dask cluster (``engine="dask"``).  Every failed input is named with
+its cause through the ``warn`` callback.
+
+Dates and memory: the day axis is a date window (:func:`day_window`), never stretched by a
+sparse tail of old dates; descriptors are computed one month of the axis at a time and the
+events outside it counted file by file from their date columns, so memory is bounded by one
+month of events plus the output arrays.
 """
 
 from __future__ import annotations

@@ -18,9 +18,10 @@ numbers ("" and 0 where fewer).  Its day is its SQLDATE (``day_key="sqldate"``) 
 (``"dateadded"``).  With the SQLDATE key, an event published more than ``max_lag`` days
 after its SQLDATE (DATEADDED - SQLDATE; only daily-era rows, DATEADDED >= 2013-04-01, carry a
 meaningful DATEADDED) is left out and counted (``too_old``), as are events whose day falls
-outside the day axis (``outside_days``).  The day axis is every calendar day from the first
-to the last *publication* day of the inputs; a day is ``observed`` when some input published
-events that day.
+outside the day axis (``outside_days``).  The day axis is every calendar day of the build's
+date window (:func:`wgf_cli.gdelt.build.day_window`: given, or the densest stretch of
+publication days); a day is ``observed`` when some input published events that day, or lies
+inside the date range of a header-row export (which observes every day of its range).
 
 Compression on the sphere
 -------------------------
@@ -45,6 +46,8 @@ import torch
 
 from wgf_cli.gdelt import schema
 from wgf_cli.gdelt.embed import Vocabulary
+from wgf_cli.gdelt_contract import COUNTRY_BY as _CONTRACT_COUNTRY_BY
+from wgf_cli.gdelt_contract import N_PARTNERS
 
 DAILY_ERA = 20130401
 
@@ -84,7 +87,7 @@ class Descriptors:
         return {k: v for k, v in self.__dict__.items() if k not in ("diagnostics", "panel")}
 
 
-COUNTRY_BY = ("action", "actor", "any")
+COUNTRY_BY = _CONTRACT_COUNTRY_BY
 
 
 def _attribution(ev: pd.DataFrame, country_by: str) -> list[pd.Series]:
@@ -120,7 +123,7 @@ def _membership(ev: pd.DataFrame, countries: np.ndarray, country_by: str = "acti
     return rows[rows["country"].isin(countries)].reset_index(drop=True)
 
 
-def top_partners(rows: pd.DataFrame, cell: np.ndarray, n_cells: int, top: int = 3
+def top_partners(rows: pd.DataFrame, cell: np.ndarray, n_cells: int, top: int = N_PARTNERS
                  ) -> tuple[np.ndarray, np.ndarray]:
     """``(partners [n_cells, top] <U3, counts [n_cells, top] int32)`` of membership ``rows``
     (each in cell ``cell``): the partners are the distinct non-empty actor geo countries of
@@ -273,7 +276,7 @@ def compute(events: pd.DataFrame, vocab: Vocabulary, *, days: np.ndarray, observ
                         minlength=C * D).astype(np.float64)
     multi_frac = np.divide(multi, n, out=np.zeros_like(multi), where=n > 0)
 
-    partners, partner_counts = top_partners(rows, cell, C * D)
+    partners, partner_counts = top_partners(rows, cell, C * D)     # [C * D, N_PARTNERS]
 
     # distinct events per cell, embedded and compressed to k points
     a1 = rows["Actor1Geo_CountryCode"].fillna("")
@@ -333,8 +336,8 @@ def compute(events: pd.DataFrame, vocab: Vocabulary, *, days: np.ndarray, observ
     return Descriptors(cs, np.asarray(days, np.int32), counts, total.astype(np.int32),
                        mean.reshape(C, D).astype(np.float32), std,
                        multi_frac.reshape(C, D).astype(np.float32), np.broadcast_to(obs_day, (C, D)).copy(),
-                       points.reshape(C, D, k, E), weights.reshape(C, D, k), partners.reshape(C, D, 3),
-                       partner_counts.reshape(C, D, 3), nearest.reshape(C, D, k).astype("<U4"), diag)
+                       points.reshape(C, D, k, E), weights.reshape(C, D, k), partners.reshape(C, D, N_PARTNERS),
+                       partner_counts.reshape(C, D, N_PARTNERS), nearest.reshape(C, D, k).astype("<U4"), diag)
 
 
 def standard_events(vocab: Vocabulary) -> dict[str, np.ndarray]:
