@@ -5,7 +5,7 @@ volume of a real day) is written once.  Then, in alternating rounds in one proce
 contenders read it from the zip on one core:
 
 * ``wgf``: :func:`wgf_cli.gdelt.reader.read_file` -- the zip inflated by libdeflate, the C pass
-  over the rows (layout per row, the 14 kept columns typed), the declined lines through
+  over the rows (layout per row, the 20 kept columns typed), the declined lines through
   Arrow's reader, every cleaning rule, typed output; one thread (the md5 the build records
   for its manifest is left out);
 * ``pandas``: ``pd.read_csv(path, sep="\\t", header=None)`` with every other option at its

@@ -26,6 +26,7 @@ BENCHES = {
     "meanfield_gd": "bench_meanfield_gd.py",
     "wgan_step": "bench_wgan_step.py",
     "gdelt_reader": "bench_gdelt_reader.py",
+    "gdelt_build_window": "bench_gdelt_build_window.py",
     "gdelt_train_sinkhorn": "bench_gdelt_train_sinkhorn.py",
 }
 

@@ -106,7 +106,7 @@ def test_rerun_in_same_folder_skips_inputs(built):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["source=dir"], "source=dir needs input=PATH"),
-    (["source=dir", "input=/nonexistent/gdelt"], "input: folder /nonexistent/gdelt not found"),
+    (["source=dir", "input=/nonexistent/gdelt"], "input: /nonexistent/gdelt not found"),
     (["engine=dask", "cluster.address=localhost:8786"], "cluster.address must be tcp://HOST:PORT"),
     (["embedding=minilm", "embedding.model_path=/nonexistent/minilm"],
      "embedding=minilm: all-MiniLM-L6-v2 weights not found in /nonexistent/minilm"),
@@ -135,9 +135,19 @@ def test_dir_source_on_real_samples(tmp_path):
         shutil.copy(f, src / f.name)
     res = wgf("source=dir", f"input={src}", "embedding=hash", "sequences.count=3", "sequences.context=2",
               "descriptors.k=3", f"output_dir={tmp_path / 'build'}", f"hydra.run.dir={tmp_path / 'run'}", "-q")
-    assert res.exit_code == 0, res.output
+    # the samples' rows spread over 1979..2020 (a few per day): the automatic window keeps the
+    # largest cluster of publication days (one day), never a 15,000-day axis; no 3-day window
+    # exists, and the run fails with one line saying why, after writing what it built
+    assert res.exit_code == 1, res.output
+    errors = [x for x in res.output.splitlines() if x.startswith("wgf: error")]
+    assert len(errors) == 1 and "no usable sequence" in errors[0] and "sequences.context" in errors[0], res.output
+    assert "WARNING" in res.output and "outside it" in res.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["rows_read"] == 200 and summary["rows_kept"] == 200 and summary["files"] == 2
+    assert summary["days"] == 1 and summary["sequences"] == 0 and summary["rows_outside_window"] == 150
     assert (tmp_path / "build" / "manifest.json").exists() and not (tmp_path / "build" / "oracle.npz").exists()
-    ds = json.loads((tmp_path / "build" / "manifest.json").read_text())["dataset"]
+    manifest = json.loads((tmp_path / "build" / "manifest.json").read_text())
+    ds = manifest["dataset"]
     assert ds["oracle"] is False and ds["source"] == "dir"
+    assert manifest["window"]["first"] == manifest["window"]["last"] == 20200318
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"

@@ -27,5 +27,14 @@ N_ROOT, N_QUAD = 20, 4
 #: cells of a day's event histogram: root code x QuadClass, flattened root-major
 N_CELLS = N_ROOT * N_QUAD
 
+#: partners per (country, day) in ``descriptors.npz``: ``partners`` [C, D, N_PARTNERS] <U3 FIPS
+#: codes of the actor geo countries the cell's events involve, most events first ("" where
+#: fewer); the focal country's own code means **domestic** (an actor located in the country);
+#: ``partner_counts`` [C, D, N_PARTNERS] int32: the cell's events involving each (0 where "")
+N_PARTNERS = 3
+
+#: how ``descriptors.npz`` attributes events to countries (``manifest.json`` dataset.country_by)
+COUNTRY_BY = ("action", "actor", "any")
+
 #: the command that makes the build `wgf gdelt-train` reads by default
 BUILD_COMMAND = "wgf gdelt-build experiment=gdelt_synthetic"

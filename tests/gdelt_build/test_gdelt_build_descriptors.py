@@ -39,7 +39,8 @@ def test_counts_moments_membership_partners():
         (20200102, 20200102, "042", "04", 1, 1.9, "US", "UP"),
     ])
     days = Dm.day_range(20200101, 20200103)
-    d = Dm.compute(ev, VOCAB, days=days, observed_days=np.array([20200101, 20200102]), k=3, max_lag=30)
+    d = Dm.compute(ev, VOCAB, days=days, observed_days=np.array([20200101, 20200102]), k=3, max_lag=30,
+                   country_by="actor")
     assert list(d.countries) == ["RS", "UP", "US"]
     us, rs, up = 2, 0, 1
     assert d.diagnostics["too_old"] == 1
@@ -51,8 +52,11 @@ def test_counts_moments_membership_partners():
     np.testing.assert_allclose(d.goldstein_std[us, 0], g.std(ddof=1), rtol=1e-6)
     assert d.goldstein_std[rs, 0] == 0 and d.goldstein_mean[us, 2] == 0
     np.testing.assert_allclose(d.multi_frac[us, 0], 1 / 3, rtol=1e-6)     # US-RS yes, US-US no, None-US null
-    assert list(d.partners[us, 1]) == ["UP", "RS", ""]
-    assert list(d.partners[rs, 1]) == ["UP", "US", ""]
+    # partners: the actor geo countries of the day's events, the focal country itself (domestic)
+    # included: US on day 1 has (US, RS), (US, UP) x 2 -> US 3, UP 2, RS 1
+    assert list(d.partners[us, 1]) == ["US", "UP", "RS"] and d.partner_counts[us, 1].tolist() == [3, 2, 1]
+    assert list(d.partners[rs, 1]) == ["RS", "UP", "US"] and d.partner_counts[rs, 1].tolist() == [3, 1, 1]
+    assert list(d.partners[us, 0]) == ["US", "RS", ""] and d.partner_counts[us, 0].tolist() == [3, 1, 0]
     assert d.observed[:, :2].all() and not d.observed[:, 2].any()
     # points: unit vectors, weights summing to 1 on days with events, zero elsewhere
     w = d.weights
@@ -74,7 +78,7 @@ def test_dateadded_day_key():
     ev = _events([(20191120, 20200102, "043", "04", 1, 2.8, "US", None),
                   (20200101, 20200101, "043", "04", 1, 2.8, "US", None)])
     d = Dm.compute(ev, VOCAB, days=Dm.day_range(20200101, 20200102), observed_days=np.array([20200101]), k=3,
-                   day_key="dateadded")
+                   day_key="dateadded", country_by="actor")
     assert d.total[0].tolist() == [1, 1] and d.diagnostics["too_old"] == 0
 
 

@@ -167,8 +167,11 @@ def test_cli_download_build(tmp_path, archive):
         res = CliRunner().invoke(app, [
             "gdelt-build", "source=download", "source.start=2015-06-01", "source.end=2015-06-05",
             f"source.url={srv.url}", "source.retries=0", "sequences.count=5", "sequences.context=1",
-            "descriptors.k=3", "workers=1", f"hydra.run.dir={tmp_path / 'run'}", "-q"], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
+            "descriptors.k=3", "descriptors.countries=[UK]", "workers=1", f"hydra.run.dir={tmp_path / 'run'}", "-q"],
+            catch_exceptions=False)
+    # the two verified files hold real rows published 2020-07-02 (dated a year earlier: too old)
+    # and earlier ones: no 2-day window exists, and the build says so (exit 1) after writing
+    assert res.exit_code == 1 and "no usable sequence" in res.output, res.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["files"] == 2 and summary["download_unlisted"] == 1 and summary["download_missing"] == 1
     assert summary["download_corrupt"] == 1 and summary["rows_kept"] == 20

@@ -122,7 +122,9 @@ def test_bad_inputs_reported_and_skipped(tmp_path, raw):
     (local / "20190610.export.CSV.zip").write_bytes(data[: len(data) // 3])        # truncated zip
     (local / "20190611.export.CSV.zip").write_bytes(b"not a zip at all")            # corrupt zip
     (local / "notes.txt").write_text("a,b,c\n1,2,3\n")                               # unknown layout
-    res = B.build(B.list_inputs(local), _opts(tmp_path / "out", model), vocab=VOCAB)
+    opts = _opts(tmp_path / "out", model)
+    opts.max_gap = 0                                                # the strict rule: no unobserved day
+    res = B.build(B.list_inputs(local), opts, vocab=VOCAB)
     man = res.manifest["inputs"]
     assert res.summary["files_failed"] == 3 and res.summary["files"] == 31
     assert "corrupt zip" in man["20190610.export.CSV.zip"]["error"]
@@ -153,7 +155,8 @@ def test_parallel_workers_equal_serial(tmp_path, raw):
 def test_real_samples_build(tmp_path):
     """The real 57/58/61 samples build into descriptors over every country seen."""
     res = B.build([FIX / "v1_mixed_57_58_100rows.tsv", FIX / "v2_61cols_100rows.tsv"],
-                  B.BuildOptions(out_dir=tmp_path, sequences=5, context=3, k=3, kmeans_iters=2), vocab=VOCAB)
+                  B.BuildOptions(out_dir=tmp_path, sequences=5, context=3, k=3, kmeans_iters=2, start=20150218,
+                                 end=20150608, min_median_events=0, country_by="actor"), vocab=VOCAB)
     assert res.summary["rows_read"] == 200 and res.summary["rows_kept"] == 200 and res.summary["rows_rejected"] == 0
     m = res.manifest["inputs"]
     assert m["v1_mixed_57_58_100rows.tsv"]["layouts"] == {"57": 40, "58": 60}
@@ -190,23 +193,32 @@ def test_dask_engine_on_a_running_scheduler(tmp_path, raw):
     _same(_arrays(tmp_path / "d"), _arrays(tmp_path / "l"))
 
 
-@pytest.mark.parametrize("day_key", ["sqldate", "dateadded"])
-def test_month_by_month_descriptors_equal_all_at_once(tmp_path, day_key):
-    """The build describes one calendar month at a time (memory bounded by a month of events);
-    the result equals compute() on every event at once, diagnostics included."""
+@pytest.mark.parametrize(("day_key", "window"), [("sqldate", None), ("dateadded", None),
+                                                ("sqldate", (20150705, 20150820)), ("dateadded", (20150705, 20150820))])
+def test_month_by_month_descriptors_equal_all_at_once(tmp_path, day_key, window):
+    """The build describes one calendar month at a time (memory bounded by a month of events)
+    and counts the events outside its date window file by file; the result equals compute()
+    on every event at once with the same countries, diagnostics included."""
     cfg = S.SyntheticConfig(countries=3, days=75, events_per_day=40, seed=4, start="2015-06-20")
     model, *_ = S.generate(cfg, tmp_path / "raw")
     opts = _opts(tmp_path / "b", model, sequences=3, day_key=day_key, max_lag=5)
     opts.countries = None
+    opts.min_median_events = 0
+    if window:
+        opts.start, opts.end = window
     res = B.build(B.list_inputs(tmp_path / "raw"), opts, vocab=VOCAB)
     files = sorted(str(p) for p in (tmp_path / "b" / "events").rglob("*.parquet"))
-    assert len(B.month_windows(res.descriptors.days)) == 4          # Jun 20 - Sep 2
+    assert len(B.month_windows(res.descriptors.days)) == (4 if window is None else 2)   # Jun 20 - Sep 2
     events = pd.concat([pq.read_table(f, columns=B.EVENT_COLUMNS).to_pandas() for f in files], ignore_index=True)
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     pub = sorted({d for e in manifest["inputs"].values() for d in e["pub_days"]})
-    ref = Dm.compute(events, VOCAB, days=Dm.day_range(pub[0], pub[-1]), observed_days=np.array(pub), k=3,
-                     day_key=day_key, max_lag=5, kmeans_iters=2)
+    first, last = window or (pub[0], pub[-1])
+    assert (int(res.descriptors.days[0]), int(res.descriptors.days[-1])) == (first, last)
+    ref = Dm.compute(events, VOCAB, days=Dm.day_range(first, last), observed_days=np.array(pub), k=3,
+                     day_key=day_key, max_lag=5, kmeans_iters=2, countries=list(res.descriptors.countries))
     _same(res.descriptors.arrays(), ref.arrays())
     assert res.descriptors.diagnostics == ref.diagnostics
     if day_key == "sqldate":
         assert ref.diagnostics["too_old"] > 0                          # the lag rule was exercised
+    if window:
+        assert ref.diagnostics["outside_days"] > 0 and res.summary["rows_outside_window"] > 0

@@ -5,11 +5,14 @@
  *       isroot, quad,                                                   -- int8 [cap]
  *       dateadded,                                                      -- int64 [cap]
  *       fractiondate, goldstein,                                        -- float64 [cap]
- *       eventcode, basecode, rootcode, geo1, geo2,                      -- int32 [cap]
+ *       nummentions, avgtone,                                           -- int32, float64 [cap]
+ *       eventcode, basecode, rootcode, geo1, geo2, actiongeo,
+ *       actor1country, actor2country,                                   -- int32 [cap]
  *       layout,                                                         -- int8 [cap]
+ *       urloffsets, urlbytes,                  -- int64 [cap + 1], uint8 [>= len(data)]
  *       declined,                                                       -- int64 [2 * max]
- *       keys)                                                           -- int32 [5 * NKEY]
- *   -> (rows, declined lines, status, (distinct values of each of the 5 key columns))
+ *       keys)                                                           -- int32 [8 * NKEY]
+ *   -> (rows, declined lines, status, (distinct values of each of the 8 key columns))
  *
  * Every line (ended by '\n', an optional '\r' before it dropped; empty lines skipped) is
  * split on tabs -- quoting off, as GDELT is written -- and its field count (57, 58 or 61)
@@ -21,9 +24,13 @@
  *              m / 10^k of two exactly representable doubles, so the division is correctly
  *              rounded and equals Python's float() of the text
  *   CAMEO codes  [0-9]{1,4}, keyed 10000 * length + value (so "043" != "43")
- *   countries  empty (0) or two capital letters (1 + 26 * a + b)
+ *   countries  empty (0) or two capital letters (1 + 26 * a + b) for the geo codes;
+ *              empty or three capital letters (1 + 676 a + 26 b + c) for the actors' CAMEO
+ *              country codes
+ *   SOURCEURL  (58 and 61 columns) printable ASCII, no space at either end; its bytes are
+ *              copied to ``urlbytes`` (row r: ``urloffsets[r] .. urloffsets[r + 1]``)
  *
- * The five code and country columns come out dictionary-encoded: each row holds the index of
+ * The eight code and country columns come out dictionary-encoded: each row holds the index of
  * its key among the column's distinct keys, which are written (in order of first sight) to
  * ``keys[j * NKEY : j * NKEY + count_j]``.
  *
@@ -42,11 +49,16 @@
 #endif
 
 #define MAXF 64
-#define NBUF 17
-#define NKEY 50000  /* > largest key: 10000 * 4 + 9999 */
+#define NBUF 24
+#define NDICT 8
+#define NROWBUF 20          /* buffers with one item per row (b[0] .. b[19]) */
+#define NKEY 50000  /* > largest key: 10000 * 4 + 9999 (codes), 17576 (3-letter countries) */
 
-static const int K57[14] = {0, 1, 2, 3, 4, 25, 26, 27, 28, 29, 30, 37, 44, 56};
-static const int K61[14] = {0, 1, 2, 3, 4, 25, 26, 27, 28, 29, 30, 37, 45, 59};
+/* kept fields: id, sqldate, monthyear, year, fractiondate, isroot, code, base, root, quad,
+ * goldstein, geo1, geo2, dateadded, action geo, actor 1 country, actor 2 country,
+ * nummentions, avgtone */
+static const int K57[19] = {0, 1, 2, 3, 4, 25, 26, 27, 28, 29, 30, 37, 44, 56, 51, 7, 17, 31, 34};
+static const int K61[19] = {0, 1, 2, 3, 4, 25, 26, 27, 28, 29, 30, 37, 45, 59, 53, 7, 17, 31, 34};
 
 static const double POW10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
@@ -126,14 +138,35 @@ static inline int parse_country(const char *s, const char *e, int32_t *out) {
     return 1;
 }
 
+/* A CAMEO actor country code: empty (0) or three capital letters (1 + 676 a + 26 b + c). */
+static inline int parse_cc3(const char *s, const char *e, int32_t *out) {
+    if (e == s) { *out = 0; return 1; }
+    if (e - s != 3) return 0;
+    unsigned a = (unsigned char)s[0] - 'A', b = (unsigned char)s[1] - 'A', c = (unsigned char)s[2] - 'A';
+    if (a > 25 || b > 25 || c > 25) return 0;
+    *out = (int32_t)(1 + 676 * a + 26 * b + c);
+    return 1;
+}
+
+/* A URL taken as is: printable ASCII without spaces at either end (else the general route). */
+static inline int plain_url(const char *s, const char *e) {
+    if (e > s && (s[0] == ' ' || e[-1] == ' ')) return 0;
+    for (; s < e; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch < 0x20 || ch >= 0x7F) return 0;
+    }
+    return 1;
+}
+
 typedef struct {
-    int64_t *ids, *added, *dec;
-    int32_t *sql, *my, *yr;
+    int64_t *ids, *added, *dec, *urloff;
+    int32_t *sql, *my, *yr, *ment;
     int8_t *isroot, *quad;
-    double *fd, *gold;
-    int32_t *col[5];                    /* code, base, root, geo1, geo2: dictionary indices */
-    int32_t *map[5], *keys[5], nkeys[5];
+    double *fd, *gold, *tone;
+    int32_t *col[NDICT];   /* code, base, root, geo1, geo2, action geo, actor 1/2 country: dictionary indices */
+    int32_t *map[NDICT], *keys[NDICT], nkeys[NDICT];
     int8_t *lay;
+    char *url;
     Py_ssize_t rows, cap, ndec, dcap;
     const char *start;
     int status;
@@ -146,8 +179,9 @@ static inline int row(State *st, const char *line, const char *le, int ntabs, co
     if (le == line) return 0;           /* empty line */
     int nf = ntabs + 1;
     const int *k = (nf == 57 || nf == 58) ? K57 : nf == 61 ? K61 : NULL;
+    const int ku = nf == 58 ? 57 : nf == 61 ? 60 : -1;     /* SOURCEURL */
     Py_ssize_t r = st->rows;
-    int32_t key[5];
+    int32_t key[NDICT];
     if (r >= st->cap) { st->status = 2; return 1; }
     /* field i spans [fs[i], fs[i+1] - 1); the last one ends at le */
 #define FS(i) fs[(i)]
@@ -166,7 +200,14 @@ static inline int row(State *st, const char *line, const char *le, int ntabs, co
           && parse_dec(FS(k[10]), FE(k[10]), &st->gold[r])
           && parse_country(FS(k[11]), FE(k[11]), &key[3])
           && parse_country(FS(k[12]), FE(k[12]), &key[4])
-          && parse_int(FS(k[13]), FE(k[13]), &st->added[r]);
+          && parse_int(FS(k[13]), FE(k[13]), &st->added[r])
+          && parse_country(FS(k[14]), FE(k[14]), &key[5])
+          && parse_cc3(FS(k[15]), FE(k[15]), &key[6])
+          && parse_cc3(FS(k[16]), FE(k[16]), &key[7])
+          && parse_i32(FS(k[17]), FE(k[17]), &st->ment[r])
+          && parse_dec(FS(k[18]), FE(k[18]), &st->tone[r])
+          && (ku < 0 || plain_url(FS(ku), FE(ku)));
+    const char *us = ok && ku >= 0 ? FS(ku) : NULL, *ue = ok && ku >= 0 ? FE(ku) : NULL;
 #undef FS
 #undef FE
     if (!ok) {
@@ -176,7 +217,13 @@ static inline int row(State *st, const char *line, const char *le, int ntabs, co
         st->ndec++;
         return 0;
     }
-    for (int j = 0; j < 5; j++) {       /* dictionary-encode, once the row is taken */
+    Py_ssize_t uo = st->urloff[r];
+    if (us != NULL && ue > us) {        /* the URL's bytes (never more than the input's) */
+        memcpy(st->url + uo, us, (size_t)(ue - us));
+        uo += ue - us;
+    }
+    st->urloff[r + 1] = uo;
+    for (int j = 0; j < NDICT; j++) {   /* dictionary-encode, once the row is taken */
         int32_t *slot = &st->map[j][key[j]];
         if (*slot < 0) {
             *slot = st->nkeys[j];
@@ -234,35 +281,43 @@ static inline int flatten(uint64_t m, const char *base, const char **fs, int nt)
 static PyObject *fast_parse(PyObject *self, PyObject *args) {
     Py_buffer data, b[NBUF];
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*", &data, &b[0], &b[1], &b[2], &b[3], &b[4],
-                          &b[5], &b[6], &b[7], &b[8], &b[9], &b[10], &b[11], &b[12], &b[13], &b[14],
-                          &b[15], &b[16]))
+    if (!PyArg_ParseTuple(args, "y*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*w*", &data, &b[0], &b[1], &b[2],
+                          &b[3], &b[4], &b[5], &b[6], &b[7], &b[8], &b[9], &b[10], &b[11], &b[12], &b[13],
+                          &b[14], &b[15], &b[16], &b[17], &b[18], &b[19], &b[20], &b[21], &b[22], &b[23]))
         return NULL;
-    static const Py_ssize_t item[NBUF - 2] = {8, 4, 4, 4, 1, 1, 8, 8, 8, 4, 4, 4, 4, 4, 1};
+    /* b[0..8]: ids, sql, my, year, isroot, quad, added, fractiondate, goldstein;
+     * b[9], b[10]: nummentions (int32), avgtone (float64); b[11..18]: the NDICT dictionary
+     * columns (int32); b[19]: layout (int8); b[20]: URL offsets (int64, rows + 1);
+     * b[21]: URL bytes (>= the input's length); b[22]: declined; b[23]: keys (NDICT * NKEY) */
+    static const Py_ssize_t item[NROWBUF] = {8, 4, 4, 4, 1, 1, 8, 8, 8, 4, 8, 4, 4, 4, 4, 4, 4, 4, 4, 1};
     State st;
     st.cap = PY_SSIZE_T_MAX;
     int32_t *maps = NULL;
-    if (b[16].len < 5 * NKEY * 4 || !(maps = PyMem_Malloc(5 * NKEY * sizeof(int32_t)))) {
+    if (b[23].len < NDICT * NKEY * 4 || b[21].len < data.len || b[20].len < 8
+        || !(maps = PyMem_Malloc(NDICT * NKEY * sizeof(int32_t)))) {
         PyBuffer_Release(&data);
         for (int i = 0; i < NBUF; i++) PyBuffer_Release(&b[i]);
-        if (maps == NULL && !PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "keys buffer too small or no memory");
+        if (maps == NULL && !PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "buffers too small or no memory");
         return NULL;
     }
-    memset(maps, 0xFF, 5 * NKEY * sizeof(int32_t));   /* -1: key not seen */
-    for (int j = 0; j < 5; j++) {
-        st.col[j] = b[9 + j].buf;
+    memset(maps, 0xFF, NDICT * NKEY * sizeof(int32_t));   /* -1: key not seen */
+    for (int j = 0; j < NDICT; j++) {
+        st.col[j] = b[11 + j].buf;
         st.map[j] = maps + j * NKEY;
-        st.keys[j] = (int32_t *)b[16].buf + j * NKEY;
+        st.keys[j] = (int32_t *)b[23].buf + j * NKEY;
         st.nkeys[j] = 0;
     }
-    for (int i = 0; i < NBUF - 2; i++) {
+    for (int i = 0; i < NROWBUF; i++) {
         Py_ssize_t c = b[i].len / item[i];
         if (c < st.cap) st.cap = c;
     }
+    if (b[20].len / 8 - 1 < st.cap) st.cap = b[20].len / 8 - 1;
     st.ids = b[0].buf; st.sql = b[1].buf; st.my = b[2].buf; st.yr = b[3].buf; st.isroot = b[4].buf;
     st.quad = b[5].buf; st.added = b[6].buf; st.fd = b[7].buf; st.gold = b[8].buf;
-    st.lay = b[14].buf; st.dec = b[15].buf;
-    st.dcap = b[15].len / 16;
+    st.ment = b[9].buf; st.tone = b[10].buf;
+    st.lay = b[19].buf; st.urloff = b[20].buf; st.url = b[21].buf; st.dec = b[22].buf;
+    st.urloff[0] = 0;
+    st.dcap = b[22].len / 16;
     st.rows = st.ndec = 0;
     st.status = 0;
     st.start = data.buf;
@@ -304,8 +359,8 @@ static PyObject *fast_parse(PyObject *self, PyObject *args) {
     PyMem_Free(maps);
     PyBuffer_Release(&data);
     for (int i = 0; i < NBUF; i++) PyBuffer_Release(&b[i]);
-    return Py_BuildValue("nni(iiiii)", st.rows, st.ndec, st.status, st.nkeys[0], st.nkeys[1], st.nkeys[2],
-                         st.nkeys[3], st.nkeys[4]);
+    return Py_BuildValue("nni(iiiiiiii)", st.rows, st.ndec, st.status, st.nkeys[0], st.nkeys[1], st.nkeys[2],
+                         st.nkeys[3], st.nkeys[4], st.nkeys[5], st.nkeys[6], st.nkeys[7]);
 }
 
 static PyMethodDef methods[] = {

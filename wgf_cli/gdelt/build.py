@@ -2,7 +2,9 @@
 
 Layout of a build folder (the dataset contract of ``GDELT_SPEC.md`` in bold)::
 
-    manifest.json                       inputs (name, size, md5, layouts, rows, outputs), **dataset**
+    manifest.json                       inputs (name, size, md5, layouts, rows, outputs), **dataset**,
+                                        window, panel, sequences (windows requested / made / why not)
+    inputs/<archive>/                   the event files of a .tar.xz / .tar.gz input, extracted once
     events/year=YYYY/month=MM/<input>.parquet   the clean events of one input in one month
     rejects/<input>.rejects.tsv         reason + fields of every rejected row of one input
     **descriptors/descriptors.npz**, **descriptors/standard_events.npz**
@@ -20,7 +22,13 @@ rebuilds everything) and recomputes the (deterministic) descriptors and sequence
 Robustness: an input that cannot be read (corrupt or truncated zip, unknown layout, any
 error) is reported in the manifest with its error and skipped; ``strict=True`` stops the
 build at the first such input instead.  Inputs are processed in parallel by local processes
-(``workers``), or by a Dask cluster (``engine="dask"``).
+(``workers``), or by a Dask cluster (``engine="dask"``).  Every failed input is named with
+its cause through the ``warn`` callback.
+
+Dates and memory: the day axis is a date window (:func:`day_window`), never stretched by a
+sparse tail of old dates; descriptors are computed one month of the axis at a time and the
+events outside it counted file by file from their date columns, so memory is bounded by one
+month of events plus the output arrays.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ from wgf_cli.gdelt import reader, sequences
 from wgf_cli.gdelt_contract import DATASET_VERSION
 
 EVENT_SUFFIXES = (".zip", ".csv", ".tsv", ".txt")
+#: archives whose members are read as inputs (extracted into ``<build>/inputs/<archive>/``)
+ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
 
 
 class BuildError(RuntimeError):
@@ -93,10 +103,16 @@ def atomic_parquet(path: Path, table: pa.Table) -> Path:
 def publication_days(table: pa.Table) -> list[int]:
     """Days the input published events: DATEADDED's day for daily-era rows, SQLDATE for
     backfile rows (whose DATEADDED is the 2013 bulk load)."""
+    return publication_counts(table)[0]
+
+
+def publication_counts(table: pa.Table) -> tuple[list[int], list[int]]:
+    """(publication days, rows published on each) of :func:`publication_days`."""
     added = table.column("DATEADDED").to_numpy()
     day = np.where(added >= 10**10, added // 1_000_000, added)
     sql = table.column("SQLDATE").to_numpy().astype(np.int64)
-    return sorted(int(x) for x in np.unique(np.where(day >= desc_mod.DAILY_ERA, day, sql)))
+    days, rows = np.unique(np.where(day >= desc_mod.DAILY_ERA, day, sql), return_counts=True)
+    return [int(x) for x in days], [int(x) for x in rows]
 
 
 def process_input(path: str, name: str, out_dir: str) -> dict:
@@ -113,7 +129,8 @@ def process_input(path: str, name: str, out_dir: str) -> dict:
         except OSError:
             pass
         entry.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, reader.InputError) else str(exc)
-        return {**entry.as_dict(), "status": "failed", "outputs": [], "pub_days": [], "wall_s": 0.0}
+        return {**entry.as_dict(), "status": "failed", "outputs": [], "pub_days": [], "pub_rows": [],
+                "wall_s": 0.0}
     outputs = []
     sql = table.column("SQLDATE").to_numpy().astype(np.int64)
     ym = sql // 100
@@ -125,15 +142,104 @@ def process_input(path: str, name: str, out_dir: str) -> dict:
     rej_rel = f"rejects/{name}.rejects.tsv"
     text = "reason\tfields\n" + "".join(f"{why}\t{fields}\n" for why, fields in rejected)
     atomic_bytes(out / rej_rel, text.encode("utf-8", "replace"))
-    return {**report.as_dict(), "status": "ok", "outputs": outputs, "rejects_file": rej_rel,
-            "pub_days": publication_days(table), "wall_s": round(time.perf_counter() - t0, 3)}
+    pub_days, pub_rows = publication_counts(table)
+    entry = {**report.as_dict(), "status": "ok", "outputs": outputs, "rejects_file": rej_rel,
+             "pub_days": pub_days, "pub_rows": pub_rows, "wall_s": round(time.perf_counter() - t0, 3)}
+    if report.layouts.get("csv") and len(sql):
+        # an export with a header row (BigQuery): no "published that day" notion -- every day
+        # of its SQLDATE range counts as observed
+        entry["export_range"] = [int(sql.min()), int(sql.max())]
+    return entry
+
+
+def is_archive(path: Path) -> bool:
+    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
 def list_inputs(folder: str | Path) -> list[Path]:
-    """GDELT event files in ``folder`` (zipped or not), sorted by name; hidden files skipped."""
+    """GDELT event files in ``folder`` (zipped or not, or archives of them), sorted by name;
+    hidden files skipped.  A single file (an event file or an archive) is its own list."""
     folder = Path(folder)
+    if folder.is_file():
+        return [folder] if folder.name.lower().endswith(EVENT_SUFFIXES + ARCHIVE_SUFFIXES) else []
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and p.name.lower().endswith(EVENT_SUFFIXES))
+                  and p.name.lower().endswith(EVENT_SUFFIXES + ARCHIVE_SUFFIXES))
+
+
+def archive_members(path: Path) -> list[str]:
+    """The event files of a tar archive (regular files with an event suffix, not hidden)."""
+    import tarfile
+
+    with tarfile.open(path) as tf:
+        return sorted(m.name for m in tf.getmembers() if m.isfile() and not Path(m.name).name.startswith(".")
+                      and m.name.lower().endswith(EVENT_SUFFIXES))
+
+
+def expand_archives(inputs: list[Path], out: Path, say: Callable[[str], None] = lambda _m: None) -> list[Path]:
+    """``inputs`` with each tar archive replaced by its event files, extracted once into
+    ``out/inputs/<archive name>/`` (a marker with the archive's md5 makes a re-run reuse
+    them).  Members are named ``<archive stem>__<file name>`` (``<archive stem>__<member path
+    with / as _>`` when two members share a file name), so names stay distinct across archives."""
+    import tarfile
+
+    result: list[Path] = []
+    for p in inputs:
+        if not is_archive(p):
+            result.append(p)
+            continue
+        dest = out / "inputs" / p.name
+        marker = dest / ".archive.md5"
+        md5 = reader.file_md5(p)
+        stem = p.name[: -len(next(s for s in ARCHIVE_SUFFIXES if p.name.lower().endswith(s)))]
+        if not (marker.exists() and marker.read_text().strip() == md5):
+            say(f"extracting {p.name} into {dest}")
+            dest.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(p) as tf:
+                members = [m for m in tf.getmembers() if m.isfile() and m.name.lower().endswith(EVENT_SUFFIXES)
+                           and not Path(m.name).name.startswith(".")]
+                base = [Path(m.name).name for m in members]
+                flat = len(set(base)) == len(base)          # file names alone when they are distinct
+                for m, b in zip(members, base, strict=True):
+                    fh = tf.extractfile(m)
+                    if fh is not None:
+                        atomic_bytes(dest / f"{stem}__{b if flat else m.name.replace('/', '_')}", fh.read())
+            atomic_bytes(marker, md5.encode())
+        result += sorted(q for q in dest.iterdir() if q.is_file() and not q.name.startswith("."))
+    return result
+
+
+def sniff(path: Path) -> str | None:
+    """The layout of an input from its first bytes, without reading it: ``"57"``, ``"58"``,
+    ``"61"``, ``"csv"`` (a header row), ``"archive"``; ``None`` when none is recognised (or
+    the file cannot be opened).  Cheap: the validation step calls it on every input."""
+    import zipfile
+
+    if is_archive(path):
+        try:
+            return "archive" if archive_members(path) else None
+        except Exception:  # noqa: BLE001 - a corrupt archive is no known layout
+            return None
+    try:
+        if path.suffix.lower() == ".zip":
+            with zipfile.ZipFile(path) as zf:
+                members = [m for m in zf.infolist() if not m.is_dir()]
+                if not members:
+                    return None
+                with zf.open(members[0]) as fh:
+                    head = fh.read(1 << 16)
+        else:
+            with open(path, "rb") as fh:
+                head = fh.read(1 << 16)
+    except Exception:  # noqa: BLE001
+        return None
+    if reader.is_header(head):
+        return "csv"
+    lines = head.split(b"\n")
+    for line in lines[:-1] if len(lines) > 1 else lines:
+        cols = line.count(b"\t") + 1
+        if cols in reader.schema.LAYOUTS:
+            return str(cols)
+    return None
 
 
 # -- the build ---------------------------------------------------------------------------
@@ -148,6 +254,14 @@ class BuildOptions:
     force: bool = False
     day_key: str = "sqldate"
     max_lag: int = 30
+    country_by: str = "action"       # action | actor | any (see descriptors)
+    start: int | None = None         # YYYYMMDD: first day of the axis (None: automatic)
+    end: int | None = None           # YYYYMMDD: last day of the axis (None: automatic)
+    split_gap: int = 90              # automatic window: a pause of more days splits the publication days
+    tail_fraction: float = 0.005     # automatic window: end months below this share of the busiest are trimmed
+    min_median_events: float = 1.0   # countries None: median events per observed day a country needs
+    top_countries: int | None = None  # countries None: keep at most this many (by events)
+    max_gap: int = 7                 # sequences: longest run of unobserved context days
     k: int = 8
     kmeans_iters: int = 10
     device: str = "cpu"
@@ -179,9 +293,96 @@ def _load_manifest(path: Path) -> dict:
 
 
 def _reusable(entry: dict | None, md5: str, out: Path) -> bool:
-    return bool(entry and entry.get("status") == "ok" and entry.get("md5") == md5
+    return bool(entry and entry.get("status") == "ok" and entry.get("md5") == md5 and "pub_rows" in entry
                 and all((out / o).exists() for o in entry.get("outputs", []))
                 and (out / entry.get("rejects_file", "missing")).exists())
+
+
+def day_window(pub_days: list[int], pub_rows: list[int], start: int | None = None, end: int | None = None,
+               split_gap: int = 90, tail_fraction: float = 0.005) -> tuple[int, int, dict]:
+    """The day axis ``[first, last]`` (YYYYMMDD) of a build from its publication days and the
+    rows published on each.
+
+    Publication days outside ``[start, end]`` are left out.  With both bounds given the axis
+    runs from the first to the last remaining publication day.  Otherwise (automatic) the
+    remaining days are split into clusters wherever more than ``split_gap`` days pass without
+    a publication, and the cluster holding the most rows (the later one on a tie) is kept;
+    then its sparse ends are trimmed: the axis runs from the first to the last calendar month
+    of the cluster holding at least ``tail_fraction`` of the rows of its busiest month.  So a
+    sparse tail -- a few rows dated 1982 inside a 2020 daily file, backfile rows spread one a
+    month over 1979-2019 beside a month of daily files -- never stretches the day axis.
+    Returns the axis and a report (rows and days left out, the clusters)."""
+    days = np.asarray(pub_days, np.int64)
+    rows = np.asarray(pub_rows, np.int64)
+    order = np.argsort(days, kind="stable")
+    days, rows = days[order], rows[order]
+    inside = np.ones(len(days), bool)
+    if start is not None:
+        inside &= days >= start
+    if end is not None:
+        inside &= days <= end
+    info: dict = {"start": start, "end": end, "automatic": start is None or end is None, "split_gap": split_gap}
+    if not inside.any():
+        raise BuildError(f"no publication day inside the date window {start}..{end} "
+                         f"(the inputs publish {int(days.min())}..{int(days.max())})" if len(days) else
+                         "the inputs hold no valid event: nothing to describe")
+    d, r = days[inside], rows[inside]
+    if info["automatic"] and len(d) > 1:
+        offs = desc_mod.day_index(d, int(d[0]))
+        cuts = np.flatnonzero(np.diff(offs) > split_gap) + 1
+        bounds = [0, *cuts.tolist(), len(d)]
+        clusters = [(int(d[a]), int(d[b - 1]), int(r[a:b].sum()), b - a)
+                    for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        best = max(range(len(clusters)), key=lambda i: (clusters[i][2], i))
+        first, last = clusters[best][0], clusters[best][1]
+        sel = (d >= first) & (d <= last)
+        month = d[sel] // 100
+        vol: dict[int, int] = {}
+        for mth, n in zip(month.tolist(), r[sel].tolist(), strict=True):
+            vol[mth] = vol.get(mth, 0) + n
+        busiest = max(vol.values())
+        dense = sorted(mth for mth, n in vol.items() if n >= tail_fraction * busiest)
+        first = int(d[sel][month == dense[0]].min())
+        last = int(d[sel][month == dense[-1]].max())
+        info["tail_fraction"] = tail_fraction
+        info["clusters"] = [{"first": a, "last": b, "rows": n, "pub_days": k} for a, b, n, k in clusters[:50]]
+        info["n_clusters"] = len(clusters)
+    else:
+        first, last = int(d[0]), int(d[-1])
+    kept = (days >= first) & (days <= last)
+    info.update(first=first, last=last, pub_rows_outside=int(rows[~kept].sum()),
+                pub_days_outside=int((~kept).sum()))
+    return first, last, info
+
+
+def select_panel(counts: dict[str, np.ndarray], observed: np.ndarray, min_country_events: int = 1,
+                 min_median_events: float = 1.0, top_countries: int | None = None
+                 ) -> tuple[list[str], dict]:
+    """The countries of a build by volume: ``counts[c]`` is country ``c``'s events per day of
+    the axis.  A country is kept when it has at least ``min_country_events`` events and a
+    median of at least ``min_median_events`` events per observed day; of those at most
+    ``top_countries`` (the most events first, ties by code).  Returns the sorted panel and a
+    report (each kept country's events and median, the left-out countries' events)."""
+    stats = []
+    for c, v in counts.items():
+        total = int(v.sum())
+        med = float(np.median(v[observed])) if observed.any() else 0.0
+        stats.append((c, total, med))
+    stats.sort(key=lambda x: (-x[1], x[0]))
+    eligible = [x for x in stats if x[1] >= min_country_events and x[2] >= min_median_events]
+    chosen = eligible[:top_countries] if top_countries is not None else eligible
+    keep = {x[0] for x in chosen}
+    report = {"min_country_events": min_country_events, "min_median_events": min_median_events,
+              "top_countries": top_countries,
+              "countries": {c: {"events": n, "median_per_observed_day": m} for c, n, m in stats if c in keep},
+              "left_out": {c: n for c, n, _ in stats if c not in keep},
+              "left_out_events": int(sum(n for c, n, _ in stats if c not in keep))}
+    if not keep:
+        top = ", ".join(f"{c} {n} events, median {m:g}/day" for c, n, m in stats[:3]) or "no country at all"
+        raise BuildError(f"no country passes the panel rule (min_country_events={min_country_events}, "
+                         f"min_median_events={min_median_events}); the largest: {top}; lower "
+                         f"descriptors.min_median_events or give descriptors.countries")
+    return sorted(keep), report
 
 
 def _run_inputs(todo: list[tuple[str, str]], opts: BuildOptions, done: Callable[[dict], None]) -> None:
@@ -216,7 +417,7 @@ def _run_inputs(todo: list[tuple[str, str]], opts: BuildOptions, done: Callable[
 
 
 EVENT_COLUMNS = ["SQLDATE", "DATEADDED", "EventCode", "EventRootCode", "QuadClass", "GoldsteinScale",
-                 "Actor1Geo_CountryCode", "Actor2Geo_CountryCode", "Multi_Country_Flag"]
+                 "Actor1Geo_CountryCode", "Actor2Geo_CountryCode", "ActionGeo_CountryCode", "Multi_Country_Flag"]
 
 
 def month_windows(days: np.ndarray, busy: set[int] | None = None) -> list[tuple[int, int]]:
@@ -272,50 +473,109 @@ def _window_events(dataset, day_key: str, first: int | None, last: int | None, c
     return dataset.to_table(columns=columns, filter=flt).to_pandas()
 
 
+def _outside_events(files: list[str], days: np.ndarray, opts: BuildOptions) -> dict[str, int]:
+    """The diagnostics (``events_in``, ``too_old``, ``outside_days``, ``backfile_on_load_day``) of the events whose day
+    key lies outside the axis ``days``, counted one Parquet file (one input's month) at a
+    time from the date columns alone: memory stays bounded however far the dates spread."""
+    import pyarrow.dataset as pads
+
+    first, last = int(days[0]), int(days[-1])
+    if opts.day_key == "sqldate":
+        col = pads.field("SQLDATE")
+        flt = (col < first) | (col > last)
+    else:
+        added = pads.field("DATEADDED")
+        flt = (((added < 10**10) & ((added < first) | (added > last)))
+               | ((added >= 10**10) & ((added < first * 1_000_000) | (added > last * 1_000_000 + 235959))))
+    diag = {"events_in": 0, "too_old": 0, "outside_days": 0, "backfile_on_load_day": 0}
+    for f in files:
+        ev = pads.dataset(f, format="parquet").to_table(columns=["SQLDATE", "DATEADDED"], filter=flt).to_pandas()
+        if len(ev):
+            _, _, d = desc_mod.day_and_keep(ev, days, opts.day_key, opts.max_lag)
+            for k in diag:
+                diag[k] += d[k]
+    return diag
+
+
 def describe(files: list[str], vocab, days: np.ndarray, observed_days: np.ndarray, opts: BuildOptions,
              progress: Callable[[int, int], None] | None = None) -> desc_mod.Descriptors:
     """Descriptors of the events in the Parquet ``files`` on the day axis ``days``, computed
     one calendar month at a time: memory is bounded by one month of events (plus the output
-    arrays), whatever the size of the archive.  Without a country list, a first pass over the
-    months counts the countries (reading the date and country columns only).  Equal to
-    :func:`~wgf_cli.gdelt.descriptors.compute` on all events at once."""
+    arrays), whatever the size of the archive or the spread of its dates (the events outside
+    the axis are only counted, file by file, from their date columns).  Without a country
+    list, a first pass over the months counts each country's events per day (dates and
+    country columns only) and :func:`select_panel` picks the panel.  Equal to
+    :func:`~wgf_cli.gdelt.descriptors.compute` on all events at once with the same countries.
+    The panel report is in the result's ``panel`` attribute (``None`` with a given list)."""
     import pyarrow.dataset as pads
 
     dataset = pads.dataset(files, format="parquet")
     windows = month_windows(days, busy_months(files, opts.day_key))
-    # the first and last windows are open-ended, so every event is selected by exactly one
-    # window and the lag / outside-the-axis rules count it as compute() would
-    bounds = [(None if i == 0 else int(days[a]), None if i == len(windows) - 1 else int(days[b - 1]))
-              for i, (a, b) in enumerate(windows)]
+    bounds = [(int(days[a]), int(days[b - 1])) for a, b in windows]
     countries = opts.countries
+    panel = None
     if countries is None:
-        counts = None
-        geo = ["SQLDATE", "DATEADDED", "Actor1Geo_CountryCode", "Actor2Geo_CountryCode"]
-        for (a, b), (lo, hi) in zip(windows, bounds, strict=True):
+        per_day: dict[str, np.ndarray] = {}
+        geo = ["SQLDATE", "DATEADDED", "Actor1Geo_CountryCode", "Actor2Geo_CountryCode", "ActionGeo_CountryCode"]
+        for lo, hi in bounds:
             ev = _window_events(dataset, opts.day_key, lo, hi, geo)     # dates and countries only
-            _, keep, _ = desc_mod.day_and_keep(ev, days[a:b], opts.day_key, opts.max_lag)
-            c = desc_mod.country_counts(ev[keep])
-            counts = c if counts is None else counts.add(c, fill_value=0)
-        countries = desc_mod.seen_countries(counts, opts.min_country_events) if counts is not None else []
+            d, keep, _ = desc_mod.day_and_keep(ev, days, opts.day_key, opts.max_lag)
+            cd = desc_mod.country_day_counts(ev[keep], d[keep], opts.country_by)
+            for (c, day), n in cd.items():
+                if c not in per_day:
+                    per_day[c] = np.zeros(len(days), np.int64)
+                per_day[c][day] += n
+            del ev
+        obs = np.zeros(len(days), bool)
+        oi = desc_mod.day_index(np.asarray(observed_days, np.int64), int(days[0]))
+        obs[oi[(oi >= 0) & (oi < len(days))]] = True
+        countries, panel = select_panel(per_day, obs, opts.min_country_events, opts.min_median_events,
+                                        opts.top_countries)
     parts = []
     for i, ((a, b), (lo, hi)) in enumerate(zip(windows, bounds, strict=True)):
         ev = _window_events(dataset, opts.day_key, lo, hi, EVENT_COLUMNS)
         parts.append(desc_mod.compute(ev, vocab, days=days[a:b], observed_days=observed_days, countries=countries,
                                       k=opts.k, day_key=opts.day_key, max_lag=opts.max_lag,
-                                      kmeans_iters=opts.kmeans_iters, device=opts.device))
+                                      kmeans_iters=opts.kmeans_iters, device=opts.device,
+                                      country_by=opts.country_by))
         del ev
         if progress is not None:
             progress(i + 1, len(windows))
-    return desc_mod.concat(parts)
+    out = desc_mod.concat(parts)
+    for k, v in _outside_events(files, days, opts).items():
+        out.diagnostics[k] = out.diagnostics.get(k, 0) + v
+    out.panel = panel
+    return out
+
+
+def _observed_days(ok: list[dict], first: int, last: int) -> np.ndarray:
+    """Publication days of the inputs inside [first, last], plus every day of the date range
+    of the header-row exports (a filtered export has no "file published that day" notion)."""
+    pub = {d for e in ok for d in e["pub_days"] if first <= d <= last}
+    ranges = [e["export_range"] for e in ok if e.get("export_range")]
+    if ranges:
+        lo, hi = max(min(r[0] for r in ranges), first), min(max(r[1] for r in ranges), last)
+        if lo <= hi:
+            pub |= {int(x) for x in desc_mod.day_range(lo, hi)}
+    return np.array(sorted(pub), np.int64)
 
 
 def build(inputs: list[Path], opts: BuildOptions, progress: Callable[[str, int, int], None] | None = None,
-          vocab=None, log: Callable[[str], None] | None = None) -> BuildResult:
-    """Build the events, descriptors, sequences (and oracle) from ``inputs`` into ``opts.out_dir``."""
+          vocab=None, log: Callable[[str], None] | None = None,
+          warn: Callable[[str], None] | None = None) -> BuildResult:
+    """Build the events, descriptors, sequences (and oracle) from ``inputs`` into ``opts.out_dir``.
+
+    ``log`` receives progress lines, ``warn`` (default: ``log``) every failed or skipped input
+    with its cause and every rule that bent the data (dates outside the window, backfile rows
+    piled onto their load day).  Raises :class:`BuildError` (one line) when nothing can be
+    built: no readable input, no event in the window, no country in the panel.  A build with
+    no sequence returns (its descriptors are useful); :func:`no_sequence_reason` says why."""
     t0 = time.perf_counter()
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     say = log or (lambda _m: None)
+    shout = warn or say
+    inputs = expand_archives(list(inputs), out, say)
     mpath = out / "manifest.json"
     manifest = _load_manifest(mpath)
     entries: dict[str, dict] = {} if opts.force else dict(manifest.get("inputs", {}))
@@ -342,9 +602,12 @@ def build(inputs: list[Path], opts: BuildOptions, progress: Callable[[str, int, 
         n_done[0] += 1
         atomic_json(mpath, {**manifest, "inputs": dict(sorted(entries.items()))})
         if entry["status"] != "ok":
-            say(f"input {entry['name']} skipped: {entry['error']}")
+            shout(f"input {entry['name']} failed and is skipped: {entry['error']}")
             if opts.strict:
                 raise BuildError(f"strict: input {entry['name']} failed: {entry['error']}")
+        elif entry["rows_read"] and not entry["rows_kept"]:
+            shout(f"input {entry['name']}: none of its {entry['rows_read']} rows is valid "
+                  f"({', '.join(f'{k} {v}' for k, v in sorted(entry['rejects'].items()))})")
         if progress:
             progress("inputs", n_done[0], len(todo))
 
@@ -368,23 +631,51 @@ def build(inputs: list[Path], opts: BuildOptions, progress: Callable[[str, int, 
     summary["rejects_marker_row"] = rejects.get("marker_row", 0)
     if not ok:
         atomic_json(mpath, manifest)
-        raise BuildError("no input could be read: nothing to build")
+        failed = sorted(entries.values(), key=lambda e: e["name"])
+        why = "; ".join(f"{e['name']}: {e['error']}" for e in failed[:3]) + (" ..." if len(failed) > 3 else "")
+        raise BuildError(f"no input could be read: nothing to build ({why})")
 
-    # descriptors, one calendar month of days at a time
+    # the day axis: the date window (given, or automatic), then one calendar month at a time
     files = [str(out / rel) for e in sorted(ok, key=lambda e: e["name"]) for rel in e["outputs"]]
-    pub = sorted({d for e in ok for d in e["pub_days"]})
     kept_rows = sum(e["rows_kept"] for e in ok)
-    if not files or kept_rows == 0 or not pub:
+    pub_days = [d for e in ok for d in e["pub_days"]]
+    pub_rows = [r for e in ok for r in e["pub_rows"]]
+    for e in ok:                              # the export ranges count as publication days too
+        if e.get("export_range"):
+            pub_days += list(e["export_range"])
+            pub_rows += [0, 0]
+    if not files or kept_rows == 0 or not pub_days:
+        atomic_json(mpath, manifest)
         raise BuildError("the inputs hold no valid event: nothing to describe")
-    days = desc_mod.day_range(pub[0], pub[-1])
-    say(f"descriptors of {kept_rows} events over {len(days)} days")
-    d = describe(files, vocab, days, np.array(pub), opts,
+    first, last, window = day_window(pub_days, pub_rows, opts.start, opts.end, opts.split_gap, opts.tail_fraction)
+    manifest["window"] = window
+    if window["pub_rows_outside"]:
+        shout(f"date window {first}..{last}: {window['pub_rows_outside']} rows published on "
+              f"{window['pub_days_outside']} days outside it are left out of the descriptors"
+              + (" (automatic window: the largest cluster of publication days; set descriptors.start/end "
+                 "to choose)" if window["automatic"] else ""))
+    days = desc_mod.day_range(first, last)
+    observed = _observed_days(ok, first, last)
+    say(f"descriptors of {kept_rows} events over {len(days)} days ({first}..{last})")
+    d = describe(files, vocab, days, observed, opts,
                  progress=(lambda i, n: progress("descriptors", i, n)) if progress else None)
+    if d.panel is not None:
+        manifest["panel"] = d.panel
+        if d.panel["left_out"]:
+            say(f"panel: {len(d.countries)} countries; {len(d.panel['left_out'])} left out "
+                f"({d.panel['left_out_events']} events; see manifest.json panel.left_out)")
+    collapsed = d.diagnostics.get("backfile_on_load_day", 0)
+    if opts.day_key == "dateadded" and collapsed:
+        shout(f"day_key=dateadded: {collapsed} backfile rows ({collapsed / max(d.diagnostics['events_in'], 1):.0%} "
+              f"of the events) are keyed by their load day (DATEADDED of the 2013 bulk load), not the day they "
+              f"happened: they pile onto that day or fall off the axis; use descriptors.day_key=sqldate")
     atomic_npz(out / "descriptors" / "descriptors.npz", **d.arrays())
     atomic_npz(out / "descriptors" / "standard_events.npz", **desc_mod.standard_events(vocab))
 
     seqs = sequences.sample(d.observed, d.countries, d.days, count=opts.sequences, context=opts.context,
-                            fractions=opts.fractions, seed=opts.seed)
+                            fractions=opts.fractions, seed=opts.seed,
+                            max_gap=min(opts.max_gap, max(opts.context - 1, 0)))   # >= 1 observed context day
+    manifest["sequences"] = seqs.report
     atomic_parquet(out / "sequences" / "index.parquet", pa.Table.from_pandas(seqs.index, preserve_index=False))
     atomic_npz(out / "sequences" / "sequences.npz",
                country_idx=seqs.index["country_idx"].to_numpy(), start=seqs.index["start"].to_numpy(),
@@ -398,26 +689,45 @@ def build(inputs: list[Path], opts: BuildOptions, progress: Callable[[str, int, 
     manifest["dataset"] = {
         "version": DATASET_VERSION, "source": opts.source, "embedding": vocab.name, "embedding_dim": vocab.dim,
         "k": opts.k, "context": opts.context, "n_countries": len(d.countries), "n_days": len(d.days),
-        "splits": seqs.splits, "oracle": has_oracle,
+        "splits": seqs.splits, "oracle": has_oracle, "country_by": opts.country_by, "max_gap": opts.max_gap,
     }
     manifest["outputs"] = {
         "events": "events/", "rejects": "rejects/", "descriptors": "descriptors/descriptors.npz",
         "standard_events": "descriptors/standard_events.npz", "sequences": "sequences/index.parquet",
         **({"oracle": "oracle.npz"} if has_oracle else {}),
     }
-    manifest["descriptors"] = {"day_key": opts.day_key, "max_lag": opts.max_lag, **d.diagnostics,
-                               "sequences_available": seqs.available}
+    manifest["descriptors"] = {"day_key": opts.day_key, "max_lag": opts.max_lag, "country_by": opts.country_by,
+                               **d.diagnostics, "sequences_available": seqs.available}
     atomic_json(mpath, manifest)
     summary.update({
         "countries": len(d.countries), "days": len(d.days), "observed_days": int(d.observed[0].sum()),
+        "first_day": int(d.days[0]), "last_day": int(d.days[-1]),
         "sequences": len(seqs.index),
         **{f"sequences_{s}": int((seqs.index["split"] == s).sum()) for s in sequences.SPLITS},
+        "sequences_possible": seqs.report["possible"], "sequences_valid": seqs.report["valid"],
+        "sequences_masked": seqs.report["windows_with_unobserved_days"],
         "events_described": int(d.diagnostics["memberships"]), "events_too_old": d.diagnostics["too_old"],
         "events_outside_days": d.diagnostics["outside_days"],
+        "rows_outside_window": window["pub_rows_outside"],
+        "countries_left_out": len(d.panel["left_out"]) if d.panel is not None else 0,
         "read_s": round(read_s, 3), "wall_s": round(wall, 3),
         "rows_per_s": round(summary["rows_read"] / read_s, 1) if todo and read_s > 0 else None,
     })
     return BuildResult(summary, manifest, d, seqs)
+
+
+def no_sequence_reason(res: BuildResult) -> str | None:
+    """Why a build made no sequence (one line), or ``None`` when it made some."""
+    seqs, d = res.sequences, res.descriptors
+    if seqs is None or len(seqs.index):
+        return None
+    r = seqs.report
+    D, C = len(d.days), len(d.countries)
+    why = (f"the day axis ({D} days) is not longer than sequences.context ({r['context']})" if D <= r["context"]
+           else f"of its {r['possible']} windows {r['target_unobserved']} have an unobserved target day and "
+                f"{r['gap_too_long']} a run of more than {r['max_gap']} unobserved days (sequences.max_gap)")
+    return (f"no usable sequence: {C} countries x {D} days ({int(d.days[0])}..{int(d.days[-1])}), "
+            f"context {r['context']}: {why}; the descriptors are written (manifest.json: window, sequences)")
 
 
 def oracle_log_loss(counts: np.ndarray, root_probs: np.ndarray, index, context: int, split: str = "test") -> float:

@@ -1,16 +1,27 @@
 """Daily descriptors: per (country, day) counts, Goldstein moments, partners and the day's
 events compressed to ``k`` weighted points on the embedding sphere.
 
-Membership and days
--------------------
-An event belongs to every country among its two actor geo countries (once if both are the
-same).  Its day is its SQLDATE (``day_key="sqldate"``) or the day of DATEADDED
+Membership, partners and days
+-----------------------------
+Which country an event counts for is ``country_by``:
+
+* ``action`` (default): the country where the action took place, ``ActionGeo_CountryCode``
+  (GDELT's own country-linked tables and most analysts key events so);
+* ``actor``: every country among its two actor geo countries (once if both are the same);
+* ``any``: the union of the three (each distinct country once).
+
+An event's *partners* are its non-empty actor geo countries (each distinct one once); an
+actor located in the focal country is the **domestic** partner, stored as the focal
+country's own code.  ``partners[c, d]`` holds the top 3 partners of the (country, day) by
+the number of its events that involve them (ties by code), ``partner_counts[c, d]`` those
+numbers ("" and 0 where fewer).  Its day is its SQLDATE (``day_key="sqldate"``) or the day of DATEADDED
 (``"dateadded"``).  With the SQLDATE key, an event published more than ``max_lag`` days
 after its SQLDATE (DATEADDED - SQLDATE; only daily-era rows, DATEADDED >= 2013-04-01, carry a
 meaningful DATEADDED) is left out and counted (``too_old``), as are events whose day falls
-outside the day axis (``outside_days``).  The day axis is every calendar day from the first
-to the last *publication* day of the inputs; a day is ``observed`` when some input published
-events that day.
+outside the day axis (``outside_days``).  The day axis is every calendar day of the build's
+date window (:func:`wgf_cli.gdelt.build.day_window`: given, or the densest stretch of
+publication days); a day is ``observed`` when some input published events that day, or lies
+inside the date range of a header-row export (which observes every day of its range).
 
 Compression on the sphere
 -------------------------
@@ -35,6 +46,8 @@ import torch
 
 from wgf_cli.gdelt import schema
 from wgf_cli.gdelt.embed import Vocabulary
+from wgf_cli.gdelt_contract import COUNTRY_BY as _CONTRACT_COUNTRY_BY
+from wgf_cli.gdelt_contract import N_PARTNERS
 
 DAILY_ERA = 20130401
 
@@ -65,21 +78,73 @@ class Descriptors:
     points: np.ndarray
     weights: np.ndarray
     partners: np.ndarray
+    partner_counts: np.ndarray
     nearest: np.ndarray
     diagnostics: dict = field(default_factory=dict)
+    panel: dict | None = None       # the build's panel report (countries chosen by volume)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {k: v for k, v in self.__dict__.items() if k != "diagnostics"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("diagnostics", "panel")}
 
 
-def _membership(ev: pd.DataFrame, countries: np.ndarray) -> pd.DataFrame:
-    """One row per (event, country it belongs to) with the partner country."""
-    a1, a2 = ev["Actor1Geo_CountryCode"], ev["Actor2Geo_CountryCode"]
-    first = ev.assign(country=a1, partner=a2)[a1.notna()]
-    second = ev.assign(country=a2, partner=a1)[a2.notna() & (a2 != a1)]
-    rows = pd.concat([first, second], ignore_index=True)
-    rows["partner"] = rows["partner"].where(rows["partner"] != rows["country"])
-    return rows[rows["country"].isin(countries)]
+COUNTRY_BY = _CONTRACT_COUNTRY_BY
+
+
+def _attribution(ev: pd.DataFrame, country_by: str) -> list[pd.Series]:
+    """The columns whose (distinct, non-null) values are the countries of each event."""
+    if country_by not in COUNTRY_BY:
+        raise ValueError(f"country_by must be one of {COUNTRY_BY}, got {country_by!r}")
+    action = [ev["ActionGeo_CountryCode"]] if country_by in ("action", "any") else []
+    actors = [ev["Actor1Geo_CountryCode"], ev["Actor2Geo_CountryCode"]] if country_by in ("actor", "any") else []
+    return action + actors
+
+
+def _memberships(ev: pd.DataFrame, country_by: str) -> tuple[np.ndarray, np.ndarray]:
+    """(row position in ``ev``, country) of each (event, country it counts for), each distinct
+    country of an event once, in the order of the attribution columns."""
+    cols = _attribution(ev, country_by)
+    pos, cty = [], []
+    seen: list[pd.Series] = []
+    for col in cols:
+        ok = col.notna().to_numpy().copy()
+        for prev in seen:
+            ok &= (col != prev).to_numpy() | prev.isna().to_numpy()
+        seen.append(col)
+        idx = np.flatnonzero(ok)
+        pos.append(idx)
+        cty.append(col.to_numpy()[idx])
+    return np.concatenate(pos), np.concatenate(cty).astype(object)
+
+
+def _membership(ev: pd.DataFrame, countries: np.ndarray, country_by: str = "action") -> pd.DataFrame:
+    """One row per (event, panel country it counts for), with a column ``country``."""
+    pos, cty = _memberships(ev, country_by)
+    rows = ev.iloc[pos].reset_index(drop=True).assign(country=cty)
+    return rows[rows["country"].isin(countries)].reset_index(drop=True)
+
+
+def top_partners(rows: pd.DataFrame, cell: np.ndarray, n_cells: int, top: int = N_PARTNERS
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(partners [n_cells, top] <U3, counts [n_cells, top] int32)`` of membership ``rows``
+    (each in cell ``cell``): the partners are the distinct non-empty actor geo countries of
+    each event (the focal country itself when an actor is located there: domestic), ranked
+    by the number of the cell's events that involve them, ties by code."""
+    partners = np.full((n_cells, top), "", dtype="<U3")
+    counts = np.zeros((n_cells, top), np.int32)
+    a1, a2 = rows["Actor1Geo_CountryCode"], rows["Actor2Geo_CountryCode"]
+    m1 = a1.notna().to_numpy()
+    m2 = (a2.notna() & ((a2 != a1) | a1.isna())).to_numpy()
+    p = pd.DataFrame({"cell": np.concatenate([cell[m1], cell[m2]]),
+                      "partner": np.concatenate([a1.to_numpy()[m1], a2.to_numpy()[m2]]).astype(object)})
+    if len(p):
+        tab = (p.groupby(["cell", "partner"], observed=True).size().rename("m").reset_index()
+               .sort_values(["cell", "m", "partner"], ascending=[True, False, True], kind="stable"))
+        tab["rank"] = tab.groupby("cell").cumcount()
+        tab = tab[tab["rank"] < top]
+        at = (tab["cell"].to_numpy(), tab["rank"].to_numpy())
+        partners[at] = tab["partner"].to_numpy().astype(str)
+        counts[at] = tab["m"].to_numpy()
+    return partners, counts
 
 
 def spherical_kmeans(x: torch.Tensor, w: torch.Tensor, k: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +195,12 @@ def day_and_keep(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate
         too_old = np.zeros(len(events), bool)
     outside = ~too_old & ((d < 0) | (d >= len(days)))
     diag["too_old"], diag["outside_days"] = int(too_old.sum()), int(outside.sum())
-    return d, ~too_old & ~outside, diag
+    keep = ~too_old & ~outside
+    # backfile rows (DATEADDED before the daily era is the 2013 bulk load day) keyed by
+    # DATEADDED land on their load day instead of the day they happened (on the axis or not)
+    diag["backfile_on_load_day"] = int(((added_day < DAILY_ERA) & (added_day != sql)).sum()) \
+        if day_key == "dateadded" else 0
+    return d, keep, diag
 
 
 def select(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate", max_lag: int = 30
@@ -138,14 +208,22 @@ def select(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate", max
     """The events that belong to the day axis ``days``, with their day index (column ``day``),
     and the counts of :func:`day_and_keep`."""
     d, keep, diag = day_and_keep(events, days, day_key, max_lag)
-    ev = events.loc[keep, ["EventCode", "EventRootCode", "QuadClass", "GoldsteinScale", "Actor1Geo_CountryCode",
-                       "Actor2Geo_CountryCode", "Multi_Country_Flag"]].assign(day=d[keep])
+    cols = ["EventCode", "EventRootCode", "QuadClass", "GoldsteinScale", "Actor1Geo_CountryCode",
+            "Actor2Geo_CountryCode", "ActionGeo_CountryCode", "Multi_Country_Flag"]
+    ev = events.loc[keep, [c for c in cols if c in events.columns]].assign(day=d[keep])
     return ev, diag
 
 
-def country_counts(ev: pd.DataFrame) -> pd.Series:
-    """Events per actor geo country (either actor) of selected events."""
-    return pd.concat([ev["Actor1Geo_CountryCode"], ev["Actor2Geo_CountryCode"]]).value_counts()
+def country_counts(ev: pd.DataFrame, country_by: str = "action") -> pd.Series:
+    """Events per country (the ``country_by`` rule) of selected events."""
+    _, cty = _memberships(ev, country_by)
+    return pd.Series(cty, dtype=object).value_counts()
+
+
+def country_day_counts(ev: pd.DataFrame, day: np.ndarray, country_by: str = "action") -> pd.Series:
+    """Events per (country, day index) (the ``country_by`` rule): a Series on a MultiIndex."""
+    pos, cty = _memberships(ev, country_by)
+    return pd.DataFrame({"country": cty, "day": day[pos]}).value_counts(["country", "day"])
 
 
 def seen_countries(counts: pd.Series, min_country_events: int = 1) -> list[str]:
@@ -168,15 +246,18 @@ def concat(parts: list[Descriptors]) -> Descriptors:
 def compute(events: pd.DataFrame, vocab: Vocabulary, *, days: np.ndarray, observed_days: np.ndarray,
             countries: list[str] | None = None, k: int = 8, day_key: str = "sqldate", max_lag: int = 30,
             kmeans_iters: int = 10, min_country_events: int = 1, chunk: int = 512,
-            device: str = "cpu", progress=None) -> Descriptors:
+            device: str = "cpu", country_by: str = "action", progress=None) -> Descriptors:
     """Descriptors of ``events`` (columns of the clean table) on the day axis ``days``."""
+    if "ActionGeo_CountryCode" not in events.columns:
+        events = events.assign(ActionGeo_CountryCode=pd.Series([None] * len(events), index=events.index,
+                                                                dtype=object))
     ev, diag = select(events, days, day_key, max_lag)
     first = int(days[0])
     if countries is None:
-        countries = seen_countries(country_counts(ev), min_country_events)
+        countries = seen_countries(country_counts(ev, country_by), min_country_events)
     cs = np.array(sorted(countries), dtype="<U3")
     C, D = len(cs), len(days)
-    rows = _membership(ev, cs)
+    rows = _membership(ev, cs, country_by)
     diag["memberships"] = len(rows)
     ci = pd.Categorical(rows["country"], categories=cs).codes.astype(np.int64)
     di = rows["day"].to_numpy().astype(np.int64)
@@ -195,14 +276,7 @@ def compute(events: pd.DataFrame, vocab: Vocabulary, *, days: np.ndarray, observ
                         minlength=C * D).astype(np.float64)
     multi_frac = np.divide(multi, n, out=np.zeros_like(multi), where=n > 0)
 
-    partners = np.full((C, D, 3), "", dtype="<U3")
-    p = rows.loc[rows["partner"].notna()].assign(cell=cell[rows["partner"].notna().to_numpy()])
-    if len(p):
-        top = (p.groupby(["cell", "partner"], observed=True).size().rename("m").reset_index()
-               .sort_values(["cell", "m", "partner"], ascending=[True, False, True]))
-        top["rank"] = top.groupby("cell").cumcount()
-        top = top[top["rank"] < 3]
-        partners.reshape(C * D, 3)[top["cell"].to_numpy(), top["rank"].to_numpy()] = top["partner"].to_numpy()
+    partners, partner_counts = top_partners(rows, cell, C * D)     # [C * D, N_PARTNERS]
 
     # distinct events per cell, embedded and compressed to k points
     a1 = rows["Actor1Geo_CountryCode"].fillna("")
@@ -262,8 +336,8 @@ def compute(events: pd.DataFrame, vocab: Vocabulary, *, days: np.ndarray, observ
     return Descriptors(cs, np.asarray(days, np.int32), counts, total.astype(np.int32),
                        mean.reshape(C, D).astype(np.float32), std,
                        multi_frac.reshape(C, D).astype(np.float32), np.broadcast_to(obs_day, (C, D)).copy(),
-                       points.reshape(C, D, k, E), weights.reshape(C, D, k), partners,
-                       nearest.reshape(C, D, k).astype("<U4"), diag)
+                       points.reshape(C, D, k, E), weights.reshape(C, D, k), partners.reshape(C, D, N_PARTNERS),
+                       partner_counts.reshape(C, D, N_PARTNERS), nearest.reshape(C, D, k).astype("<U4"), diag)
 
 
 def standard_events(vocab: Vocabulary) -> dict[str, np.ndarray]:

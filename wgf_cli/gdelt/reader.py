@@ -4,15 +4,19 @@ Two routes give the same result:
 
 * the **C pass** (:func:`parse_fast`, ``_fastread.c``, built at install): one tokenizing pass
   over the bytes, tab-separated with quoting off (a quote is data in GDELT), the layout (57,
-  58 or 61 columns) taken from each row's own field count, the 14 columns of
-  :data:`~wgf_cli.gdelt.schema.KEPT` parsed straight into typed arrays.  It takes every row
+  58 or 61 columns) taken from each row's own field count, the 20 columns of
+  :data:`~wgf_cli.gdelt.schema.KEPT` (SOURCEURL: 58 and 61 columns) parsed straight into typed
+  arrays.  It takes every row
   whose kept fields are in plain form and declines the others (markers, whitespace, empty or
   odd numbers, other field counts), which go the general way;
 * the **general route** (:func:`parse_general`): Arrow's CSV reader on one thread, quoting,
   escaping and multi-line values off, the layout detected from the first lines; rows with
   another count are handed to a callback and re-parsed by their own count, so a file mixing
   layouts is read row by row correctly, and a row with an unknown count is rejected with the
-  reason.  It reads whole inputs when the extension is not built.
+  reason.  It reads whole inputs when the extension is not built;
+* a file whose first line is a **header** naming GLOBALEVENTID, SQLDATE and EventCode (a
+  BigQuery / CSV export: comma separated, ``NA`` for missing, double-quoted strings) is read
+  by :func:`parse_header_csv`, its columns matched by name (layout ``csv``).
 
 A zipped input is inflated with libdeflate (``deflate``, about 2.5x zlib) when installed.
 
@@ -28,10 +32,12 @@ A zipped input is inflated with libdeflate (``deflate``, about 2.5x zlib) when i
   (``bad_event_code``);
 * the 1920 bug: SQLDATE in 1920 and DATEADDED between 2019-12-31 and 2020-01-05 -> +100
   years on SQLDATE, MonthYear, Year, FractionDate (``repairs["date_1920"]``);
+* ``NumMentions`` / ``AvgTone`` that are absent or malformed become null (never a reject); an
+  empty actor country code, ``ActionGeo_CountryCode`` or ``SOURCEURL`` is null;
 * range checks: QuadClass in 1..4 (``bad_quadclass``), IsRootEvent in {0, 1}
   (``bad_isroot``), GoldsteinScale in [-10, 10] and present (``bad_goldstein``), SQLDATE a
-  valid calendar date >= 19790101 (``bad_sqldate``), geo country codes two capital letters
-  or empty (``bad_country_code``);
+  valid calendar date >= 19790101 (``bad_sqldate``), geo country codes (both actors' and the
+  action's) two capital letters or empty (``bad_country_code``);
 * a wrong field count: ``field_count_<n>``.
 
 Rejected rows are returned with their reason for the per-input rejects file.
@@ -163,7 +169,11 @@ def detect_layout(data: bytes, lines: int = 500) -> tuple[int, int]:
 
 
 _DICT = pa.dictionary(pa.int32(), pa.string())
-_STR_COLS = ["EventCode", "EventBaseCode", "EventRootCode", "Actor1Geo_CountryCode", "Actor2Geo_CountryCode"]
+_GEO_COLS = ["Actor1Geo_CountryCode", "Actor2Geo_CountryCode", "ActionGeo_CountryCode"]
+_CC3_COLS = ["Actor1CountryCode", "Actor2CountryCode"]
+_STR_COLS = ["EventCode", "EventBaseCode", "EventRootCode", *_GEO_COLS, *_CC3_COLS]
+#: numbers kept as null when absent or malformed (they reject no row)
+_SOFT_COLS = {"NumMentions": True, "AvgTone": False}          # name -> integer
 
 
 def _read(data, idx: dict[str, int], typed: bool, handler=None) -> pa.Table:
@@ -172,7 +182,8 @@ def _read(data, idx: dict[str, int], typed: bool, handler=None) -> pa.Table:
     codes, scores), so that cleaning works on the distinct values only; raises on a row that
     does not fit.  Otherwise every column as a string."""
     if typed:
-        types = {f"f{i}": (pa.int64() if n == "GLOBALEVENTID" else _DICT) for n, i in idx.items()}
+        types = {f"f{i}": (pa.int64() if n == "GLOBALEVENTID" else pa.string() if n == "SOURCEURL" else _DICT)
+                 for n, i in idx.items()}
     else:
         types = {f"f{i}": pa.string() for i in idx.values()}
     parse_opts = dict(delimiter="\t", quote_char=False, double_quote=False, escape_char=False,
@@ -187,7 +198,55 @@ def _read(data, idx: dict[str, int], typed: bool, handler=None) -> pa.Table:
                                              strings_can_be_null=False, check_utf8=False,
                                              null_values=[""], quoted_strings_can_be_null=False),
     )
-    return table.rename_columns(list(idx))
+    return _complete(table.rename_columns(list(idx)))
+
+
+def _complete(table: pa.Table) -> pa.Table:
+    """The kept columns a layout lacks (SOURCEURL of the 57-column backfile) as nulls."""
+    for name in schema.KEPT:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+    return table
+
+
+def is_header(data) -> bool:
+    """Whether the input starts with a header row (a BigQuery / CSV export): its first line
+    names GLOBALEVENTID, SQLDATE and EventCode, in any order."""
+    first = bytes(data[: 1 << 16]).split(b"\n", 1)[0].upper()
+    return b"GLOBALEVENTID" in first and b"SQLDATE" in first and b"EVENTCODE" in first
+
+
+def parse_header_csv(data) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """An export with a header row (BigQuery's CSV: comma separated, ``NA`` or empty for a
+    missing value, double-quoted strings; tab-separated headers too): the kept columns by
+    name, as strings, with ``layout`` = :data:`schema.CSV_LAYOUT`.  Other columns (``row_id``,
+    the 2.0 ``*_ADM2Code``) are ignored; a missing required column makes the input unreadable."""
+    first = bytes(data[: 1 << 16]).split(b"\n", 1)[0]
+    delim = "\t" if first.count(b"\t") > first.count(b",") else ","
+    names = [x.strip().strip('"').strip().lstrip("\ufeff") for x in first.decode("utf-8", "replace").split(delim)]
+    missing = [c for c in schema.REQUIRED if c not in names]
+    if missing:
+        raise InputError(f"unknown layout: a header row without {', '.join(missing[:3])}"
+                         f"{' ...' if len(missing) > 3 else ''}")
+    bad: list[tuple[str, str]] = []
+
+    def handler(row) -> str:
+        bad.append((f"field_count_{row.actual_columns}", row.text or ""))
+        return "skip"
+
+    want = [c for c in schema.KEPT if c in names]
+    table = pacsv.read_csv(
+        io.BytesIO(data) if not isinstance(data, io.IOBase) else data,
+        read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 24),
+        parse_options=pacsv.ParseOptions(delimiter=delim, quote_char='"', double_quote=True, escape_char=False,
+                                         newlines_in_values=False, ignore_empty_lines=True,
+                                         invalid_row_handler=handler),
+        convert_options=pacsv.ConvertOptions(include_columns=want, column_types={c: pa.string() for c in want},
+                                             null_values=["NA", ""], strings_can_be_null=True,
+                                             quoted_strings_can_be_null=False, check_utf8=False))
+    table = pa.table({c: pc.fill_null(table.column(c), "") for c in want})
+    table = _complete(table)
+    return table.append_column("layout", pa.array(np.full(table.num_rows, schema.CSV_LAYOUT, np.int8))), bad
 
 
 def parse_general(data: bytes) -> tuple[pa.Table, list[tuple[str, str]]]:
@@ -217,7 +276,7 @@ def parse_general(data: bytes) -> tuple[pa.Table, list[tuple[str, str]]]:
         return "skip"
 
     table = _read(io.BytesIO(memoryview(data)[offset:]), idx, typed=False, handler=handler)
-    table = table.append_column("layout", pa.array(np.full(table.num_rows, layout, np.int8)))
+    table = table.select(schema.KEPT).append_column("layout", pa.array(np.full(table.num_rows, layout, np.int8)))
     bad: list[tuple[str, str]] = []
     if others:
         rows: dict[int, list[list[str]]] = {}
@@ -230,9 +289,8 @@ def parse_general(data: bytes) -> tuple[pa.Table, list[tuple[str, str]]]:
         parts = [table]
         for lay, group in sorted(rows.items()):
             li = schema.kept_indices(lay)
-            cols = {name: pa.array([r[i] for r in group], pa.string()) for name, i in li.items()}
-            cols["layout"] = pa.array(np.full(len(group), lay, np.int8))
-            parts.append(pa.table(cols))
+            cols = _complete(pa.table({name: pa.array([r[i] for r in group], pa.string()) for name, i in li.items()}))
+            parts.append(cols.select(schema.KEPT).append_column("layout", pa.array(np.full(len(group), lay, np.int8))))
         table = pa.concat_tables(parts)
     return table, bad
 
@@ -241,6 +299,9 @@ def parse_general(data: bytes) -> tuple[pa.Table, list[tuple[str, str]]]:
 MAX_DECLINED = 1 << 14
 #: size of each key segment of the C pass (> its largest key, 10000 * 4 + 9999)
 _NKEY = 50_000
+#: the dictionary columns of the C pass, in its order
+_FAST_DICT = ["EventCode", "EventBaseCode", "EventRootCode", "Actor1Geo_CountryCode", "Actor2Geo_CountryCode",
+              "ActionGeo_CountryCode", "Actor1CountryCode", "Actor2CountryCode"]
 
 
 def _decode_codes(keys: np.ndarray) -> list[str]:
@@ -253,6 +314,12 @@ def _decode_countries(keys: np.ndarray) -> list[str]:
     return ["" if k == 0 else chr(65 + (k - 1) // 26) + chr(65 + (k - 1) % 26) for k in keys.tolist()]
 
 
+def _decode_cc3(keys: np.ndarray) -> list[str]:
+    """Three-letter CAMEO country codes from the C pass's keys (0: empty, else 1 + 676 a + 26 b + c)."""
+    return ["" if k == 0 else chr(65 + (k - 1) // 676) + chr(65 + (k - 1) // 26 % 26) + chr(65 + (k - 1) % 26)
+            for k in keys.tolist()]
+
+
 def parse_fast(data) -> tuple[pa.Table, bytes] | None:
     """The C pass (:mod:`wgf_cli.gdelt._fastread`): (typed table of the rows in plain form,
     the declined lines, each ended by a newline), or ``None`` when the extension is not built
@@ -262,26 +329,33 @@ def parse_fast(data) -> tuple[pa.Table, bytes] | None:
     cap = len(data) // 56 + 2           # a row has at least 56 tabs
     ints = [np.empty(cap, t) for t in (np.int64, np.int32, np.int32, np.int32, np.int8, np.int8, np.int64)]
     floats = [np.empty(cap, np.float64) for _ in range(2)]
-    index = [np.empty(cap, np.int32) for _ in range(5)]       # code, base, root, geo 1, geo 2
+    mentions, tone = np.empty(cap, np.int32), np.empty(cap, np.float64)
+    index = [np.empty(cap, np.int32) for _ in _FAST_DICT]
     layout = np.empty(cap, np.int8)
+    url_off, url = np.empty(cap + 1, np.int64), np.empty(max(len(data), 1), np.uint8)
     declined = np.empty(2 * MAX_DECLINED, np.int64)
-    keys = np.empty(5 * _NKEY, np.int32)
-    rows, ndec, status, nkeys = _fastread.parse(data, *ints, *floats, *index, layout, declined, keys)
+    keys = np.empty(len(_FAST_DICT) * _NKEY, np.int32)
+    rows, ndec, status, nkeys = _fastread.parse(data, *ints, *floats, mentions, tone, *index, layout, url_off, url,
+                                                declined, keys)
     if status != 0 or rows == 0:
         return None
-    dicts = []
-    for j, count in enumerate(nkeys):
-        decode = _decode_codes if j < 3 else _decode_countries
+    cols = {}
+    for j, (name, count) in enumerate(zip(_FAST_DICT, nkeys, strict=True)):
+        decode = _decode_codes if j < 3 else _decode_cc3 if name in _CC3_COLS else _decode_countries
         values = pa.array(decode(keys[j * _NKEY: j * _NKEY + count]), pa.string())
-        dicts.append(pa.DictionaryArray.from_arrays(pa.array(index[j][:rows]), values))
+        cols[name] = pa.DictionaryArray.from_arrays(pa.array(index[j][:rows]), values)
     i_id, i_sql, i_my, i_year, i_root, i_quad, i_added = (a[:rows] for a in ints)
+    urls = pa.LargeStringArray.from_buffers(rows, pa.py_buffer(url_off[:rows + 1]),
+                                            pa.py_buffer(url[:int(url_off[rows])])).cast(pa.string())
     cols = {
         "GLOBALEVENTID": i_id, "SQLDATE": i_sql, "MonthYear": i_my, "Year": i_year,
         "FractionDate": floats[0][:rows], "IsRootEvent": i_root,
-        "EventCode": dicts[0], "EventBaseCode": dicts[1], "EventRootCode": dicts[2],
+        "EventCode": cols["EventCode"], "EventBaseCode": cols["EventBaseCode"], "EventRootCode": cols["EventRootCode"],
         "QuadClass": i_quad, "GoldsteinScale": floats[1][:rows],
-        "Actor1Geo_CountryCode": dicts[3], "Actor2Geo_CountryCode": dicts[4],
-        "DATEADDED": i_added, "layout": layout[:rows],
+        "Actor1Geo_CountryCode": cols["Actor1Geo_CountryCode"], "Actor2Geo_CountryCode": cols["Actor2Geo_CountryCode"],
+        "DATEADDED": i_added, "ActionGeo_CountryCode": cols["ActionGeo_CountryCode"],
+        "Actor1CountryCode": cols["Actor1CountryCode"], "Actor2CountryCode": cols["Actor2CountryCode"],
+        "NumMentions": mentions[:rows], "AvgTone": tone[:rows], "SOURCEURL": urls, "layout": layout[:rows],
     }
     view = memoryview(data)
     rest = b"".join(bytes(view[a:b]) + b"\n" for a, b in declined[:2 * ndec].reshape(-1, 2).tolist())
@@ -296,6 +370,9 @@ def parse(data) -> tuple[list[pa.Table], list[tuple[str, str]]]:
     table is then cleaned on its own (:func:`clean`) and :func:`read_file` puts the rows back
     in GLOBALEVENTID order, so both routes give the same result.
     """
+    if is_header(data):
+        table, bad = parse_header_csv(data)
+        return [table], bad
     fast = parse_fast(data)
     if fast is None:
         table, bad = parse_general(data)
@@ -396,6 +473,24 @@ def _numeric(col: pa.ChunkedArray, is_int: bool) -> tuple[np.ndarray, np.ndarray
     return pc.fill_null(col, 0).to_numpy(), ok, False
 
 
+def _soft_numeric(col: pa.ChunkedArray, is_int: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(values, present) of a column kept as null where absent or malformed: parsed as the
+    strict columns are (whitespace trimmed), never rejecting a row."""
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+        ok = pc.is_valid(col).to_numpy(zero_copy_only=False)
+        return pc.fill_null(col, 0).to_numpy(zero_copy_only=False), ok
+    if pa.types.is_dictionary(col.type) or pa.types.is_null(col.type):
+        col = col.cast(pa.string())
+    trimmed = pc.utf8_trim_whitespace(col)
+    ok = pc.fill_null(pc.match_substring_regex(trimmed, _INT_RE if is_int else _FLOAT_RE), False)
+    safe = pc.if_else(ok, trimmed, pa.scalar("0"))
+    values = pc.cast(safe, pa.int64() if is_int else pa.float64()).to_numpy()
+    ok = ok.to_numpy(zero_copy_only=False)
+    if is_int:                                           # beyond int32: null, never wrapped
+        ok &= (values >= -(2**31)) & (values < 2**31)
+    return values, ok
+
+
 def _dictionary(col: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
     """(distinct values, index of each row) of a string or dictionary column."""
     if not pa.types.is_dictionary(col.type):
@@ -419,7 +514,8 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
     lay = raw.column("layout").to_numpy()
     for value, count in enumerate(np.bincount(lay, minlength=1) if n else []):
         if count:
-            report.layouts[str(value)] = report.layouts.get(str(value), 0) + int(count)
+            key = "csv" if value == schema.CSV_LAYOUT else str(value)
+            report.layouts[key] = report.layouts.get(key, 0) + int(count)
     reason = np.zeros(n, np.int16)      # 0 = kept, else 1 + index in ``whys``
     whys: list[str] = []
 
@@ -493,7 +589,7 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
     reject(~((gold >= -10) & (gold <= 10)), "bad_goldstein")
     dates, date_idx = _factorize(values["SQLDATE"])
     reject(~_valid_dates(dates)[date_idx], "bad_sqldate")
-    for name in ["Actor1Geo_CountryCode", "Actor2Geo_CountryCode"]:
+    for name in _GEO_COLS:
         reject(per_row(name, lambda v: not (v == "" or (len(v) == 2 and v.isascii() and v.isalpha() and v.isupper()))),
                "bad_country_code")
 
@@ -523,25 +619,42 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
         return a if all_kept else a[kidx]
 
     out: dict[str, pa.Array] = {}
+    soft_ok: dict[str, np.ndarray] = {}
     codes = {}
     for j, name in enumerate(["EventRootCode", "EventBaseCode", "EventCode"]):
         dic = pa.array([f[j] if f is not None else "" for f in fixed] or [""], pa.string())
         codes[name] = pa.DictionaryArray.from_arrays(pa.array(kept(inv).astype(np.int32, copy=False)), dic)
     geo, geo_id = {}, {}
-    countries = sorted({v for name in ("Actor1Geo_CountryCode", "Actor2Geo_CountryCode") for v in dicts[name][0]})
+    countries = sorted({v for name in _GEO_COLS + _CC3_COLS for v in dicts[name][0]})
     position = {v: i for i, v in enumerate(countries)}
-    for name in ["Actor1Geo_CountryCode", "Actor2Geo_CountryCode"]:
+    dictionary = pa.array(countries or [""], pa.string())     # distinct after trimming
+    for name in _GEO_COLS + _CC3_COLS:
         vals, ind = dicts[name]
         ids = np.array([position[v] if v else -1 for v in vals] or [-1], np.int64)
         geo_id[name] = ids[kept(ind)] if n else np.zeros(0, np.int64)
         geo[name] = pa.DictionaryArray.from_arrays(
-            pa.array(kept(ind).astype(np.int32, copy=False), mask=geo_id[name] < 0),   # "" -> null
-            pa.array(vals or [""], pa.string()))
+            pa.array(np.maximum(geo_id[name], 0).astype(np.int32), mask=geo_id[name] < 0),   # "" -> null
+            dictionary)
+    for name, is_int in _SOFT_COLS.items():
+        v, ok = _soft_numeric(raw.column(name), is_int)
+        values[name] = v
+        soft_ok[name] = ok
+    url = raw.column("SOURCEURL")
+    url = url.combine_chunks() if isinstance(url, pa.ChunkedArray) else url
+    if pa.types.is_dictionary(url.type):
+        url = url.cast(pa.string())
+    if len(url) and (pc.min(pc.binary_length(url)).as_py() or 0) == 0:     # "" -> null (cheap test first)
+        url = pc.if_else(pc.equal(url, ""), pa.scalar(None, pa.string()), url)
     for name in schema.KEPT:
         if name in codes:
             out[name] = codes[name]
         elif name in geo:
             out[name] = geo[name]
+        elif name == "SOURCEURL":
+            out[name] = url if all_kept else url.take(pa.array(kidx))
+        elif name in _SOFT_COLS:
+            out[name] = pa.array(kept(values[name]).astype(schema.KEPT_TYPES[name], copy=False),
+                                 mask=~kept(soft_ok[name]))
         else:
             out[name] = pa.array(kept(values[name]).astype(schema.KEPT_TYPES[name], copy=False))
     a1, a2 = geo_id["Actor1Geo_CountryCode"], geo_id["Actor2Geo_CountryCode"]

@@ -52,20 +52,30 @@ COLUMNS: dict[int, list[str]] = {57: _columns(False, False), 58: _columns(False,
 LAYOUTS = (57, 58, 61)
 
 #: columns of the clean event table (``events/``), in order, with their Arrow type names
+#: the first 14 are required (a row without them is no event); the last 6 (where the action
+#: took place, the actors' CAMEO country codes, NumMentions, AvgTone, SOURCEURL) are kept
+#: where the layout has them (SOURCEURL: not in the 57-column backfile) and may be null
 KEPT = ["GLOBALEVENTID", "SQLDATE", "MonthYear", "Year", "FractionDate", "IsRootEvent", "EventCode",
         "EventBaseCode", "EventRootCode", "QuadClass", "GoldsteinScale", "Actor1Geo_CountryCode",
-        "Actor2Geo_CountryCode", "DATEADDED"]
+        "Actor2Geo_CountryCode", "DATEADDED",
+        "ActionGeo_CountryCode", "Actor1CountryCode", "Actor2CountryCode", "NumMentions", "AvgTone", "SOURCEURL"]
+REQUIRED = KEPT[:14]
+OPTIONAL = KEPT[14:]
 KEPT_TYPES = {"GLOBALEVENTID": "int64", "SQLDATE": "int32", "MonthYear": "int32", "Year": "int32",
               "FractionDate": "float64", "IsRootEvent": "int8", "EventCode": "string",
               "EventBaseCode": "string", "EventRootCode": "string", "QuadClass": "int8",
               "GoldsteinScale": "float32", "Actor1Geo_CountryCode": "string",
-              "Actor2Geo_CountryCode": "string", "DATEADDED": "int64"}
+              "Actor2Geo_CountryCode": "string", "DATEADDED": "int64",
+              "ActionGeo_CountryCode": "string", "Actor1CountryCode": "string", "Actor2CountryCode": "string",
+              "NumMentions": "int32", "AvgTone": "float32", "SOURCEURL": "string"}
+#: the ``layout`` code of a file with a header row (BigQuery / CSV exports; columns by name)
+CSV_LAYOUT = 1
 
 
 def kept_indices(layout: int) -> dict[str, int]:
-    """Column index of each kept column in ``layout`` (57, 58 or 61)."""
+    """Column index of each kept column in ``layout`` (57, 58 or 61) that the layout has."""
     cols = COLUMNS[layout]
-    return {name: cols.index(name) for name in KEPT}
+    return {name: cols.index(name) for name in KEPT if name in cols}
 
 
 
