@@ -128,7 +128,7 @@ def validate(cfg: DictConfig) -> None:
         if _steps(cfg) < 1:
             raise ConfigError(f"final_time={cfg.final_time} is shorter than one step solver.tau={cfg.solver.tau}")
     C.boolean(cfg, "resume")
-    C.integer(cfg, "threads", minimum=0)
+    C.threads(cfg)
     C.integer(cfg, "grid.size", minimum=8)
     dim = C.integer(cfg, "grid.dim", minimum=1, maximum=3)
     lo, hi = C.number(cfg, "grid.lo"), C.number(cfg, "grid.hi")
@@ -344,8 +344,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     device = C.resolve_device(cfg)
     dtype = C.resolve_dtype(cfg, device)
     torch.manual_seed(int(cfg.seed))
-    if int(cfg.threads) > 0:
-        torch.set_num_threads(int(cfg.threads))
+    threads = C.resolve_threads(cfg, int(cfg.grid.size) ** int(cfg.grid.dim), device)
     grid = _grid(cfg, device, dtype)
     energy = _build_energy(cfg, grid)
     rho0 = _build_initial(cfg, grid)
