@@ -116,7 +116,7 @@ def prox_sinkhorn(
     init: tuple[Tensor, Tensor] | None = None,
     overrelax: Overrelax = 1.0,
     omega_init: float = 1.0,
-    edge_tol: float = 1e-15,
+    edge_tol: float = 1e-11,
 ) -> ProxSinkhornResult:
     """Run the KL-proximal scaling iterations until the second marginal is within ``tol``.
 
@@ -133,13 +133,13 @@ def prox_sinkhorn(
         overrelax: ``omega`` in ``[1, 2)``; each update becomes ``f <- (1 - omega) f + omega
             f_new`` (over-relaxed scaling iterations, Thibault et al. 2017); ``1`` is the plain
             scheme.  The fixed point is the same; a last exact ``b``-update keeps the second
-            marginal, hence the mass, exact.  ``"auto"``: start at ``omega_init`` and adapt
-            omega at every check from the observed decay ``rho`` of the error (Young's SOR
-            relation: the unrelaxed rate is ``lam = (rho + omega - 1)^2 / (rho omega^2)``,
-            the best ``omega = 2 / (1 + sqrt(1 - lam))``, capped at :data:`OMEGA_MAX`; halved
-            towards 1 when the error grows).  Iterations then grow like ``sqrt(1/(1 - lam))``
-            instead of ``1/(1 - lam)``.
-        omega_init: the starting omega of ``overrelax="auto"`` (e.g. the previous solve's).
+            marginal, hence the mass, exact.  ``"auto"``: run unrelaxed until the error is
+            below 1e-3, read the linear rate ``lam`` off the error decay and switch to the
+            SOR optimum ``omega = 2 / (1 + sqrt(1 - lam))`` (capped at :data:`OMEGA_MAX`;
+            backed off when the error clearly grows).  Iterations then grow like
+            ``1/sqrt(1 - lam)`` instead of ``1/(1 - lam)``.
+        omega_init: with ``overrelax="auto"``, an omega > 1 (e.g. the previous solve's) is
+            used from the start instead of being estimated again.
         edge_tol: with a banded geometry (``geom.is_banded``), the plan mass on the band's
             outermost offsets must be ``<= edge_tol * sum(q)`` at the end; otherwise the band
             doubles (in a copy, ``result.geom``) and the solve continues from the result
@@ -189,10 +189,12 @@ def prox_sinkhorn(
 
 
 class _Omega:
-    """The over-relaxation parameter, fixed or adapted from the observed error decay."""
+    """The over-relaxation parameter, fixed, or (``auto``) estimated once from the decay of
+    the unrelaxed iterations and then held (backed off if the error clearly grows)."""
 
     def __init__(self, omega: float, auto: bool) -> None:
         self.omega, self.auto = omega, auto
+        self.estimated = omega > 1.0  # a carried-over omega is used as it is
         self.prev: float | None = None
 
     def observe(self, err: float, iters: int) -> None:
@@ -203,12 +205,13 @@ class _Omega:
             return
         rho = (err / prev) ** (1.0 / iters)
         w = self.omega
-        if rho >= 1.0:  # growing (or stalled): back off towards the plain scheme
-            self.omega = 1.0 + 0.5 * (w - 1.0)
+        if w > 1.0 and err > 2.0 * prev:  # clearly growing: back off towards the plain scheme
+            self.omega = 1.0 + 0.8 * (w - 1.0)
             return
-        lam = min((rho + w - 1.0) ** 2 / (rho * w * w), 1.0)
-        best = min(2.0 / (1.0 + math.sqrt(1.0 - lam)), OMEGA_MAX)
-        self.omega = max(1.0, 0.5 * (w + best)) if best < w else best
+        # the unrelaxed rate lam, once near the fixed point (where the linear picture holds)
+        if not self.estimated and w == 1.0 and err < 1e-3 and prev < 1e-2 and rho < 1.0:
+            self.omega = min(2.0 / (1.0 + math.sqrt(1.0 - rho)), OMEGA_MAX)
+            self.estimated = True
 
 
 def _relax(old: Tensor, new: Tensor, omega: float) -> Tensor:
@@ -263,21 +266,44 @@ def _plain(geom, q, log_q, mass, prox_log, tol, inner_max, check_every, f0, g0, 
     )
 
 
+class _Stabilized:
+    """``g -> log K exp(g)`` through an absorbed kernel (re-absorbed when ``g`` drifts) where
+    the geometry offers one (:meth:`GridGeometry.absorb`, banded grids), else the exact
+    log-sum-exp."""
+
+    def __init__(self, geom) -> None:
+        self.geom = geom
+        self.on = bool(getattr(geom, "fully_banded", False)) and hasattr(geom, "absorb")
+        self.kernel = None
+        self.absorptions = 0
+
+    def __call__(self, g: Tensor) -> Tensor:
+        if not self.on:
+            return self.geom.apply_lse_kernel(g)
+        out = None if self.kernel is None else self.kernel.apply(g)
+        if out is None:
+            self.kernel = self.geom.absorb(g)
+            self.absorptions += 1
+            out = self.kernel.out
+        return out
+
+
 def _logd(geom, q, log_q, mass, prox_log, tol, inner_max, check_every, f0, g0, om):
     omega = om.omega
     relaxed = False
     f, g = f0, g0
+    kern_g, kern_f = _Stabilized(geom), _Stabilized(geom)
     errors: list[float] = []
     err = float("inf")
     it = 0
     neg_inf = torch.tensor(float("-inf"), dtype=q.dtype, device=q.device)
     while it < inner_max:
         it += 1
-        log_p = geom.apply_lse_kernel(g)
+        log_p = kern_g(g)
         log_r = prox_log(log_p)
         f_new = torch.where(torch.isfinite(log_p), log_r - log_p, neg_inf)
         f = f_new if omega == 1.0 else _relax(f, f_new, omega)
-        log_ka = geom.apply_lse_kernel(f)
+        log_ka = kern_f(f)
         check = it % check_every == 0 or it == inner_max
         if check:
             err = float((torch.exp(g + log_ka) - q).abs().sum()) / mass
@@ -290,7 +316,9 @@ def _logd(geom, q, log_q, mass, prox_log, tol, inner_max, check_every, f0, g0, o
             om.observe(err, check_every)
             relaxed = relaxed or omega != 1.0
             omega = om.omega
-    if relaxed or omega != 1.0:
+    if relaxed or omega != 1.0 or kern_f.on:
+        # exact second marginal (mass): the last g-update with the exact log-sum-exp, the
+        # transpose of the one that gives rho below
         g = torch.where(q > 0, log_q - geom.apply_lse_kernel(f), neg_inf)
     rho = torch.exp(f + geom.apply_lse_kernel(g))
     return ProxSinkhornResult(rho, f, g, it, err, err <= tol, True, errors, omega)
