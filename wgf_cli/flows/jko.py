@@ -31,7 +31,7 @@ import torch
 
 from wgf_cli.flows.energies import Energy
 from wgf_cli.ot.grid import DEFAULT_TRUNCATION, GridGeometry
-from wgf_cli.ot.sinkhorn import LogDomain, prox_sinkhorn
+from wgf_cli.ot.sinkhorn import OMEGA_MAX, LogDomain, prox_sinkhorn
 
 Tensor = torch.Tensor
 
@@ -129,8 +129,14 @@ class EntropicJKO:
         #: log-scalings ``(f, g)`` the next step starts from (set by every step; may be set
         #: by hand, e.g. from a checkpoint, or ``None`` for a cold start)
         self.warm_start: tuple[Tensor, Tensor] | None = None
-        #: over-relaxation the next step starts from (``overrelax="auto"``)
+        #: over-relaxation the next step starts from (``overrelax="auto"``): with a linear
+        #: diffusion D the proximal half-step contracts by ``kappa = sigma D / (1 + sigma D)``,
+        #: the rate of the unrelaxed iterations, so the SOR optimum ``2 / (1 + sqrt(1 - kappa))``
+        #: is the start (the error decay estimates it otherwise)
         self.omega = 1.0
+        sd = self.sigma * energy.prox_diffusion
+        if overrelax == "auto" and sd > 0:
+            self.omega = min(2.0 / (1.0 + math.sqrt(1.0 / (1.0 + sd))), OMEGA_MAX)
         self._last_log = log_domain is True
 
     @property

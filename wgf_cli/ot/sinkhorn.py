@@ -134,7 +134,7 @@ def prox_sinkhorn(
             f_new`` (over-relaxed scaling iterations, Thibault et al. 2017); ``1`` is the plain
             scheme.  The fixed point is the same; a last exact ``b``-update keeps the second
             marginal, hence the mass, exact.  ``"auto"``: run unrelaxed until the error is
-            below 1e-3, read the linear rate ``lam`` off the error decay and switch to the
+            below max(1e-5, 100 tol), read the linear rate ``lam`` off the error decay and switch to the
             SOR optimum ``omega = 2 / (1 + sqrt(1 - lam))`` (capped at :data:`OMEGA_MAX`;
             backed off when the error clearly grows).  Iterations then grow like
             ``1/sqrt(1 - lam)`` instead of ``1/(1 - lam)``.
@@ -163,24 +163,24 @@ def prox_sinkhorn(
     res = None
     if log_domain is not True:
         try:
-            res = _plain(*args, f0, g0, _Omega(omega0, auto))
+            res = _plain(*args, f0, g0, _Omega(omega0, auto, tol))
         except FloatingPointError:
             if log_domain is False:
                 raise
     if res is None:
-        res = _logd(*args, f0, g0, _Omega(omega0, auto))
+        res = _logd(*args, f0, g0, _Omega(omega0, auto, tol))
     res.geom = geom
     while getattr(geom, "is_banded", False) and geom.band_edge_mass(res.f, res.g) > edge_tol * mass:
         geom = geom.widened()
         more = None
         if not res.log_domain:
             try:
-                more = _plain(geom, *args[1:], res.f, res.g, _Omega(res.omega, auto))
+                more = _plain(geom, *args[1:], res.f, res.g, _Omega(res.omega, auto, tol))
             except FloatingPointError:
                 if log_domain is False:
                     raise
         if more is None:
-            more = _logd(geom, *args[1:], res.f, res.g, _Omega(res.omega, auto))
+            more = _logd(geom, *args[1:], res.f, res.g, _Omega(res.omega, auto, tol))
         more.n_iters += res.n_iters
         more.errors = res.errors + more.errors
         more.widened, more.geom = res.widened + 1, geom
@@ -192,8 +192,9 @@ class _Omega:
     """The over-relaxation parameter, fixed, or (``auto``) estimated once from the decay of
     the unrelaxed iterations and then held (backed off if the error clearly grows)."""
 
-    def __init__(self, omega: float, auto: bool) -> None:
+    def __init__(self, omega: float, auto: bool, tol: float = 1e-9) -> None:
         self.omega, self.auto = omega, auto
+        self.near = max(1e-5, 100.0 * tol)
         self.estimated = omega > 1.0  # a carried-over omega is used as it is
         self.prev: float | None = None
 
@@ -208,8 +209,9 @@ class _Omega:
         if w > 1.0 and err > 2.0 * prev:  # clearly growing: back off towards the plain scheme
             self.omega = 1.0 + 0.8 * (w - 1.0)
             return
-        # the unrelaxed rate lam, once near the fixed point (where the linear picture holds)
-        if not self.estimated and w == 1.0 and err < 1e-3 and prev < 1e-2 and rho < 1.0:
+        # the unrelaxed rate lam, once near the fixed point (where the linear picture holds and
+        # the fast modes have died out)
+        if not self.estimated and w == 1.0 and err < self.near and prev < 10 * self.near and rho < 1.0:
             self.omega = min(2.0 / (1.0 + math.sqrt(1.0 - rho)), OMEGA_MAX)
             self.estimated = True
 
