@@ -49,6 +49,9 @@ SUMMARY_KEYS = {
     "log_domain_steps": "steps solved in the log domain",
     "blur_diffusion": "extra diffusion of the entropic blur, s^2/(2h) ~ gamma/(4h)",
     "debias": "whether the blur was compensated",
+    "overrelax_final": "over-relaxation omega of the last step (adapted with solver.overrelax=auto)",
+    "kernel_band": "half-width (cells) of the banded Gibbs kernel at the end (n-1: full kernel)",
+    "threads": "torch CPU threads used (threads=auto: 1 below 2048^2 cells)",
     "wall_s": "wall time of the flow and its metrics (plots and arrays excluded)",
 }
 
@@ -145,9 +148,13 @@ def validate(cfg: DictConfig) -> None:
     C.number(cfg, "solver.tol", positive=True)
     C.integer(cfg, "solver.inner_max", minimum=1)
     C.integer(cfg, "solver.check_every", minimum=1)
-    omega = C.number(cfg, "solver.overrelax")
-    if not 1.0 <= omega < 2.0:
-        raise ConfigError(f"solver.overrelax must be in [1, 2), got {omega}")
+    if C.get(cfg, "solver.overrelax") != "auto":
+        omega = C.number(cfg, "solver.overrelax")
+        if not 1.0 <= omega < 2.0:
+            raise ConfigError(f"solver.overrelax must be in [1, 2) or auto, got {omega}")
+    trunc = C.number(cfg, "solver.truncation", positive=True, allow_none=True)
+    if trunc is not None and not trunc < 1.0:
+        raise ConfigError(f"solver.truncation must be in (0, 1) or null, got {trunc}")
     C.choice(cfg, "solver.log_domain", ["auto", True, False])
     C.boolean(cfg, "solver.debias")
 
@@ -354,12 +361,15 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     gamma = float(s.gamma) if s.gamma is not None else float(s.gamma_factor) * dx**2
     flow = EntropicJKO(energy, float(s.tau), gamma, tol=float(s.tol), inner_max=int(s.inner_max),
                        log_domain=s.log_domain, debias=bool(s.debias),
-                       check_every=int(s.check_every), overrelax=float(s.overrelax))
+                       check_every=int(s.check_every),
+                       overrelax="auto" if s.overrelax == "auto" else float(s.overrelax),
+                       truncation=None if s.truncation is None else float(s.truncation))
     if flow.debias and energy.diffusion > 0 and not flow.debias_complete:
         log.warning("debias: blur diffusion %.3g exceeds D=%.3g; compensated only partly",
                     flow.blur_diffusion, energy.diffusion)
-    log.info("grid %s on %s/%s, gamma=%.3g, h=%.3g, sigma=%.3g, blur diffusion %.3g",
-             grid.shape, device, dtype, gamma, flow.h, flow.sigma, flow.blur_diffusion)
+    log.info("grid %s on %s/%s, %d thread(s), gamma=%.3g, h=%.3g, sigma=%.3g, blur diffusion "
+             "%.3g, kernel band %s", grid.shape, device, dtype, threads, gamma, flow.h, flow.sigma,
+             flow.blur_diffusion, flow.geom.band)
 
     steps = _steps(cfg)
     mass0 = float(rho0.sum())
@@ -438,6 +448,9 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
         "max_density_max": float(max(state["maxd"])) if state["maxd"] else None,
         "blur_diffusion": flow.blur_diffusion,
         "debias": flow.debias,
+        "overrelax_final": flow.omega,
+        "kernel_band": int(max(flow.geom.band)),
+        "threads": threads,
         "device": device,
         "dtype": str(dtype).replace("torch.", ""),
     }
