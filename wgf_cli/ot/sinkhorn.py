@@ -124,7 +124,8 @@ def prox_sinkhorn(
         geom: geometry providing the kernel.
         q: second marginal (non-negative, any shape the geometry accepts).
         prox_log: log-form KL-proximal map of ``sigma F`` (``sigma`` already folded in).
-        tol: stop when ``sum |b * K^T a - q| <= tol * sum q``.
+        tol: stop when ``sum |b * K^T a - q| <= tol * sum q``, or (``converged=False``) when
+            the error has stalled for :data:`STALL_CHECKS` checks (the rounding floor).
         inner_max: cap on the number of iterations.
         check_every: iterations between error / finiteness checks.
         log_domain: ``True`` (log path), ``False`` (plain path; raises on overflow) or
@@ -216,6 +217,18 @@ class _Omega:
             self.estimated = True
 
 
+#: checks without a 10 % improvement of the best error after which a solve stops as stalled
+#: (at the rounding floor of the dtype, e.g. float32 asked for tol=1e-9)
+STALL_CHECKS = 20
+
+
+def _stalled(errors: list[float]) -> bool:
+    """The last :data:`STALL_CHECKS` errors improve the best one before them by < 10 %."""
+    if len(errors) <= STALL_CHECKS:
+        return False
+    return min(errors[-STALL_CHECKS:]) > 0.9 * min(errors[:-STALL_CHECKS])
+
+
 def _relax(old: Tensor, new: Tensor, omega: float) -> Tensor:
     """``(1 - omega) old + omega new`` for log-scalings (``-inf`` in ``new`` stays ``-inf``;
     where ``old`` is ``-inf`` the new value is taken as it is)."""
@@ -253,7 +266,7 @@ def _plain(geom, q, log_q, mass, prox_log, tol, inner_max, check_every, f0, g0, 
         if check:
             if not (float(a.max()) <= big and float(b.max()) <= big and err == err):
                 raise FloatingPointError("scalings overflowed in the plain domain")
-            if err <= tol:
+            if err <= tol or _stalled(errors):
                 break
             om.observe(err, check_every)
             relaxed = relaxed or omega != 1.0
@@ -313,7 +326,7 @@ def _logd(geom, q, log_q, mass, prox_log, tol, inner_max, check_every, f0, g0, o
         g_new = torch.where(q > 0, log_q - log_ka, neg_inf)
         g = g_new if omega == 1.0 else _relax(g, g_new, omega)
         if check:
-            if err <= tol:
+            if err <= tol or _stalled(errors):
                 break
             om.observe(err, check_every)
             relaxed = relaxed or omega != 1.0
