@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import common
-import numpy as np
 import torch
 
 from wgf_cli.flows import initial
@@ -80,12 +79,13 @@ def thread_crossover(device, dtype, sizes):
         row = {"n": n}
         for th in (1, 2):
             torch.set_num_threads(th)
-            row[f"plain_ms_{th}t"] = 1e3 * common.per_call(lambda: geom.apply_kernel(b), device, 3)
-            row[f"absorbed_ms_{th}t"] = 1e3 * common.per_call(lambda: ker.apply(torch.log(b)), device, 3)
+            row[f"plain_ms_{th}t"] = 1e3 * common.per_call(
+                lambda geom=geom, b=b: geom.apply_kernel(b), device, 3)
+            row[f"absorbed_ms_{th}t"] = 1e3 * common.per_call(
+                lambda ker=ker, b=b: ker.apply(torch.log(b)), device, 3)
         row["two_over_one"] = (row["plain_ms_2t"] + row["absorbed_ms_2t"]) / (
             row["plain_ms_1t"] + row["absorbed_ms_1t"])
         rows.append(row)
-        del ker
     torch.set_num_threads(default_threads)
     return rows
 
