@@ -110,11 +110,13 @@ def resolve_dtype(cfg: DictConfig, device: str):
     return getattr(torch, name)
 
 
-#: ``threads: auto`` uses one torch thread below this much work per kernel call (elements of
-#: the largest tensor an elementwise op or a per-axis product touches).  Measured on a 2-core
-#: CPU shared with other jobs (benchmarks/bench_jko_scaling.py, docs/jko.md): PyTorch's
-#: intra-op threads pay off only for single ops over ~4M elements (2048^2 cells), and one
-#: busy core makes two threads many times slower below that.
+#: ``threads: auto`` uses one torch thread below this much work per op (elements of the largest
+#: tensor an elementwise op or a per-axis product touches), PyTorch's default above.  Measured
+#: on the 2-core CPU (benchmarks/bench_jko_scaling.py, docs/jko.md): with the machine busy two
+#: threads made the kernel products 8x slower at 256^2 (the issue: 11x for the whole default
+#: run); idle, two threads were 1.6-2.2x faster from 256^2 up.  One thread bounds the loss to
+#: ~2x instead of ~10x ("never the slow case"); above 2048^2 cells a run is long enough to be
+#: worth a dedicated machine, where the threads pay.
 AUTO_THREADS_WORK = 1 << 22
 
 
