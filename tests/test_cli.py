@@ -130,6 +130,34 @@ def test_bad_input_one_line_exit_2(tmp_path, monkeypatch, args, needle):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("value, needle", [("many", "threads must be auto or an integer >= 0"),
+                                            ("-2", "threads must be >= 0")])
+def test_threads_validation(tmp_path, monkeypatch, value, needle):
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["jko", f"threads={value}"])
+    assert res.exit_code == 2 and needle in res.output, res.output
+
+
+def test_threads_auto_and_aggregation_energy_explained(tmp_path):
+    """threads=auto is one thread on a small grid; with h = 0.02 on 64^2 the entropic blur
+    (0.003) exceeds D = 0.002, F itself may rise, and the summary names the energy that the
+    scheme decreases (F with D -> diffusion_effective); the default h = 0.04 keeps F monotone."""
+    run_dir = tmp_path / "agg"
+    res = wgf("--grid", "64", "energy=aggregation", "energy.tau=0.02", "steps=30",
+              "output.gif_frames=0", f"hydra.run.dir={run_dir}")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["threads"] == 1
+    np.testing.assert_allclose(summary["diffusion_effective"], summary["blur_diffusion"], rtol=1e-12)
+    assert summary["blur_diffusion"] > 0.002 and summary["energy_effective_monotone"] is True
+    run_dir = tmp_path / "agg_default"
+    res = wgf("--grid", "64", "energy=aggregation", "steps=30", "output.gif_frames=0",
+              f"hydra.run.dir={run_dir}")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["energy_monotone"] is True and summary["diffusion_effective"] == 0.002
+
+
 def test_device_cuda_without_gpu(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     res = runner.invoke(app, ["jko", "--device", "cuda"])

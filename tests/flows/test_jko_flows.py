@@ -488,3 +488,19 @@ def test_flow_mass_and_energy_decrease(name, debias):
     assert values[-1] < values[0] - 1e3 * slack  # the flow did move
     if name == "crowd":
         assert float(res.rho.max()) / grid.cell_volume >= energy.kappa * (1 - 1e-6)
+
+
+def test_flow_heat_3d_against_exact_kernel():
+    """3-D heat flow on 40^3 (banded kernel on all three axes, omega=auto) against the exact
+    Neumann heat kernel: h = 4e-3 keeps the blur gamma/(4h) = 0.04 below D = 0.1 (debiased)."""
+    grid = Grid.regular(40, 3)
+    rho0 = initial.gaussian(grid, [0.5, 0.45, 0.55], 0.1)
+    flow = EntropicJKO(Heat(grid, 0.1), 4e-3, grid.spacing[0] ** 2, tol=1e-9, debias=True,
+                       overrelax="auto")
+    assert flow.debias_complete and flow.geom.fully_banded
+    res = flow.run(rho0, 10)
+    assert res.converged
+    np.testing.assert_allclose(float(res.rho.sum()), 1.0, rtol=1e-12)
+    ref = references.heat_gaussian(grid, [0.5, 0.45, 0.55], 0.1**2, 0.1, res.t)
+    err = references.relative_l1(res.rho, ref)
+    assert err <= 0.01, err  # measured 0.0054

@@ -108,3 +108,42 @@ def resolve_dtype(cfg: DictConfig, device: str):
     if name == "auto":
         return torch.float32 if device.startswith("cuda") else torch.float64
     return getattr(torch, name)
+
+
+#: ``threads: auto`` uses one torch thread below this much work per op (elements of the largest
+#: tensor an elementwise op or a per-axis product touches), PyTorch's default above.  Measured
+#: on the 2-core CPU (benchmarks/bench_jko_scaling.py, docs/jko.md): with the machine busy two
+#: threads made the kernel products 8x slower at 256^2 (the issue: 11x for the whole default
+#: run); idle, two threads were 1.6-2.2x faster from 256^2 up.  One thread bounds the loss to
+#: ~2x instead of ~10x ("never the slow case"); above 2048^2 cells a run is long enough to be
+#: worth a dedicated machine, where the threads pay.
+AUTO_THREADS_WORK = 1 << 22
+
+
+def threads(cfg: DictConfig, key: str = "threads") -> int | str:
+    """``threads``: ``auto`` or an integer >= 0 (0: PyTorch's default); one-line error otherwise."""
+    value = get(cfg, key)
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key} must be auto or an integer >= 0, got {value!r}")
+    if value < 0:
+        raise ConfigError(f"{key} must be >= 0 (or auto), got {value}")
+    return int(value)
+
+
+def resolve_threads(cfg: DictConfig, work: int, device: str = "cpu", key: str = "threads") -> int:
+    """Apply ``threads`` to torch and return the thread count in use.
+
+    ``auto``: 1 when ``work`` (elements touched by one op, e.g. grid cells) is below
+    :data:`AUTO_THREADS_WORK` or the work runs on a GPU, else PyTorch's default; ``0``:
+    PyTorch's default; ``k > 0``: ``k`` threads.
+    """
+    import torch
+
+    value = threads(cfg, key)
+    if value == "auto":
+        value = 1 if (work < AUTO_THREADS_WORK or not device.startswith("cpu")) else 0
+    if value > 0:
+        torch.set_num_threads(value)
+    return torch.get_num_threads()

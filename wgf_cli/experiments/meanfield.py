@@ -129,7 +129,7 @@ def validate(cfg: DictConfig) -> None:
     C.integer(cfg, "seed", minimum=0)
     C.resolve_device(cfg)
     C.resolve_dtype(cfg, "cpu")
-    C.integer(cfg, "threads", minimum=0)
+    C.threads(cfg)
     mode = C.choice(cfg, "mode", MODES)
     method = C.choice(cfg, "method", METHODS)
     T = C.number(cfg, "time", positive=True)
@@ -256,8 +256,9 @@ def _setup(cfg: DictConfig):
 
     device = C.resolve_device(cfg)
     dtype = C.resolve_dtype(cfg, device)
-    if int(cfg.threads) > 0:
-        torch.set_num_threads(int(cfg.threads))
+    # the largest per-op work: neurons x training points, or the jko_grid's cells
+    C.resolve_threads(cfg, max(int(cfg.model.width) * int(cfg.data.size),
+                               int(cfg.jko.grid_size) ** 2), device)
     torch.manual_seed(int(cfg.seed))
     d = cfg.data
     gen = torch.Generator().manual_seed(int(d.seed))

@@ -22,6 +22,7 @@ an extra diffusion ``D_blur = s^2 / (2h) ~ gamma / (4h)`` on every flow.  With
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +30,8 @@ from dataclasses import dataclass, field
 import torch
 
 from wgf_cli.flows.energies import Energy
-from wgf_cli.ot.grid import GridGeometry
-from wgf_cli.ot.sinkhorn import LogDomain, prox_sinkhorn
+from wgf_cli.ot.grid import DEFAULT_TRUNCATION, GridGeometry
+from wgf_cli.ot.sinkhorn import OMEGA_MAX, LogDomain, prox_sinkhorn
 
 Tensor = torch.Tensor
 
@@ -82,10 +83,17 @@ class EntropicJKO:
         tol: per-step stopping tolerance on the relative L1 marginal error.
         inner_max: cap on the KL-proximal iterations of one step.
         log_domain: ``"auto"``, ``True`` or ``False`` (see :func:`prox_sinkhorn`); with
-            ``"auto"``, once a step needed the log domain the rest of the flow stays there.
+            ``"auto"`` every step chooses: the plain path when the warm start's scalings fit
+            the float range with a margin (``|f|, |g| <= 0.45 log(max)``) or the previous
+            step was plain, the log domain otherwise; a plain step that overflows restarts
+            in the log domain.
         debias: compensate the entropic blur in the linear diffusion (see module doc).
         check_every: iterations between marginal-error checks.
-        overrelax: over-relaxation ``omega`` of the scaling updates (1: none).
+        overrelax: over-relaxation ``omega`` of the scaling updates (1: none; ``"auto"``:
+            adapted within each step and carried over to the next, see :func:`prox_sinkhorn`).
+        truncation: drop the 1-D kernel entries below this fraction of the diagonal (banded
+            kernel, :class:`GridGeometry`); ``None``: the full kernel.  Each step checks the
+            plan mass on the band's edge and widens the band when it is not negligible.
     """
 
     def __init__(
@@ -99,13 +107,14 @@ class EntropicJKO:
         log_domain: LogDomain = "auto",
         debias: bool = False,
         check_every: int = 5,
-        overrelax: float = 1.0,
+        overrelax: float | str = 1.0,
+        truncation: float | None = DEFAULT_TRUNCATION,
     ) -> None:
         if not h > 0:
             raise ValueError(f"time step h must be > 0, got {h}")
         self.energy = energy
         self.grid = energy.grid
-        self.geom = GridGeometry(self.grid, gamma)
+        self.geom = GridGeometry(self.grid, gamma, truncation)
         self.h, self.gamma = float(h), float(gamma)
         self.sigma = 2.0 * self.h / self.gamma
         self.tol, self.inner_max, self.check_every = tol, inner_max, check_every
@@ -120,7 +129,15 @@ class EntropicJKO:
         #: log-scalings ``(f, g)`` the next step starts from (set by every step; may be set
         #: by hand, e.g. from a checkpoint, or ``None`` for a cold start)
         self.warm_start: tuple[Tensor, Tensor] | None = None
-        self._sticky_log = log_domain is True
+        #: over-relaxation the next step starts from (``overrelax="auto"``): with a linear
+        #: diffusion D the proximal half-step contracts by ``kappa = sigma D / (1 + sigma D)``,
+        #: the rate of the unrelaxed iterations, so the SOR optimum ``2 / (1 + sqrt(1 - kappa))``
+        #: is the start (the error decay estimates it otherwise)
+        self.omega = 1.0
+        sd = self.sigma * energy.prox_diffusion
+        if overrelax == "auto" and sd > 0:
+            self.omega = min(2.0 / (1.0 + math.sqrt(1.0 / (1.0 + sd))), OMEGA_MAX)
+        self._last_log = log_domain is True
 
     @property
     def debias_complete(self) -> bool:
@@ -131,7 +148,13 @@ class EntropicJKO:
         """One JKO step from ``rho`` (warm-started from the previous step)."""
         t0 = time.perf_counter()
         self.energy.begin_step(rho)
-        mode: LogDomain = True if self._sticky_log else self.log_domain
+        mode: LogDomain = self.log_domain
+        if mode == "auto" and self._last_log and self.warm_start is not None:
+            # the previous step needed the log domain: plain again only if the warm start
+            # is comfortably inside the float range
+            lim = 0.45 * math.log(torch.finfo(rho.dtype).max)
+            fits = all(float(x.max()) <= lim for x in self.warm_start)
+            mode = "auto" if fits else True
         res = prox_sinkhorn(
             self.geom,
             rho,
@@ -142,9 +165,11 @@ class EntropicJKO:
             log_domain=mode,
             init=self.warm_start,
             overrelax=self.overrelax,
+            omega_init=self.omega,
         )
-        if res.log_domain:
-            self._sticky_log = True
+        self._last_log = res.log_domain
+        self.omega = res.omega
+        self.geom = res.geom  # a widened band stays for the next steps
         self.warm_start = (res.f, res.g)
         cost = self.geom.transport_cost(res.f, res.g)
         return JKOStep(

@@ -16,6 +16,7 @@ latter being safe for any ``gamma`` and for potentials of any size.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,6 +27,19 @@ Tensor = torch.Tensor
 
 #: Largest number of elements a log-domain contraction materialises at once.
 _LSE_CHUNK = 1 << 24
+
+#: Default truncation of the banded kernel: 1-D kernel entries below this fraction of the
+#: diagonal, ``exp(-(k dx)^2 / gamma) < 1e-30``, are dropped (``w = ceil(sqrt(gamma ln 1e30) / dx)``,
+#: 9 cells at ``gamma = dx^2``).  Far below float64 resolution next to the diagonal entry, and
+#: above float32's smallest normal (1.2e-38), so that the max-shifted banded log-sum-exp never
+#: underflows.
+DEFAULT_TRUNCATION = 1e-30
+
+
+def _log_tap_min(dtype: torch.dtype) -> float:
+    """``-log`` of the smallest tap a banded kernel keeps in ``dtype``: 80 % of the way to the
+    smallest normal number (70 in float32, 566 in float64)."""
+    return 0.8 * -math.log(torch.finfo(dtype).tiny)
 
 
 @dataclass(frozen=True)
@@ -112,14 +126,67 @@ class GridGeometry:
     ``apply_lse_kernel`` works with log-scalings and never overflows or underflows.
     """
 
-    def __init__(self, grid: Grid, gamma: float) -> None:
+    def __init__(self, grid: Grid, gamma: float, truncation: float | None = DEFAULT_TRUNCATION) -> None:
         if not gamma > 0:
             raise ValueError(f"gamma must be > 0, got {gamma}")
+        if truncation is not None and not 0.0 < truncation < 1.0:
+            raise ValueError(f"truncation must be in (0, 1) or None, got {truncation}")
         self.grid = grid
         self.gamma = float(gamma)
+        self.truncation = truncation
         self.cost_1d = [(x[:, None] - x[None, :]) ** 2 for x in grid.axes]
         self.log_kernel_1d = [-c / self.gamma for c in self.cost_1d]
         self.kernel_1d = [torch.exp(lk) for lk in self.log_kernel_1d]
+        # the widest band whose smallest tap exp(-(w dx)^2 / gamma) stays >= exp(-_LOG_TAP_MIN)
+        # (a normal number with room to spare, so that the max-shifted log-sum-exp is exact)
+        self._band_max = [math.floor(math.sqrt(self.gamma * _log_tap_min(grid.dtype)) / dx)
+                          for dx in grid.spacing]
+        if truncation is None:
+            self.band = [n - 1 for n in grid.shape]
+        else:
+            # dropped offsets k > w have exp(-(k dx)^2 / gamma) < truncation
+            reach = math.sqrt(self.gamma * math.log(1.0 / truncation))
+            self.band = [min(n - 1, math.floor(reach / dx), wm)
+                         for n, dx, wm in zip(grid.shape, grid.spacing, self._band_max, strict=True)]
+        self._set_taps()
+
+    def _set_taps(self) -> None:
+        """Per-axis tap weights of the banded path for offsets ``-w..w`` (the kernel is Toeplitz
+        on a regular grid: ``K_k = exp(-(k dx)^2 / gamma)``), and which axes use it."""
+        self.banded = [2 * w + 1 < n and w <= wm
+                       for w, n, wm in zip(self.band, self.grid.shape, self._band_max, strict=True)]
+        self.taps, self.log_taps, self.cost_taps = [], [], []
+        for w, dx in zip(self.band, self.grid.spacing, strict=True):
+            offs = torch.arange(-w, w + 1, dtype=torch.float64) * dx
+            c = offs**2
+            self.cost_taps.append([float(v) for v in c])
+            self.log_taps.append([float(v) for v in -c / self.gamma])
+            self.taps.append([math.exp(v) for v in self.log_taps[-1]])
+
+    @property
+    def is_banded(self) -> bool:
+        """Whether some axis applies a truncated (banded) kernel."""
+        return any(self.banded)
+
+    def widened(self) -> GridGeometry | None:
+        """A copy whose banded axes have twice the band (the full kernel once the band covers
+        the axis or its outer taps would leave the float range); ``None`` if nothing is
+        truncated."""
+        if not self.is_banded:
+            return None
+        other = copy.copy(self)
+        other.band = [min(n - 1, max(w + 1, (3 * w) // 2)) if b else n - 1
+                      for w, n, b in zip(self.band, self.grid.shape, self.banded, strict=True)]
+        other._set_taps()
+        return other
+
+    def truncation_error(self) -> float:
+        """Largest kernel entry the band drops, relative to the diagonal (0 if none)."""
+        out = 0.0
+        for w, dx, b in zip(self.band, self.grid.spacing, self.banded, strict=True):
+            if b:
+                out = max(out, math.exp(-((w + 1) * dx) ** 2 / self.gamma))
+        return out
 
     @property
     def dtype(self) -> torch.dtype:
@@ -139,7 +206,10 @@ class GridGeometry:
         out = b
         for k, kern in enumerate(self.kernel_1d):
             axis = out.ndim - d + k
-            out = torch.movedim(torch.tensordot(kern, out, dims=([1], [axis])), 0, axis)
+            if self.banded[k]:
+                out = _band_apply(self.taps[k], out, axis)
+            else:
+                out = torch.movedim(torch.tensordot(kern, out, dims=([1], [axis])), 0, axis)
         return out
 
     # -- log domain -----------------------------------------------------------------
@@ -153,8 +223,47 @@ class GridGeometry:
         out = g
         for k, logk in enumerate(self.log_kernel_1d):
             axis = out.ndim - d + k
-            out = _lse_contract(logk, out, axis)
+            if self.banded[k]:
+                out = _band_lse(self.log_taps[k], out, axis)
+            else:
+                out = _lse_contract(logk, out, axis)
         return out
+
+    @property
+    def fully_banded(self) -> bool:
+        """Whether every axis applies a banded kernel (what :meth:`absorb` needs)."""
+        return all(self.banded)
+
+    def absorb(self, g_ref: Tensor, bound: float | None = None) -> AbsorbedKernel:
+        """The log-kernel stabilised at ``g_ref`` (absorption): applies ``log K exp(g)`` for
+        ``g`` near ``g_ref`` at about the cost of the plain banded product.  Needs
+        :attr:`fully_banded`."""
+        return AbsorbedKernel(self, g_ref, bound)
+
+    def band_edge_mass(self, f: Tensor, g: Tensor) -> float:
+        """Mass of the plan ``diag(exp f) K diag(exp g)`` on the outermost kept offsets
+        ``+-w`` of the banded axes (0 when no axis is banded), an a-posteriori check of the
+        truncation: where it is negligible the mass beyond the band, which the truncated
+        kernel drops, is smaller still."""
+        d = self.grid.dim
+        total = 0.0
+        for k in range(d):
+            if not self.banded[k]:
+                continue
+            out = g
+            for j in range(d):
+                axis = out.ndim - d + j
+                if j == k:
+                    w = self.band[k]
+                    edge = [-math.inf] * (2 * w + 1)
+                    edge[0] = edge[-1] = self.log_taps[k][0]
+                    out = _band_lse(edge, out, axis)
+                elif self.banded[j]:
+                    out = _band_lse(self.log_taps[j], out, axis)
+                else:
+                    out = _lse_contract(self.log_kernel_1d[j], out, axis)
+            total += float(torch.exp(f + out).sum())
+        return total
 
     def transport_cost(self, f: Tensor, g: Tensor) -> float:
         """``<C, pi>`` for ``pi = diag(exp f) K diag(exp g)``, computed separably.
@@ -170,7 +279,19 @@ class GridGeometry:
             out = b if plain else g
             for j in range(d):
                 axis = out.ndim - d + j
-                if plain:
+                if self.banded[j]:
+                    if plain:
+                        taps = self.taps[j]
+                        if j == k:
+                            taps = [t * c for t, c in zip(taps, self.cost_taps[j], strict=True)]
+                        out = _band_apply(taps, out, axis)
+                    else:
+                        taps = self.log_taps[j]
+                        if j == k:
+                            taps = [t + math.log(c) if c > 0 else -math.inf
+                                    for t, c in zip(taps, self.cost_taps[j], strict=True)]
+                        out = _band_lse(taps, out, axis)
+                elif plain:
                     mat = self.kernel_1d[j] * self.cost_1d[j] if j == k else self.kernel_1d[j]
                     out = torch.movedim(torch.tensordot(mat, out, dims=([1], [axis])), 0, axis)
                 else:
@@ -215,3 +336,118 @@ def _lse_contract(logk: Tensor, g: Tensor, axis: int) -> Tensor:
     ]
     out = torch.cat(parts, dim=0).reshape(*lead, logk.shape[0])
     return torch.movedim(out, -1, axis)
+
+
+def _band_apply(taps: list[float], x: Tensor, axis: int) -> Tensor:
+    """``out_i = sum_{|k| <= w} taps[w + k] x_{i+k}`` along ``axis`` (zero outside the grid):
+    a banded Toeplitz product by shifted slices, O(n w) per fibre.  ``taps`` symmetric."""
+    w = (len(taps) - 1) // 2
+    n = x.shape[axis]
+    out = x * taps[w]
+    for k in range(1, min(w, n - 1) + 1):
+        c = taps[w + k]
+        if c == 0.0:
+            continue
+        out.narrow(axis, k, n - k).add_(x.narrow(axis, 0, n - k), alpha=taps[w - k])
+        out.narrow(axis, 0, n - k).add_(x.narrow(axis, k, n - k), alpha=c)
+    return out
+
+
+def _band_lse(log_taps: list[float], g: Tensor, axis: int) -> Tensor:
+    """``out_i = log sum_{|k| <= w} exp(log_taps[w + k] + g_{i+k})`` along ``axis``.
+
+    Shifted by the window maximum ``m_i = max_{|k| <= w} g_{i+k}`` (one max-pool): every term
+    ``exp(g_{i+k} - m_i)`` is <= 1, and the largest weighted term is >= ``min exp(log_taps)``
+    (>= the truncation, 1e-30), so nothing overflows and the sum never underflows to zero
+    unless every ``g`` in the window is ``-inf`` (then the result is ``-inf``).
+    """
+    w = (len(log_taps) - 1) // 2
+    n = g.shape[axis]
+    gl = torch.movedim(g, axis, -1)
+    lead = gl.shape[:-1]
+    m = torch.nn.functional.max_pool1d(gl.reshape(-1, 1, n), 2 * w + 1, stride=1, padding=w)
+    m = torch.movedim(m.reshape(*lead, n), -1, axis)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    acc = torch.exp(g - m)
+    if log_taps[w] != 0.0:
+        acc = acc * math.exp(log_taps[w])
+    for k in range(1, min(w, n - 1) + 1):
+        for lo_out, lo_in, lt in ((k, 0, log_taps[w - k]), (0, k, log_taps[w + k])):
+            if lt == -math.inf:
+                continue
+            t = torch.exp(g.narrow(axis, lo_in, n - k) - m.narrow(axis, lo_out, n - k))
+            acc.narrow(axis, lo_out, n - k).add_(t, alpha=math.exp(lt))
+    return torch.log(acc) + m
+
+
+class AbsorbedKernel:
+    """``g -> log K exp(g)`` stabilised at a reference ``g_ref`` (Schmitzer's absorption,
+    done axis by axis so that the kernel stays separable and banded).
+
+    With ``u_0 = g_ref`` and ``u_k = log K_k exp(u_{k-1})`` (the exact banded log-sum-exp along
+    axis ``k``, computed once), the weights ``W_k[i, t] = K_k[t] exp(u_{k-1}[i+t] - u_k[i])``
+    are row-stochastic, and for any ``g`` with the support of ``g_ref``
+
+        log K exp(g) = u_d + log(W_d ... W_1 exp(g - g_ref)),
+
+    an identity (by induction over the axes).  Applying it costs ``2w+1`` multiply-adds per
+    cell and axis plus one ``exp`` and one ``log`` per cell -- no overflow while
+    ``|g - g_ref| <= bound`` (every intermediate is a convex combination of ``exp(g - g_ref)``).
+    :meth:`apply` returns ``None`` when ``g`` has left that range or changed its support:
+    absorb again (at the current ``g``).
+    """
+
+    def __init__(self, geom: GridGeometry, g_ref: Tensor, bound: float | None = None) -> None:
+        if not geom.fully_banded:
+            raise ValueError("absorption needs a banded kernel on every axis")
+        self.bound = bound if bound is not None else 0.4 * math.log(torch.finfo(g_ref.dtype).max)
+        self.supp = torch.isfinite(g_ref)
+        self.n_supp = int(self.supp.sum())
+        self.ref = torch.where(self.supp, g_ref, torch.zeros_like(g_ref))
+        d = geom.grid.dim
+        self.weights: list[list[Tensor]] = []
+        u = g_ref
+        for k in range(d):
+            axis = u.ndim - d + k
+            lt = geom.log_taps[k]
+            w = (len(lt) - 1) // 2
+            n = u.shape[axis]
+            nxt = _band_lse(lt, u, axis)
+            ws = []
+            for t in range(2 * w + 1):
+                o = t - w
+                wt = torch.zeros_like(u)
+                if abs(o) < n:
+                    dst = wt.narrow(axis, max(0, -o), n - abs(o))
+                    src = u.narrow(axis, max(0, o), n - abs(o))
+                    val = torch.exp(lt[t] + src - nxt.narrow(axis, max(0, -o), n - abs(o)))
+                    dst.copy_(torch.nan_to_num(val, nan=0.0))
+                ws.append(wt)
+            self.weights.append(ws)
+            u = nxt
+        self.out = u
+        self.axes = [u.ndim - d + k for k in range(d)]
+
+    def apply(self, g: Tensor) -> Tensor | None:
+        """``log K exp(g)``, or ``None`` if ``g`` drifted beyond ``bound`` from the reference
+        or its support (finite entries) differs."""
+        diff = torch.where(self.supp, g - self.ref, torch.zeros_like(g))
+        lo, hi = torch.aminmax(diff)
+        if not (float(lo) >= -self.bound and float(hi) <= self.bound):
+            return None
+        if int(torch.isfinite(g).sum()) != self.n_supp:
+            return None
+        v = torch.where(self.supp, torch.exp(diff), torch.zeros_like(g))
+        for axis, ws in zip(self.axes, self.weights, strict=True):
+            w = (len(ws) - 1) // 2
+            n = v.shape[axis]
+            out = ws[w] * v
+            for t, wt in enumerate(ws):
+                o = t - w
+                if o == 0 or abs(o) >= n:
+                    continue
+                m = n - abs(o)
+                out.narrow(axis, max(0, -o), m).addcmul_(wt.narrow(axis, max(0, -o), m),
+                                                         v.narrow(axis, max(0, o), m))
+            v = out
+        return self.out + torch.log(v)
