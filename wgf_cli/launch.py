@@ -10,26 +10,19 @@ a :class:`ConfigError` carrying one line for the user.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import importlib
+import importlib.util
 import io
-import os
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from wgf_cli.errors import ConfigError
-
-PACKAGE_ROOT = Path(__file__).resolve().parent
-
-
-def conf_dir() -> Path:
-    """The ``conf/`` folder: ``$WGF_CONF`` or the one next to the package (editable install)."""
-    path = Path(os.environ.get("WGF_CONF", PACKAGE_ROOT.parent / "conf"))
-    if not (path / "hydra").is_dir():
-        raise ConfigError(f"config folder {path} not found; set WGF_CONF to the repository's conf/")
-    return path
+from wgf_cli.catalog import PACKAGE_ROOT, conf_dir, conf_location  # noqa: F401  (re-exported)
+from wgf_cli.errors import ConfigError, Interrupted, NothingToDo
 
 
 @dataclass(frozen=True)
@@ -39,8 +32,15 @@ class Command:
     name: str
     config_name: str
     module: str
+    #: importable modules the subcommand needs beyond the core install, and the extra that has them
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
 
     def experiment(self):
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(f"wgf {self.name} needs {', '.join(missing)}: "
+                              f"pip install 'wgf-cli[{self.extra}]'")
         return importlib.import_module(self.module)
 
 
@@ -145,8 +145,137 @@ def _hydra(command: Command):
 
     GlobalHydra.instance().clear()
     return Hydra.create_main_hydra2(
-        task_name=command.name, config_search_path=create_config_search_path(str(conf_dir()))
+        task_name=command.name, config_search_path=create_config_search_path(conf_location()[1])
     )
+
+
+def _compose_raw(command: Command, overrides: list[str]):
+    """Hydra's composition of the primary config with ``overrides`` (``hydra`` node included);
+    every Hydra/OmegaConf error becomes one :class:`ConfigError` line naming what is allowed."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    hydra = _hydra(command)
+    try:
+        return hydra.compose_config(command.config_name, overrides, run_mode=RunMode.RUN,
+                                    with_log_configuration=False)
+    except ConfigError:
+        raise
+    except Exception as exc:  # Hydra/OmegaConf raise many types; all are config errors here
+        GlobalHydra.instance().clear()
+        raise ConfigError(_explain(exc, command, overrides)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _group_names(command: Command) -> list[str]:
+    from wgf_cli import catalog
+
+    return [g.name for g in catalog.groups(command.config_name)] + ["experiment"]
+
+
+def _base_keys(command: Command, overrides: list[str]) -> list[str]:
+    """The keys of the config composed with only the group choices of ``overrides``."""
+    from omegaconf import open_dict
+
+    from wgf_cli import catalog
+
+    groups = set(_group_names(command))
+    for attempt in ([o for o in overrides if _key(o) in groups and "=" in o], []):
+        try:
+            cfg = _compose_raw(command, attempt)
+        except ConfigError:
+            continue
+        with open_dict(cfg):
+            cfg.pop("hydra", None)
+        return catalog.leaf_keys(cfg)
+    return []
+
+
+def _unknown_key(command: Command, key: str, overrides: list[str]) -> str:
+    from wgf_cli import catalog
+
+    keys = _base_keys(command, overrides)
+    groups = _group_names(command)
+    match = catalog.closest(key, keys + groups)
+    hint = f"; did you mean {match}?" if match else ""
+    parent = key.rpartition(".")[0]
+    children = [k.rpartition(".")[2] for k in keys if k.rpartition(".")[0] == parent]
+    if parent and children:
+        where = f"keys of {parent}: " + catalog.listing(children)
+    elif parent and parent in keys:
+        where = f"{parent} is a value, it has no keys"
+    else:
+        where = ("top-level keys: " + catalog.listing(k for k in keys if "." not in k)
+                 + "; groups: " + ", ".join(groups))
+    return f"unknown key {key!r}{hint} ({where}; all keys: wgf {command.name} --show-config)"
+
+
+def _unknown_option(command: Command, group: str, option: str) -> str:
+    from wgf_cli import catalog
+
+    if group == "experiment":
+        return _unknown_preset(command, option)
+    allowed = catalog.options(group)
+    if not allowed:
+        match = catalog.closest(group, _group_names(command))
+        hint = f"; did you mean {match}?" if match else ""
+        return f"unknown config group {group!r}{hint} (groups: {', '.join(_group_names(command))})"
+    match = catalog.closest(option, allowed)
+    hint = f"; did you mean {group}={match}?" if match else ""
+    return f"{group}={option}: no such option{hint} ({group}: {', '.join(allowed)})"
+
+
+def _unknown_preset(command: Command, name: str) -> str:
+    from wgf_cli import catalog
+    from wgf_cli.commands import COMMANDS
+
+    own = [p for p, _ in catalog.presets(command.name)]
+    for other in COMMANDS:
+        if other != command.name and name in [p.name for p in COMMANDS[other].experiment().PRESETS]:
+            return (f"experiment={name} is a preset of wgf {other}, not of wgf {command.name} "
+                    f"(presets of wgf {command.name}: {', '.join(own)})")
+    match = catalog.closest(name, own)
+    hint = f"; did you mean experiment={match}?" if match else ""
+    return f"experiment={name}: no such preset of wgf {command.name}{hint} (presets: {', '.join(own)})"
+
+
+def _check_preset(command: Command, overrides: list[str]) -> None:
+    """``experiment=NAME`` must be one of this subcommand's presets (the files are shared)."""
+    from wgf_cli.commands import COMMANDS
+
+    for o in overrides:
+        if _key(o) == "experiment" and "=" in o:
+            name = o.split("=", 1)[1]
+            if name in ("null", ""):
+                continue
+            if name in [p.name for p in command.experiment().PRESETS]:
+                continue
+            if any(name in [p.name for p in COMMANDS[c].experiment().PRESETS]
+                   for c in COMMANDS if c != command.name):
+                raise ConfigError(_unknown_preset(command, name))
+
+
+def _explain(exc: BaseException, command: Command, overrides: list[str]) -> str:
+    """One line out of a Hydra composition error: the closest match and the allowed values."""
+    text = str(exc)
+    m = re.search(r"Could not override '([^']+)'", text)
+    if m:
+        key = m.group(1)
+        if "/" in key:  # a nested group name (energy/potential=...)
+            return _unknown_option(command, key, "")
+        return _unknown_key(command, key, overrides)
+    m = re.search(r"Could not find '([^']+)/([^'/]+)'", text)
+    if m:
+        return _unknown_option(command, m.group(1), m.group(2))
+    msg = _hydra_message(exc)
+    if "submitit" in msg:
+        msg += " (the SLURM launcher needs: pip install -e '.[slurm]')"
+    return msg
 
 
 def compose(command: Command, overrides: list[str]):
@@ -155,23 +284,10 @@ def compose(command: Command, overrides: list[str]):
     Raises :class:`ConfigError` on any composition problem and on the experiment's own
     validation errors.
     """
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
     from omegaconf import OmegaConf, open_dict
 
-    hydra = _hydra(command)
-    try:
-        cfg = hydra.compose_config(command.config_name, overrides, run_mode=RunMode.RUN,
-                                   with_log_configuration=False)
-    except ConfigError:
-        raise
-    except Exception as exc:  # Hydra/OmegaConf raise many types; all are config errors here
-        msg = _hydra_message(exc)
-        if "submitit" in msg:
-            msg += " (the SLURM launcher needs: pip install -e '.[slurm]')"
-        raise ConfigError(msg) from None
-    finally:
-        GlobalHydra.instance().clear()
+    _check_preset(command, overrides)
+    cfg = _compose_raw(command, overrides)
     with open_dict(cfg):
         cfg.pop("hydra", None)
     try:
