@@ -263,6 +263,8 @@ def _check_preset(command: Command, overrides: list[str]) -> None:
 def _explain(exc: BaseException, command: Command, overrides: list[str]) -> str:
     """One line out of a Hydra composition error: the closest match and the allowed values."""
     text = str(exc)
+    if "submitit" in text:
+        return _hydra_message(exc) + " (the SLURM launcher needs: pip install 'wgf-cli[slurm]')"
     m = re.search(r"Could not override '([^']+)'", text)
     if m:
         key = m.group(1)
@@ -272,10 +274,7 @@ def _explain(exc: BaseException, command: Command, overrides: list[str]) -> str:
     m = re.search(r"Could not find '([^']+)/([^'/]+)'", text)
     if m:
         return _unknown_option(command, m.group(1), m.group(2))
-    msg = _hydra_message(exc)
-    if "submitit" in msg:
-        msg += " (the SLURM launcher needs: pip install -e '.[slurm]')"
-    return msg
+    return _hydra_message(exc)
 
 
 def compose(command: Command, overrides: list[str]):
@@ -364,8 +363,16 @@ def _check_same_config(command: Command, folder: Path, overrides: list[str], lab
     import yaml
     from omegaconf import OmegaConf
 
-    cfg = compose(command, overrides)
-    now = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    from omegaconf import open_dict
+
+    _check_preset(command, overrides)
+    cfg = _compose_raw(command, overrides)  # compared before the (slower) validation
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    try:
+        now = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    except Exception as exc:
+        raise ConfigError(_hydra_message(exc)) from None
     try:
         saved = _flatten(yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {})
     except (OSError, yaml.YAMLError) as exc:
@@ -378,7 +385,14 @@ def _check_same_config(command: Command, folder: Path, overrides: list[str], lab
         raise ConfigError(f"{label}: {k}={now.get(k, '<absent>')} differs from the run's "
                           f"{k}={saved.get(k, '<absent>')}{more}; a resumed run may change only "
                           "steps, epochs, output options, device and threads (start a new run instead)")
+    compose(command, overrides)
     return bool([k for k in changed if k != "resume"])
+
+
+def _merge(overrides: list[str]) -> list[str]:
+    """Later ``key=value`` overrides replace earlier ones of the same key (order kept)."""
+    last = {_key(o): i for i, o in enumerate(overrides) if "=" in o}
+    return [o for i, o in enumerate(overrides) if "=" not in o or last[_key(o)] == i]
 
 
 def resume_plan(command: Command, folder: str | Path, overrides: list[str]) -> ResumePlan:
@@ -406,7 +420,7 @@ def resume_plan(command: Command, folder: str | Path, overrides: list[str]) -> R
     if info.get("command") and info["command"] != command.name:
         raise ConfigError(f"{label}: a run of wgf {info['command']}, not of wgf {command.name} "
                           f"(use: wgf {info['command']} --resume {folder})")
-    job = _saved_overrides(path) + user
+    job = _merge(_saved_overrides(path) + user)
     changed = _check_same_config(command, path, job, label)
     status = read_file(path / "status.json", {}).get("status")
     if _resumable(command, job):
