@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml setup.py wgf_cli/gdelt/_fastread.c | $(PY)
 	@# torch first, pinned: a CPU wheel of it is on these machines; an open range
 	@# with no torch installed would pull several GB of CUDA packages.
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==$(TORCH_VERSION)
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,gdelt]"
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv (if missing) and install torch, then wgf in editable mode
