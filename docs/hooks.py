@@ -49,11 +49,10 @@ def _results_page() -> str:
 def _command_page(name: str) -> str:
     sys.path.insert(0, str(ROOT))
     from wgf_cli import catalog
-    from wgf_cli.cli import config_help
 
     presets = catalog.presets(name)
     lines = [f"# `wgf {name}`", "", "```", f"wgf {name} --help", "```", "", "```text",
-             config_help(name).rstrip(), "```", "", "## Presets", "", "| preset | what it shows |", "|---|---|"]
+             catalog.config_help(name).rstrip(), "```", "", "## Presets", "", "| preset | what it shows |", "|---|---|"]
     lines += [f"| `{p}` | {what} |" for p, what in presets]
     return "\n".join(lines) + "\n"
 

@@ -156,3 +156,20 @@ def listing(values: Iterable[str], limit: int = 30) -> str:
     values = list(values)
     more = f", ... ({len(values) - limit} more)" if len(values) > limit else ""
     return ", ".join(values[:limit]) + more
+
+
+def config_help(name: str) -> str:
+    """The config groups (``group=option``, default starred) and presets of subcommand ``name``."""
+    from wgf_cli.commands import COMMANDS
+
+    command = COMMANDS[name]
+    lines = [f"Config groups of wgf {name} (GROUP=OPTION; * = default):"]
+    for g in groups(command.config_name):
+        opts = ", ".join(f"{o}*" if o == g.default else o for o in g.options)
+        lines.append(f"  {g.name:<18} {opts}")
+    lines.append("")
+    lines.append(f"Presets (experiment=NAME; `wgf presets {name}` says what each shows):")
+    lines.append("  " + ", ".join(p for p, _ in presets(name)))
+    lines.append("")
+    lines.append(f"Every key and its value: wgf {name} --show-config [overrides]")
+    return "\n".join(lines) + "\n"

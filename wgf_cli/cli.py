@@ -90,28 +90,12 @@ class _Command(TyperCommand):
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         out = super().format_help(ctx, formatter)
         try:
+            from wgf_cli.catalog import config_help
+
             typer.echo(config_help(self.name))
         except Exception as exc:  # the help must never fail
             typer.echo(f"(config listing unavailable: {exc})")
         return out
-
-
-def config_help(name: str) -> str:
-    """The config groups (``group=option``, default starred) and presets of subcommand ``name``."""
-    from wgf_cli import catalog
-    from wgf_cli.commands import COMMANDS
-
-    command = COMMANDS[name]
-    lines = [f"Config groups of wgf {name} (GROUP=OPTION; * = default):"]
-    for g in catalog.groups(command.config_name):
-        opts = ", ".join(f"{o}*" if o == g.default else o for o in g.options)
-        lines.append(f"  {g.name:<18} {opts}")
-    lines.append("")
-    lines.append(f"Presets (experiment=NAME; `wgf presets {name}` says what each shows):")
-    lines.append("  " + ", ".join(p for p, _ in catalog.presets(name)))
-    lines.append("")
-    lines.append(f"Every key and its value: wgf {name} --show-config [overrides]")
-    return "\n".join(lines) + "\n"
 
 
 def _version(value: bool) -> None:

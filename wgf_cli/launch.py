@@ -37,11 +37,14 @@ class Command:
     extra: str | None = None
 
     def experiment(self):
+        return importlib.import_module(self.module)
+
+    def check_requires(self) -> None:
+        """:class:`ConfigError` naming the extra to install when a required module is missing."""
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
         if missing:
             raise ConfigError(f"wgf {self.name} needs {', '.join(missing)}: "
                               f"pip install 'wgf-cli[{self.extra}]'")
-        return importlib.import_module(self.module)
 
 
 @dataclass
@@ -285,6 +288,7 @@ def compose(command: Command, overrides: list[str]):
     """
     from omegaconf import OmegaConf, open_dict
 
+    command.check_requires()
     _check_preset(command, overrides)
     cfg = _compose_raw(command, overrides)
     with open_dict(cfg):
