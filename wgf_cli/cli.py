@@ -401,17 +401,22 @@ def presets(
 
 @app.command()
 def report(
-    runs_dir: Annotated[str, typer.Argument(help="Folder of the preset runs (make reproduce).")] = "outputs/reproduce",
+    runs_dir: Annotated[str, typer.Argument(
+        help="A `make reproduce` folder, a run or sweep folder, or any folder above run folders.")] = "outputs/reproduce",
     out: Annotated[str, typer.Option("--out", help="Folder of report.md and index.html.")] = "outputs/report",
 ) -> None:
-    """Build the report page (report.md + self-contained index.html) from `make reproduce` runs."""
+    """Build a report page (report.md + self-contained index.html) from any run folders."""
     from pathlib import Path
 
-    if not (Path(runs_dir) / "reproduce.json").exists():
-        _err(f"{runs_dir}/reproduce.json not found; run `make reproduce` (or python -m wgf_cli.reproduce) first")
-        raise typer.Exit(2)
-    from wgf_cli.report import build
+    from wgf_cli.report import MANIFEST, build, discover
 
+    folder = Path(runs_dir)
+    if not folder.is_dir():
+        _err(f"{runs_dir}: no such folder; give a run folder, a sweep folder or `make reproduce`'s")
+        raise typer.Exit(2)
+    if not (folder / MANIFEST).exists() and not discover(folder):
+        _err(f"no run folders (with run.json) under {runs_dir}")
+        raise typer.Exit(2)
     md, page, claims = build(runs_dir, out)
     failed = [c for c in claims if not c["passed"]]
     typer.echo(f"{page}\n{md}\nclaims: {len(claims) - len(failed)}/{len(claims)} pass")

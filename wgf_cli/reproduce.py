@@ -1,7 +1,7 @@
 """`make reproduce`: run every experiment preset, check its claims, write the report.
 
-    python -m wgf_cli.reproduce [--profile quick|full] [--only heat,wgan] [--out outputs/reproduce]
-                                [--report outputs/report]
+    python -m wgf_cli.reproduce [--profile quick|full] [--only heat,wgan] [--jobs N]
+                                [--out outputs/reproduce] [--report outputs/report]
 
 Each preset (an experiment module's ``PRESETS``, see :mod:`wgf_cli.presets`) runs as
 ``wgf <cmd> experiment=<preset>`` (plus the preset's ``full`` overrides with
@@ -9,12 +9,21 @@ Each preset (an experiment module's ``PRESETS``, see :mod:`wgf_cli.presets`) run
 each folder ran.  Then :func:`wgf_cli.report.build` writes ``<report>/report.md`` and
 ``<report>/index.html``.  The exit code is 1 when a run failed or a claim does not hold,
 and each failure is named on stderr.
+
+With ``--jobs N`` (default: the machine's cores) N presets run at a time, each in its own
+process with one torch thread, the longest first (a preset's expected time is its last wall
+time in ``<out>``, else :data:`EXPECTED_S`; a preset that others need counts with them); a
+progress line per finished preset gives the counter, the elapsed time and an ETA.
+``reproduce.json`` also records the provenance (commit, versions, CPU, wall time).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +35,17 @@ from wgf_cli.presets import Preset
 from wgf_cli.run import write_json
 
 PROFILES = ("quick", "full")
+
+#: wall seconds of each preset (quick profile, one thread, quiet 2-core CPU), for the order
+#: and the ETA when ``<out>`` has no earlier run of it
+EXPECTED_S = {
+    "heat": 9, "heat_convergence": 3, "ornstein_uhlenbeck": 9, "porous_medium": 13, "crowd": 14,
+    "aggregation": 3, "double_well_langevin": 4, "compare": 55, "width": 23, "infoplane": 25,
+    "ntk": 2, "scaling": 10, "dirac": 1, "wgan_ring8_gp": 66, "wgan_ring8_pacgan": 89,
+    "wgan_grid25_pacgan": 156, "wgan_ring8_pacgan_vanilla": 34, "wgan_clip_boundary": 28,
+    "wgan_gauss2_vanilla": 7, "wgan_ring8_sinkhorn": 27, "wgan_grid25_gan": 52,
+    "wgan_grid25_clip": 41, "wgan_grid25_sinkhorn": 48, "gdelt_synthetic": 20, "gdelt_train": 700,
+}
 
 
 def presets() -> list[tuple[str, Preset]]:
@@ -63,14 +83,139 @@ def run_preset(cmd: str, preset: Preset, folder: Path, extra: list[str] = (), pr
     return JobResult(folder, status, summary, overrides, error)
 
 
+def provenance(jobs: int, wall_s: float | None = None) -> dict:
+    """Commit, versions, CPU and wall time of a reproduction (``reproduce.json``)."""
+    from wgf_cli import __version__
+    from wgf_cli.run import _git_info
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {"wgf": __version__, "python": platform.python_version()}
+    for mod in ("torch", "numpy", "hydra", "ot", "geomloss"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - an optional module
+            pass
+    return {"git": _git_info(), "versions": versions, "cpu": cpu, "cores": os.cpu_count(), "jobs": jobs,
+            "platform": platform.platform(), "host": platform.node(), "wall_s": wall_s,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+
+
+def expected_s(name: str, folder: Path) -> float:
+    """The preset's last wall time in ``folder`` (its ``run.json``/``summary.json``), else :data:`EXPECTED_S`."""
+    from wgf_cli.run import read_file
+
+    for f in ("run.json", "summary.json"):
+        wall = read_file(folder / f, {}).get("wall_s")
+        if isinstance(wall, int | float) and wall > 0 and read_file(folder / "status.json", {}).get("status") == "completed":
+            return float(wall)
+    return float(EXPECTED_S.get(name, 30))
+
+
+def _clock(s: float) -> str:
+    s = max(0, int(round(s)))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _run_one(spec: str, out: Path, profile: str) -> int:
+    """Child process of a parallel reproduction: one preset, one thread."""
+    cmd, name = spec.split(":", 1)
+    preset = next(p for c, p in presets() if c == cmd and p.name == name)
+    extra = [*(preset.full if profile == "full" else []), *needs_overrides(preset, out), "threads=1"]
+    job = run_preset(cmd, preset, out / f"{cmd}-{name}", extra)
+    print(json.dumps({"status": job.status, "error": job.error}), flush=True)
+    return 0
+
+
+def _parallel(todo: list[tuple[str, Preset]], out: Path, profile: str, jobs: int, manifest: dict,
+              t0: float) -> None:
+    """Run ``todo`` ``jobs`` at a time in child processes, dependencies first, longest first."""
+    from wgf_cli.run import read_file
+
+    names = {p.name: f"{c}-{p.name}" for c, p in todo}
+    cost = {p.name: expected_s(p.name, out / names[p.name]) for _, p in todo}
+    deps = {p.name: [d for d in p.needs.values() if d in names] for _, p in todo}
+
+    def chain(name: str) -> float:  # this preset and the longest chain of presets that need it
+        after = [chain(n) for n, ds in deps.items() if name in ds]
+        return cost[name] + max(after, default=0.0)
+
+    priority = {n: chain(n) for n in cost}
+    pending = sorted((p for _, p in todo), key=lambda p: -priority[p.name])
+    cmd_of = {p.name: c for c, p in todo}
+    running: dict[str, tuple[subprocess.Popen, float, object]] = {}
+    done: dict[str, str] = {}
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    total, finished_cost = len(todo), 0.0
+    print(f"reproduce: {total} presets, {jobs} at a time, about {_clock(sum(cost.values()) / jobs)} "
+          f"of work per core", flush=True)
+    while pending or running:
+        for p in list(pending):
+            if len(running) >= jobs:
+                break
+            if any(d not in done for d in deps[p.name]):
+                continue
+            pending.remove(p)
+            if any(done[d] != "completed" for d in deps[p.name]):
+                done[p.name] = "failed"
+                manifest[names[p.name]] = {"cmd": cmd_of[p.name], "preset": p.name, "status": "failed",
+                                           "error": "a preset it needs failed", "overrides": []}
+                continue
+            log = open(logs / f"{names[p.name]}.log", "w")  # noqa: SIM115 - closed when it ends
+            proc = subprocess.Popen([sys.executable, "-m", "wgf_cli.reproduce", "--run-one",
+                                     f"{cmd_of[p.name]}:{p.name}", "--out", str(out), "--profile", profile],
+                                    stdout=log, stderr=subprocess.STDOUT, env=env)
+            running[p.name] = (proc, time.perf_counter(), log)
+        time.sleep(0.2)
+        for name, (proc, started, log) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            folder = out / names[name]
+            status = read_file(folder / "status.json", {})
+            state = status.get("status", "failed") if proc.returncode == 0 else "failed"
+            error = status.get("error") if state != "completed" else None
+            if proc.returncode != 0 and not error:
+                tail = (logs / f"{names[name]}.log").read_text(errors="replace").strip().splitlines()
+                error = tail[-1] if tail else f"exit code {proc.returncode}"
+            done[name] = state
+            preset = next(p for _, p in todo if p.name == name)
+            manifest[names[name]] = {"cmd": cmd_of[name], "preset": name, "status": state, "error": error,
+                                     "overrides": [*(preset.full if profile == "full" else []),
+                                                   *needs_overrides(preset, out), "threads=1"]}
+            report.save_manifest(out, manifest, profile=profile)
+            finished_cost += cost[name]
+            elapsed = time.perf_counter() - t0
+            left = sum(cost[p.name] for p in pending) + sum(
+                max(cost[n] - (time.perf_counter() - s), 0.0) for n, (_, s, _) in running.items())
+            eta = max(left / jobs, max((cost[n] - (time.perf_counter() - s) for n, (_, s, _) in running.items()),
+                                       default=0.0))
+            print(f"[{len(done)}/{total}] {names[name]:<38} {state:<9} {time.perf_counter() - started:6.0f} s"
+                  f"  elapsed {_clock(elapsed)}  ETA {_clock(eta)}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="outputs/reproduce", help="folder of the preset runs")
     ap.add_argument("--report", default="outputs/report", help="folder of report.md and index.html")
     ap.add_argument("--profile", default="quick", choices=PROFILES)
     ap.add_argument("--only", default="", help="comma list of presets or commands to (re)run")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="presets run at a time, one thread each (default: the machine's cores; 1: in this process)")
+    ap.add_argument("--run-one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
+    if args.run_one:
+        return _run_one(args.run_one, out, args.profile)
     only = {s for s in args.only.split(",") if s}
     known = {p.name for _, p in presets()} | set(COMMANDS)
     if only - known:
@@ -80,17 +225,23 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     manifest = report.load_manifest(out) if only else {}
     t0 = time.perf_counter()
-    for cmd, preset in presets():
-        if only and preset.name not in only and cmd not in only:
-            continue
+    todo = [(cmd, p) for cmd, p in presets() if not only or p.name in only or cmd in only]
+    jobs = max(1, min(args.jobs, len(todo)))
+    if jobs > 1:
+        _parallel(todo, out, args.profile, jobs, manifest, t0)
+    for i, (cmd, preset) in enumerate(todo if jobs == 1 else []):
         name = f"{cmd}-{preset.name}"
-        print(f"== {name}", flush=True)
+        started = time.perf_counter()
         extra = [*(preset.full if args.profile == "full" else []), *needs_overrides(preset, out)]
         job = run_preset(cmd, preset, out / name, extra, progress=sys.stderr.isatty())
         manifest[name] = {"cmd": cmd, "preset": preset.name, "status": job.status, "error": job.error,
                           "overrides": extra}
         report.save_manifest(out, manifest, profile=args.profile)
-        print(json.dumps({k: job.summary.get(k) for k in preset.keys}), flush=True)
+        left = sum(expected_s(p.name, out / f"{c}-{p.name}") for c, p in todo[i + 1:])
+        print(f"[{i + 1}/{len(todo)}] {name:<38} {job.status:<9} {time.perf_counter() - started:6.0f} s"
+              f"  elapsed {_clock(time.perf_counter() - t0)}  ETA {_clock(left)}", flush=True)
+    wall = time.perf_counter() - t0
+    report.save_manifest(out, manifest, profile=args.profile, provenance=provenance(jobs, round(wall, 1)))
     md, page, claims = report.build(out, args.report, args.profile)
     failed = [f"{n}: {e['status']} ({e['error']})" for n, e in manifest.items() if e["status"] != "completed"]
     for c in claims:
@@ -98,8 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             value, threshold = report.fmt_pair(c["value"], c["threshold"])
             failed.append(f"{c['run']}: {c['text']} ({c['key']}={value}, needs {c['op']} {threshold})")
     n_pass = sum(c["passed"] for c in claims)
-    print(f"report: {page} and {md.name}; claims: {n_pass}/{len(claims)} pass; "
-          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"report: {page} and {md.name}; claims: {n_pass}/{len(claims)} pass; {_clock(wall)} wall", flush=True)
     for line in failed:
         print(f"FAILED {line}", file=sys.stderr)
     return 1 if failed else 0
