@@ -402,7 +402,8 @@ def presets(
 @app.command()
 def report(
     runs_dir: Annotated[str, typer.Argument(
-        help="A `make reproduce` folder, a run or sweep folder, or any folder above run folders.")] = "outputs/reproduce",
+        help="A `make reproduce` folder, a run or sweep folder, or any folder above run folders.")
+    ] = "outputs/reproduce",
     out: Annotated[str, typer.Option("--out", help="Folder of report.md and index.html.")] = "outputs/report",
 ) -> None:
     """Build a report page (report.md + self-contained index.html) from any run folders."""

@@ -365,9 +365,7 @@ def _check_same_config(command: Command, folder: Path, overrides: list[str], lab
     """Refuse (one line) a config that differs from ``folder/config.yaml`` in an unsafe key.
     Returns whether anything (safe) differs."""
     import yaml
-    from omegaconf import OmegaConf
-
-    from omegaconf import open_dict
+    from omegaconf import OmegaConf, open_dict
 
     _check_preset(command, overrides)
     cfg = _compose_raw(command, overrides)  # compared before the (slower) validation
@@ -547,7 +545,7 @@ def launch(command: Command, overrides: list[str], *, multirun: bool = False,
 def _resume_sweep(command: Command, plan: ResumePlan, progress: bool) -> LaunchResult:
     """Rerun the unfinished jobs of a sweep, one after the other, each in its own folder;
     then rewrite the sweep's ``summary.csv`` from every job folder."""
-    for folder, job in plan.jobs:
+    for _folder, job in plan.jobs:
         try:
             launch(command, job, progress=progress)
         except Interrupted:

@@ -6,7 +6,8 @@
 (written by :mod:`wgf_cli.reproduce`: which command and preset each folder ran, its status
 and error, and the provenance of the reproduction).  Any other folder works too: a run
 folder, a sweep folder or any folder above run folders; each run found is reported, with
-the claims of its preset when it ran one (``experiment=NAME``).  The page has one section per subcommand: a claims table (each claim of
+the claims of its preset when it ran one (``experiment=NAME``).  The page has one section
+per subcommand: a claims table (each claim of
 :mod:`wgf_cli.presets` with the measured value, the threshold and pass/fail), any tables the
 experiment module adds next to published references (an optional
 ``report_section(runs) -> str`` of Markdown), and per run its key numbers and figures.
@@ -186,7 +187,8 @@ def markdown(rows: list[dict[str, Any]], profile: str = "quick", provenance: dic
     ]
     for r in rows:
         nums = ", ".join(f"{k}={_fmt(r['summary'][k])}" for k in r["preset"].keys if k in r["summary"])
-        lines.append(f"| [{r['name']}](#{_anchor(r['name'])}) | {r['status']} | {_fmt(r['summary'].get('wall_s'))} | {nums} |")
+        wall = _fmt(r["summary"].get("wall_s"))
+        lines.append(f"| [{r['name']}](#{_anchor(r['name'])}) | {r['status']} | {wall} | {nums} |")
     for cmd, runs in _sections(rows):
         lines += ["", f"## wgf {cmd}", ""]
         module = COMMANDS[cmd].experiment()

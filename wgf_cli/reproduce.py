@@ -113,7 +113,8 @@ def expected_s(name: str, folder: Path) -> float:
 
     for f in ("run.json", "summary.json"):
         wall = read_file(folder / f, {}).get("wall_s")
-        if isinstance(wall, int | float) and wall > 0 and read_file(folder / "status.json", {}).get("status") == "completed":
+        done = read_file(folder / "status.json", {}).get("status") == "completed"
+        if isinstance(wall, int | float) and wall > 0 and done:
             return float(wall)
     return float(EXPECTED_S.get(name, 30))
 
