@@ -215,5 +215,6 @@ def test_killed_sweep_resumes_only_unfinished_jobs(tmp_path):
     assert got["status"].tolist() == ["completed"] * 3
     pd.testing.assert_frame_equal(got.drop(columns=["run_dir", "overrides", "wall_s"]),
                                   want.drop(columns=["run_dir", "overrides", "wall_s"]))
+    assert not got["overrides"].str.contains("resume").any()
     res = runner.invoke(app, ["jko", "--resume", str(sweep)])
     assert res.exit_code == 0 and "every job of the sweep (3) already completed" in res.output

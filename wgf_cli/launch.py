@@ -585,8 +585,9 @@ def _jobs_from_folders(root: Path) -> list[JobResult]:
     results = []
     for job in jobs:
         status = read_file(job / "status.json", {})
+        overrides = [o for o in read_file(job / ".hydra" / "overrides.yaml", []) if _key(str(o)) != "resume"]
         results.append(JobResult(job, status.get("status", "failed"), read_file(job / "summary.json", {}),
-                                 read_file(job / ".hydra" / "overrides.yaml", []), status.get("error")))
+                                 overrides, status.get("error")))
     return results
 
 
