@@ -79,6 +79,14 @@ def test_summarize_runs_and_sweeps(tmp_path):
     summaries = {str(p.parent): json.loads(p.read_text()) for p in tmp_path.rglob("summary.json")}
     for r in rows:  # the table holds each run's own numbers
         assert float(r["l1_error_final"]) == pytest.approx(summaries[r["run"]]["l1_error_final"], rel=1e-12)
+    res = runner.invoke(app, ["summarize", str(sweep)])  # one column per swept key
+    shared = next(ln for ln in res.output.splitlines() if ln.startswith("every run: "))
+    assert "grid.size=16" in shared and "gamma" not in shared
+    from wgf_cli.summarize import for_display, table
+
+    shown, _ = for_display(table([sweep]), cwd=tmp_path)
+    assert "overrides" not in shown.columns and shown["solver.gamma_factor"].tolist() == ["1", "2"]
+    assert shown["run"].tolist() == ["sweep/0", "sweep/1"]
     res = runner.invoke(app, ["summarize", str(single), "--keys", "gamma,nope"])
     assert res.exit_code == 0 and "'nope' is in no summary.json" in res.output
 

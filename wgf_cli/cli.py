@@ -440,7 +440,7 @@ def summarize(
     from rich.console import Console
     from rich.table import Table
 
-    from wgf_cli.summarize import table
+    from wgf_cli.summarize import for_display, table
 
     try:
         df = table(dirs, keys.split(",") if keys else None)
@@ -454,13 +454,16 @@ def summarize(
         from wgf_cli.run import atomic_write
 
         atomic_write(csv, df.to_csv(index=False))
+    shown, shared = for_display(df)
     t = Table(title=f"{len(df)} runs")
-    for col in df.columns:
+    for col in shown.columns:
         t.add_column(col, overflow="fold")
-    for _, row in df.iterrows():
+    for _, row in shown.iterrows():
         t.add_row(*[("" if v is None or v != v else f"{v:.4g}" if isinstance(v, float) else str(v))
                     for v in row.tolist()])
     Console(soft_wrap=True).print(t)
+    if shared and len(df) > 1:
+        typer.echo(f"every run: {' '.join(shared)}")
     for k in df.attrs.get("missing", []):
         _err(f"key {k!r} is in no summary.json")
 
