@@ -265,9 +265,9 @@ def _new_model(cfg: DictConfig, build, clim, dtype, gru: bool = False):
 def run(cfg: DictConfig, run) -> dict[str, Any]:
     import torch
 
-    from wgf_cli.forecast import baselines as B
     from wgf_cli.forecast.data import SequenceData, load_build
     from wgf_cli.forecast.train import Trainer
+    from wgf_cli.forecast import baselines as B
 
     t_start = time.perf_counter()
     if int(cfg.threads) > 0:
