@@ -218,3 +218,28 @@ def test_killed_sweep_resumes_only_unfinished_jobs(tmp_path):
     assert not got["overrides"].str.contains("resume").any()
     res = runner.invoke(app, ["jko", "--resume", str(sweep)])
     assert res.exit_code == 0 and "every job of the sweep (3) already completed" in res.output
+
+
+def test_gdelt_subcommands_name_their_extra_when_missing(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a))
+    monkeypatch.chdir(tmp_path)
+    for cmd in ("gdelt-build", "gdelt-train"):
+        line = _one_line(runner.invoke(app, [cmd]))
+        assert f"wgf {cmd} needs pyarrow: pip install 'wgf-cli[gdelt]'" in line
+    res = runner.invoke(app, ["gdelt-build", "--help"])  # the help works without the extra
+    assert res.exit_code == 0 and "gdelt_synthetic" in res.output
+
+
+def test_the_core_does_not_import_the_gdelt_stack(tmp_path):
+    code = ("import sys, runpy\n"
+            "sys.argv = ['wgf', 'jko', '--grid', '16', '--steps', '2', 'output.gif_frames=0', '-q']\n"
+            "try:\n    runpy.run_module('wgf_cli.cli', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "heavy = [m for m in ('dask', 'sentence_transformers', 'deflate', 'transformers') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
