@@ -10,8 +10,8 @@ each folder ran.  Then :func:`wgf_cli.report.build` writes ``<report>/report.md`
 ``<report>/index.html``.  The exit code is 1 when a run failed or a claim does not hold,
 and each failure is named on stderr.
 
-With ``--jobs N`` (default: the machine's cores) N presets run at a time, each in its own
-process with one torch thread, the longest first (a preset's expected time is its last wall
+With ``--jobs N`` (default: the machine's cores) N presets run at a time on N worker
+processes with one torch thread each, the longest first (a preset's expected time is its last wall
 time in ``<out>``, else :data:`EXPECTED_S`; a preset that others need counts with them); a
 progress line per finished preset gives the counter, the elapsed time and an ETA.
 ``reproduce.json`` also records the provenance (commit, versions, CPU, wall time).
@@ -20,10 +20,8 @@ progress line per finished preset gives the counter, the elapsed time and an ETA
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -124,20 +122,54 @@ def _clock(s: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def _run_one(spec: str, out: Path, profile: str) -> int:
-    """Child process of a parallel reproduction: one preset, one thread."""
-    cmd, name = spec.split(":", 1)
+def _overrides(preset: Preset, out: Path, profile: str, one_thread: bool = False) -> list[str]:
+    return [*(preset.full if profile == "full" else []), *needs_overrides(preset, out),
+            *(["threads=1"] if one_thread else [])]
+
+
+def _worker_init() -> None:
+    """A worker process of a parallel reproduction: one torch thread."""
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_one(cmd: str, name: str, out: str, profile: str) -> dict:
+    """One preset in a worker process, its output (stdout, stderr, logs) into ``<out>/logs/``."""
+    out_path = Path(out)
     preset = next(p for c, p in presets() if c == cmd and p.name == name)
-    extra = [*(preset.full if profile == "full" else []), *needs_overrides(preset, out), "threads=1"]
-    job = run_preset(cmd, preset, out / f"{cmd}-{name}", extra)
-    print(json.dumps({"status": job.status, "error": job.error}), flush=True)
-    return 0
+    log = out_path / "logs" / f"{cmd}-{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    try:
+        job = run_preset(cmd, preset, out_path / f"{cmd}-{name}", _overrides(preset, out_path, profile, True))
+        return {"status": job.status, "error": job.error}
+    except BaseException as exc:  # noqa: BLE001 - reported as a failed preset
+        import traceback
+
+        traceback.print_exc()
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
 
 
 def _parallel(todo: list[tuple[str, Preset]], out: Path, profile: str, jobs: int, manifest: dict,
               t0: float) -> None:
-    """Run ``todo`` ``jobs`` at a time in child processes, dependencies first, longest first."""
-    from wgf_cli.run import read_file
+    """Run ``todo`` on ``jobs`` worker processes (one thread each), dependencies first, the
+    longest chain first; a progress line per finished preset."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     names = {p.name: f"{c}-{p.name}" for c, p in todo}
     cost = {p.name: expected_s(p.name, out / names[p.name]) for _, p in todo}
@@ -150,58 +182,48 @@ def _parallel(todo: list[tuple[str, Preset]], out: Path, profile: str, jobs: int
     priority = {n: chain(n) for n in cost}
     pending = sorted((p for _, p in todo), key=lambda p: -priority[p.name])
     cmd_of = {p.name: c for c, p in todo}
-    running: dict[str, tuple[subprocess.Popen, float, object]] = {}
+    running: dict = {}  # future -> (preset, start time)
     done: dict[str, str] = {}
-    logs = out / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    total, finished_cost = len(todo), 0.0
+    total = len(todo)
     print(f"reproduce: {total} presets, {jobs} at a time, about {_clock(sum(cost.values()) / jobs)} "
           f"of work per core", flush=True)
-    while pending or running:
-        for p in list(pending):
-            if len(running) >= jobs:
-                break
-            if any(d not in done for d in deps[p.name]):
+
+    def record(p: Preset, state: str, error: str | None) -> None:
+        done[p.name] = state
+        manifest[names[p.name]] = {"cmd": cmd_of[p.name], "preset": p.name, "status": state, "error": error,
+                                   "overrides": _overrides(p, out, profile, True)}
+        report.save_manifest(out, manifest, profile=profile)
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init) as pool:
+        while pending or running:
+            for p in list(pending):
+                if len(running) >= jobs:
+                    break
+                if any(d not in done for d in deps[p.name]):
+                    continue
+                pending.remove(p)
+                if any(done[d] != "completed" for d in deps[p.name]):
+                    record(p, "failed", "a preset it needs failed")
+                    continue
+                future = pool.submit(_run_one, cmd_of[p.name], p.name, str(out), profile)
+                running[future] = (p, time.perf_counter())
+            if not running:
                 continue
-            pending.remove(p)
-            if any(done[d] != "completed" for d in deps[p.name]):
-                done[p.name] = "failed"
-                manifest[names[p.name]] = {"cmd": cmd_of[p.name], "preset": p.name, "status": "failed",
-                                           "error": "a preset it needs failed", "overrides": []}
-                continue
-            log = open(logs / f"{names[p.name]}.log", "w")  # noqa: SIM115 - closed when it ends
-            proc = subprocess.Popen([sys.executable, "-m", "wgf_cli.reproduce", "--run-one",
-                                     f"{cmd_of[p.name]}:{p.name}", "--out", str(out), "--profile", profile],
-                                    stdout=log, stderr=subprocess.STDOUT, env=env)
-            running[p.name] = (proc, time.perf_counter(), log)
-        time.sleep(0.2)
-        for name, (proc, started, log) in list(running.items()):
-            if proc.poll() is None:
-                continue
-            log.close()
-            del running[name]
-            folder = out / names[name]
-            status = read_file(folder / "status.json", {})
-            state = status.get("status", "failed") if proc.returncode == 0 else "failed"
-            error = status.get("error") if state != "completed" else None
-            if proc.returncode != 0 and not error:
-                tail = (logs / f"{names[name]}.log").read_text(errors="replace").strip().splitlines()
-                error = tail[-1] if tail else f"exit code {proc.returncode}"
-            done[name] = state
-            preset = next(p for _, p in todo if p.name == name)
-            manifest[names[name]] = {"cmd": cmd_of[name], "preset": name, "status": state, "error": error,
-                                     "overrides": [*(preset.full if profile == "full" else []),
-                                                   *needs_overrides(preset, out), "threads=1"]}
-            report.save_manifest(out, manifest, profile=profile)
-            finished_cost += cost[name]
-            elapsed = time.perf_counter() - t0
-            left = sum(cost[p.name] for p in pending) + sum(
-                max(cost[n] - (time.perf_counter() - s), 0.0) for n, (_, s, _) in running.items())
-            eta = max(left / jobs, max((cost[n] - (time.perf_counter() - s) for n, (_, s, _) in running.items()),
-                                       default=0.0))
-            print(f"[{len(done)}/{total}] {names[name]:<38} {state:<9} {time.perf_counter() - started:6.0f} s"
-                  f"  elapsed {_clock(elapsed)}  ETA {_clock(eta)}", flush=True)
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                p, started = running.pop(future)
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 - a worker that died
+                    result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                record(p, result["status"], result["error"])
+                now = time.perf_counter()
+                left_running = [max(cost[q.name] - (now - s), 0.0) for q, s in running.values()]
+                eta = max((sum(cost[q.name] for q in pending) + sum(left_running)) / jobs,
+                          max(left_running, default=0.0))
+                print(f"[{len(done)}/{total}] {names[p.name]:<38} {result['status']:<9} {now - started:6.0f} s"
+                      f"  elapsed {_clock(now - t0)}  ETA {_clock(eta)}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,11 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma list of presets or commands to (re)run")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="presets run at a time, one thread each (default: the machine's cores; 1: in this process)")
-    ap.add_argument("--run-one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
-    if args.run_one:
-        return _run_one(args.run_one, out, args.profile)
     only = {s for s in args.only.split(",") if s}
     known = {p.name for _, p in presets()} | set(COMMANDS)
     if only - known:
@@ -233,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, (cmd, preset) in enumerate(todo if jobs == 1 else []):
         name = f"{cmd}-{preset.name}"
         started = time.perf_counter()
-        extra = [*(preset.full if args.profile == "full" else []), *needs_overrides(preset, out)]
+        extra = _overrides(preset, out, args.profile)
         job = run_preset(cmd, preset, out / name, extra, progress=sys.stderr.isatty())
         manifest[name] = {"cmd": cmd, "preset": preset.name, "status": job.status, "error": job.error,
                           "overrides": extra}
