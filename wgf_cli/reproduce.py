@@ -185,6 +185,7 @@ def _parallel(todo: list[tuple[str, Preset]], out: Path, profile: str, jobs: int
     running: dict = {}  # future -> (preset, start time)
     done: dict[str, str] = {}
     total = len(todo)
+    spent = [0.0, 0.0]  # wall seconds and expected seconds of the finished presets
     print(f"reproduce: {total} presets, {jobs} at a time, about {_clock(sum(cost.values()) / jobs)} "
           f"of work per core", flush=True)
 
@@ -219,8 +220,11 @@ def _parallel(todo: list[tuple[str, Preset]], out: Path, profile: str, jobs: int
                     result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
                 record(p, result["status"], result["error"])
                 now = time.perf_counter()
-                left_running = [max(cost[q.name] - (now - s), 0.0) for q, s in running.values()]
-                eta = max((sum(cost[q.name] for q in pending) + sum(left_running)) / jobs,
+                spent[0] += now - started
+                spent[1] += cost[p.name]
+                pace = spent[0] / spent[1]  # this machine's pace against the expected times
+                left_running = [max(pace * cost[q.name] - (now - s), 0.0) for q, s in running.values()]
+                eta = max((pace * sum(cost[q.name] for q in pending) + sum(left_running)) / jobs,
                           max(left_running, default=0.0))
                 print(f"[{len(done)}/{total}] {names[p.name]:<38} {result['status']:<9} {now - started:6.0f} s"
                       f"  elapsed {_clock(now - t0)}  ETA {_clock(eta)}", flush=True)
@@ -247,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     todo = [(cmd, p) for cmd, p in presets() if not only or p.name in only or cmd in only]
     jobs = max(1, min(args.jobs, len(todo)))
+    expected = [expected_s(p.name, out / f"{c}-{p.name}") for c, p in todo]
     if jobs > 1:
         _parallel(todo, out, args.profile, jobs, manifest, t0)
     for i, (cmd, preset) in enumerate(todo if jobs == 1 else []):
@@ -257,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         manifest[name] = {"cmd": cmd, "preset": preset.name, "status": job.status, "error": job.error,
                           "overrides": extra}
         report.save_manifest(out, manifest, profile=args.profile)
-        left = sum(expected_s(p.name, out / f"{c}-{p.name}") for c, p in todo[i + 1:])
+        pace = (time.perf_counter() - t0) / sum(expected[:i + 1])
+        left = pace * sum(expected[i + 1:])
         print(f"[{i + 1}/{len(todo)}] {name:<38} {job.status:<9} {time.perf_counter() - started:6.0f} s"
               f"  elapsed {_clock(time.perf_counter() - t0)}  ETA {_clock(left)}", flush=True)
     wall = time.perf_counter() - t0
