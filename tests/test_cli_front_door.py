@@ -48,6 +48,7 @@ def test_help_lists_groups_options_and_presets():
     for needle in ("Config groups of wgf jko", "energy", "heat*", "porous_medium", "initial",
                    "energy/potential", "double_well", "Presets", "ornstein_uhlenbeck", "--resume"):
         assert needle in res.output, needle
+    assert "grid.size = 128" in res.output and "default:" in res.output  # each flag's key and default
     res = runner.invoke(app, ["wgan", "--help"])
     assert "wgan_ring8_pacgan" in res.output and "wgan_gp*" in res.output
 

@@ -88,6 +88,15 @@ class _Command(TyperCommand):
     """A subcommand whose ``--help`` also lists its config groups, their options and its presets."""
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.name in _FLAG_KEYS and not getattr(self, "_wgf_annotated", False):
+            try:
+                defaults = _flag_defaults(self.name)
+            except Exception:  # noqa: BLE001 - the help must never fail
+                defaults = {}
+            for param in self.params:
+                if param.name in defaults and getattr(param, "help", None) is not None:
+                    param.help = f"{param.help.rstrip('.')}; default: {defaults[param.name]}"
+            self._wgf_annotated = True
         out = super().format_help(ctx, formatter)
         try:
             from wgf_cli.catalog import config_help
@@ -115,6 +124,56 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+#: the config key(s) behind each typed flag of each subcommand (its parameter name -> keys);
+#: ``--help`` shows each flag's key and its default from the config
+_FLAG_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    "jko": {"grid": ("grid.size",), "energy": ("energy",),
+            # --steps sets the steps run and the energy's default for them: one value in --show-config
+            "steps": ("steps", "energy.steps")},
+    "meanfield": {"mode": ("mode",), "method": ("method",), "width": ("model.width",), "time": ("time",)},
+    "wgan": {"data": ("data",), "loss": ("loss",), "iterations": ("iterations",)},
+    "renyi-mi": {"task": ("task",), "alpha": ("alpha",), "epochs": ("train.epochs",),
+                 "width": ("kernel.width",), "method": ("entropy.method",)},
+    "gdelt-build": {"source": ("source",), "input": ("input",), "output_dir": ("output_dir",),
+                    "workers": ("workers",), "force": ("force",)},
+    "gdelt-train": {"build": ("data.build_dir",), "epochs": ("train.epochs",)},
+}
+_COMMON_FLAGS = {"device": ("device",), "seed": ("seed",)}
+
+
+def _flags(name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``{config key: value}`` of the typed flags of subcommand ``name`` that were given."""
+    out: dict[str, Any] = {}
+    for param, keys in {**_FLAG_KEYS[name], **_COMMON_FLAGS}.items():
+        for key in keys:
+            out[key] = values.get(param)
+    return out
+
+
+def _flag_defaults(name: str) -> dict[str, str]:
+    """Parameter name -> ``key, default value`` text for ``--help`` (from the composed config)."""
+    from omegaconf import OmegaConf
+
+    from wgf_cli import catalog
+    from wgf_cli.commands import COMMANDS
+    from wgf_cli.launch import _compose_raw
+
+    cfg = _compose_raw(COMMANDS[name], [])
+    groups = {g.name: g.default for g in catalog.groups(COMMANDS[name].config_name)}
+    out = {}
+    for param, keys in {**_FLAG_KEYS[name], **_COMMON_FLAGS}.items():
+        key = keys[0]
+        if key in groups:
+            value = groups[key]
+        else:
+            try:
+                value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+            except Exception:  # noqa: BLE001 - an interpolation that needs more
+                value = None
+        out[param] = f"{key} = {value}" if value is not None else key
+    return out
+
 
 Overrides = Annotated[
     list[str] | None,
@@ -266,8 +325,7 @@ def renyi_mi(
     `wgf renyi-mi experiment=ntk`; `wgf renyi-mi experiment=scaling`;
     `wgf renyi-mi -m alpha=1.01,2 kernel.scale=0.5,1,2`.
     """
-    flags = {"task": task, "alpha": alpha, "train.epochs": epochs, "kernel.width": width,
-             "entropy.method": method, "device": device, "seed": seed}
+    flags = _flags("renyi-mi", locals())
     _dispatch("renyi-mi", flags, overrides, multirun, show_config, quiet, resume)
 
 
@@ -294,8 +352,7 @@ def meanfield(
     Examples: `wgf meanfield --method jko_grid`; `wgf meanfield experiment=compare`;
     `wgf meanfield experiment=width`; `wgf meanfield -m model.width=64,256,1024`.
     """
-    flags = {"mode": mode, "method": method, "model.width": width, "time": time, "device": device,
-             "seed": seed}
+    flags = _flags("meanfield", locals())
     _dispatch("meanfield", flags, overrides, multirun, show_config, quiet, resume)
 
 
@@ -321,7 +378,7 @@ def wgan(
     Examples: `wgf wgan --data ring8 --loss wgan_gp`; `wgf wgan loss=wgan_clip loss.clip=0.01`;
     `wgf wgan experiment=dirac`; `wgf wgan experiment=wgan_ring8_pacgan seeds=[0,1,2,3,4]`.
     """
-    flags = {"data": data, "loss": loss, "iterations": iterations, "device": device, "seed": seed}
+    flags = _flags("wgan", locals())
     _dispatch("wgan", flags, overrides, multirun, show_config, quiet, resume)
 
 
@@ -348,8 +405,7 @@ def gdelt_build(
     Examples: `wgf gdelt-build` (synthetic); `wgf gdelt-build source=dir input=PATH`;
     `wgf gdelt-build source=download source.start=2015-06-01 source.end=2015-06-30`.
     """
-    flags = {"source": source, "input": input, "output_dir": output_dir, "workers": workers,
-             "force": "true" if force else None, "device": device, "seed": seed}
+    flags = _flags("gdelt-build", {**locals(), "force": "true" if force else None})
     _dispatch("gdelt-build", flags, overrides, multirun, show_config, quiet, resume)
 
 
@@ -372,7 +428,7 @@ def gdelt_train(
     Examples: `wgf gdelt-train experiment=gdelt_train`; `wgf gdelt-train --build PATH
     --epochs 20`; `wgf gdelt-train --resume outputs/2026-01-01/12-00-00 --epochs 40`.
     """
-    flags = {"data.build_dir": build, "train.epochs": epochs, "device": device, "seed": seed}
+    flags = _flags("gdelt-train", locals())
     _dispatch("gdelt-train", flags, overrides, multirun, show_config, quiet, resume)
 
 
@@ -489,10 +545,7 @@ def jko(
     Examples: `wgf jko --grid 128`; `wgf jko energy=porous_medium initial=barenblatt`;
     `wgf jko -m solver.gamma_factor=0.5,1,2`.
     """
-    # --steps sets both the steps run and the energy's default for them, so --show-config
-    # shows one value
-    flags = {"energy": energy, "grid.size": grid, "steps": steps, "energy.steps": steps,
-             "device": device, "seed": seed}
+    flags = _flags("jko", locals())
     _dispatch("jko", flags, overrides, multirun, show_config, quiet, resume)
 
 
