@@ -1,6 +1,6 @@
 """Particle gradient descent throughput of `wgf meanfield`: explicit gradient vs a plain autograd loop.
 
-The problem of the issue: m = 4096 neurons, n = 1024 data points (d = 2, teacher target), full
+The problem: m = 4096 neurons, n = 1024 data points (d = 2, teacher target), full
 batch, mean-field step ``w <- w - dt * m * dF/dw``.  Two implementations of the same step:
 
 * ``explicit``: :class:`wgf_cli.meanfield.particles.ParticleTrainer` (closed-form gradient, two

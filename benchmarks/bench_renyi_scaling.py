@@ -10,7 +10,7 @@ is built with two kernel widths (Silverman's rule, and 4x wider), then:
   in float32),
   timed per alpha (best of 3 calls, same seed), same process, same matrix.
 
-The acceptance target (issue 5): relative error <= 1e-3 and >= 10x faster than exact at
+The target: relative error <= 1e-3 and >= 10x faster than exact at
 n = 10,000 (alpha = 1.01, the default of the information planes).
 
     python benchmarks/bench_renyi_scaling.py [--quick] [--sizes 2000 5000 10000] [--threads T]

@@ -43,7 +43,24 @@ def test_wgf_report_rebuilds_and_rejects_missing_runs(reproduced, tmp_path):
     assert res.exit_code == 0, res.output
     assert "claims: 2/2 pass" in res.output and (tmp_path / "rep" / "index.html").exists()
     res = runner.invoke(app, ["report", str(tmp_path / "nothing")])
-    assert res.exit_code == 2 and "reproduce.json not found" in res.output
+    assert res.exit_code == 2 and "no such folder" in res.output
+    (tmp_path / "empty").mkdir()
+    res = runner.invoke(app, ["report", str(tmp_path / "empty")])
+    assert res.exit_code == 2 and "no run folders" in res.output
+
+
+def test_report_of_any_run_or_sweep_folder(tmp_path):
+    single, sweep = tmp_path / "runs" / "single", tmp_path / "runs" / "sweep"
+    assert runner.invoke(app, ["jko", *TINY, f"hydra.run.dir={single}"]).exit_code == 0
+    res = runner.invoke(app, ["jko", "-m", *TINY, "solver.gamma_factor=1,2", "~launcher", f"hydra.sweep.dir={sweep}"])
+    assert res.exit_code == 0, res.output
+    for folder, runs in ((single, 1), (sweep, 2), (tmp_path / "runs", 3)):
+        out = tmp_path / f"report-{folder.name}"
+        res = runner.invoke(app, ["report", str(folder), "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        md = (out / "report.md").read_text()
+        assert md.count("| completed |") == runs, md
+        assert "l1_error_final=" in md and (out / "index.html").is_file()
 
 
 def test_summarize_runs_and_sweeps(tmp_path):
@@ -62,6 +79,14 @@ def test_summarize_runs_and_sweeps(tmp_path):
     summaries = {str(p.parent): json.loads(p.read_text()) for p in tmp_path.rglob("summary.json")}
     for r in rows:  # the table holds each run's own numbers
         assert float(r["l1_error_final"]) == pytest.approx(summaries[r["run"]]["l1_error_final"], rel=1e-12)
+    res = runner.invoke(app, ["summarize", str(sweep)])  # one column per swept key
+    shared = next(ln for ln in res.output.splitlines() if ln.startswith("every run: "))
+    assert "grid.size=16" in shared and "gamma" not in shared
+    from wgf_cli.summarize import for_display, table
+
+    shown, _ = for_display(table([sweep]), cwd=tmp_path)
+    assert "overrides" not in shown.columns and shown["solver.gamma_factor"].tolist() == ["1", "2"]
+    assert shown["run"].tolist() == ["sweep/0", "sweep/1"]
     res = runner.invoke(app, ["summarize", str(single), "--keys", "gamma,nope"])
     assert res.exit_code == 0 and "'nope' is in no summary.json" in res.output
 

@@ -77,3 +77,20 @@ def test_sweep_preset_aggregates_and_reports_failed_jobs(tmp_path, request):
     status = json.loads((tmp_path / "bad" / "status.json").read_text())
     assert status["status"] == "failed" and "boom" in status["error"]
     assert not (tmp_path / "bad" / "summary.json").exists()
+
+
+def test_parallel_reproduce_runs_presets_in_processes(tmp_path, capsys):
+    """Two presets at a time, each in its own process: a progress line per preset with the
+    counter and an ETA, the report with its provenance."""
+    rc = main(["--out", str(tmp_path / "runs"), "--report", str(tmp_path / "report"),
+               "--only", "aggregation,heat_convergence", "--jobs", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "[1/2] jko-" in out and "[2/2] jko-" in out and "ETA" in out
+    manifest = json.loads((tmp_path / "runs" / "reproduce.json").read_text())
+    assert {e["status"] for e in manifest["runs"].values()} == {"completed"}
+    assert all("threads=1" in e["overrides"] for e in manifest["runs"].values())
+    prov = manifest["provenance"]
+    assert prov["jobs"] == 2 and prov["versions"]["torch"] and prov["cpu"] and prov["wall_s"] > 0
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "| commit |" in page and "| CPU |" in page

@@ -1,0 +1,3 @@
+"""wgf: a command-line experiment runner for Wasserstein gradient flows and their neighbours."""
+
+__version__ = "0.2.0"

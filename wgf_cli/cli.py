@@ -1,6 +1,7 @@
 """`wgf`: a thin Typer CLI.  Typed flags become Hydra overrides, trailing ``key=value``
 tokens pass through; :mod:`wgf_cli.launch` does the rest.  Heavy imports happen inside the
-commands so that ``wgf --help`` is instant."""
+commands so that ``wgf --help`` and the one-line errors for bad input are instant (no torch
+is imported before the input is validated)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,171 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+
+try:  # typer >= 0.23 ships its own copy of click, whose exceptions and context it uses
+    from typer import _click as click
+except ImportError:  # pragma: no cover - older typer on plain click
+    import click
+
+
+def _err(message: str) -> None:
+    typer.echo(f"wgf: error: {message}", err=True)
+
+
+class _Group(TyperGroup):
+    """The ``wgf`` group: every usage error (bad type, unknown option or subcommand) is one
+    line on stderr and exit code 2, with the closest match where there is one."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except getattr(click.exceptions, "NoArgsIsHelpError", ()):
+            return super().main(argv, prog_name, complete_var, standalone_mode=True, **extra)
+        except click.exceptions.ClickException as exc:
+            _err(_usage_message(exc))
+            sys.exit(exc.exit_code)
+        except (typer.Abort, getattr(click.exceptions, "Abort", typer.Abort)):
+            _err("aborted")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _usage_message(exc) -> str:
+    """One line for a Click usage error, naming the closest subcommand or option."""
+    from wgf_cli.catalog import closest
+
+    msg = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if msg.startswith("No such command") and ctx is not None and hasattr(ctx.command, "list_commands"):
+        names = sorted(ctx.command.list_commands(ctx))
+        word = msg.split("'")[1] if "'" in msg else ""
+        match = closest(word, names)
+        return (f"unknown subcommand {word!r}" + (f"; did you mean {match}?" if match else "")
+                + f" (subcommands: {', '.join(names)})")
+    param = getattr(exc, "param", None)
+    if type(exc).__name__ == "BadParameter" and param is not None:
+        name = next(iter(getattr(param, "opts", []) or []), getattr(param, "name", "value"))
+        text = getattr(exc, "message", msg)
+        text = text.replace("Input should be a valid", "must be a valid").split(", unable")[0]
+        value = _given(exc)
+        return f"{name} {text}" + (f", got {value!r}" if value is not None else "")
+    if ctx is not None and ctx.parent is not None and ctx.info_name:
+        return f"{msg} (see: wgf {ctx.info_name} --help)"
+    return msg
+
+
+def _given(exc) -> Any:
+    """The value that failed to convert (pydantic's error, or the token after the option)."""
+    cause = exc.__cause__
+    if cause is not None and hasattr(cause, "errors"):
+        try:
+            return cause.errors()[0].get("input")
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+    args = list(sys.argv[1:])
+    for i, tok in enumerate(args):
+        for opt in getattr(exc.param, "opts", []) or []:
+            if tok == opt and i + 1 < len(args):
+                return args[i + 1]
+            if tok.startswith(opt + "="):
+                return tok.split("=", 1)[1]
+    return None
+
+
+class _Command(TyperCommand):
+    """A subcommand whose ``--help`` also lists its config groups, their options and its presets."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.name in _FLAG_KEYS and not getattr(self, "_wgf_annotated", False):
+            try:
+                defaults = _flag_defaults(self.name)
+            except Exception:  # noqa: BLE001 - the help must never fail
+                defaults = {}
+            for param in self.params:
+                if param.name in defaults and getattr(param, "help", None) is not None:
+                    param.help = f"{param.help.rstrip('.')}; default: {defaults[param.name]}"
+            self._wgf_annotated = True
+        out = super().format_help(ctx, formatter)
+        try:
+            from wgf_cli.catalog import config_help
+
+            typer.echo(config_help(self.name))
+        except Exception as exc:  # the help must never fail
+            typer.echo(f"(config listing unavailable: {exc})")
+        return out
+
+
+def _version(value: bool) -> None:
+    if value:
+        from wgf_cli import __version__
+
+        typer.echo(f"wgf {__version__}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
     name="wgf",
+    cls=_Group,
     help="Experiment runner for Wasserstein gradient flows and their neighbours.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+#: the config key(s) behind each typed flag of each subcommand (its parameter name -> keys);
+#: ``--help`` shows each flag's key and its default from the config
+_FLAG_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    "jko": {"grid": ("grid.size",), "energy": ("energy",),
+            # --steps sets the steps run and the energy's default for them: one value in --show-config
+            "steps": ("steps", "energy.steps")},
+    "meanfield": {"mode": ("mode",), "method": ("method",), "width": ("model.width",), "time": ("time",)},
+    "wgan": {"data": ("data",), "loss": ("loss",), "iterations": ("iterations",)},
+    "renyi-mi": {"task": ("task",), "alpha": ("alpha",), "epochs": ("train.epochs",),
+                 "width": ("kernel.width",), "method": ("entropy.method",)},
+    "gdelt-build": {"source": ("source",), "input": ("input",), "output_dir": ("output_dir",),
+                    "workers": ("workers",), "force": ("force",)},
+    "gdelt-train": {"build": ("data.build_dir",), "epochs": ("train.epochs",)},
+}
+_COMMON_FLAGS = {"device": ("device",), "seed": ("seed",)}
+
+
+def _flags(name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``{config key: value}`` of the typed flags of subcommand ``name`` that were given."""
+    out: dict[str, Any] = {}
+    for param, keys in {**_FLAG_KEYS[name], **_COMMON_FLAGS}.items():
+        for key in keys:
+            out[key] = values.get(param)
+    return out
+
+
+def _flag_defaults(name: str) -> dict[str, str]:
+    """Parameter name -> ``key, default value`` text for ``--help`` (from the composed config)."""
+    from omegaconf import OmegaConf
+
+    from wgf_cli import catalog
+    from wgf_cli.commands import COMMANDS
+    from wgf_cli.launch import _compose_raw
+
+    cfg = _compose_raw(COMMANDS[name], [])
+    groups = {g.name: g.default for g in catalog.groups(COMMANDS[name].config_name)}
+    out = {}
+    for param, keys in {**_FLAG_KEYS[name], **_COMMON_FLAGS}.items():
+        key = keys[0]
+        if key in groups:
+            value = groups[key]
+        else:
+            try:
+                value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+            except Exception:  # noqa: BLE001 - an interpolation that needs more
+                value = None
+        out[param] = f"{key} = {value}" if value is not None else key
+    return out
+
 
 Overrides = Annotated[
     list[str] | None,
@@ -32,43 +189,79 @@ Device = Annotated[str | None, typer.Option("--device", help="auto | cpu | cuda"
 Seed = Annotated[int | None, typer.Option("--seed", help="Random seed.", show_default=False)]
 
 
+Resume = Annotated[str | None, typer.Option(
+    "--resume", metavar="RUN_DIR",
+    help="Continue the run (or sweep) in RUN_DIR with its saved config; only steps, epochs, "
+         "output options, device and threads may change.", show_default=False)]
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     """Experiment runner for Wasserstein gradient flows and their neighbours.
 
     Each subcommand takes Hydra overrides (key=value) and writes a run folder under outputs/.
+    `wgf presets` lists the presets; `wgf CMD --help` the config groups of CMD.
     """
 
 
-def _err(message: str) -> None:
-    typer.echo(f"wgf: error: {message}", err=True)
-
-
 def _dispatch(name: str, flags: dict[str, Any], overrides: list[str] | None, multirun: bool,
-              show_config: bool, quiet: bool) -> None:
+              show_config: bool, quiet: bool, resume: str | None = None) -> None:
     """Run subcommand ``name`` (an entry of :data:`wgf_cli.commands.COMMANDS`)."""
     from wgf_cli.commands import COMMANDS
-    from wgf_cli.errors import ConfigError
+    from wgf_cli.errors import ConfigError, Interrupted, NothingToDo
     from wgf_cli.launch import launch
     from wgf_cli.launch import show_config as render
 
     command = COMMANDS[name]
     args = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(overrides or [])
     try:
+        _check_flags(name, list(overrides or []))
         if show_config:
-            typer.echo(render(command, args), nl=False)
+            typer.echo(render(command, args, resume=resume), nl=False)
             return
-        result = launch(command, args, multirun=multirun,
+        result = launch(command, args, multirun=multirun, resume=resume,
                         progress=not quiet and sys.stderr.isatty())
     except ConfigError as exc:
         _err(str(exc))
         raise typer.Exit(2) from None
+    except NothingToDo as exc:
+        typer.echo(f"wgf: {exc}", err=True)
+        raise typer.Exit(0) from None
+    except Interrupted as exc:
+        what = "sweep folder" if exc.multirun else "run folder"
+        _err(f"interrupted; {what}: {exc.folder} (status.json: interrupted); "
+             f"continue with: wgf {name} --resume {exc.folder}")
+        raise typer.Exit(130) from None
     except KeyboardInterrupt:
-        _err("interrupted; the run folder keeps the metrics so far (status.json: interrupted)")
+        _err("interrupted before the run started; nothing was written")
         raise typer.Exit(130) from None
     _report(result, quiet, getattr(command.experiment(), "HEADLINE", []))
     if any(job.status != "completed" for job in result.jobs):
         raise typer.Exit(1)
+
+
+def _check_flags(name: str, tokens: list[str]) -> None:
+    """An unknown ``--flag`` among the pass-through tokens: one line with the closest flag."""
+    from wgf_cli.catalog import closest
+    from wgf_cli.errors import ConfigError
+
+    flags = [t for t in tokens if t.startswith("-")]
+    if not flags:
+        return
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - older typer on plain click
+        from click import get_current_context
+    ctx = get_current_context(silent=True)
+    known = sorted({o for p in (ctx.command.params if ctx else []) for o in p.opts if o.startswith("--")})
+    word = flags[0].split("=", 1)[0]
+    match = closest(word, known)
+    hint = f"; did you mean {match}?" if match else ""
+    raise ConfigError(f"unknown option {word}{hint} (options of wgf {name}: {', '.join(known)}; "
+                      "config keys go as key=value)")
 
 
 def _report(result, quiet: bool, headline: list[str]) -> None:
@@ -105,7 +298,7 @@ def _report(result, quiet: bool, headline: list[str]) -> None:
         _err(f"run failed: {job.error} (see {job.run_dir}/status.json)")
 
 
-@app.command("renyi-mi", context_settings=PASS_THROUGH)
+@app.command("renyi-mi", cls=_Command, context_settings=PASS_THROUGH)
 def renyi_mi(
     overrides: Overrides = None,
     task: Annotated[str | None, typer.Option("--task", help="infoplane | ntk | scaling | estimate",
@@ -124,6 +317,7 @@ def renyi_mi(
     multirun: Multirun = False,
     show_config: ShowConfig = False,
     quiet: Quiet = False,
+    resume: Resume = None,
 ) -> None:
     """Matrix-based Rényi entropy and mutual information of network layers (bits).
 
@@ -131,10 +325,11 @@ def renyi_mi(
     `wgf renyi-mi experiment=ntk`; `wgf renyi-mi experiment=scaling`;
     `wgf renyi-mi -m alpha=1.01,2 kernel.scale=0.5,1,2`.
     """
-    flags = {"task": task, "alpha": alpha, "train.epochs": epochs, "kernel.width": width,
-             "entropy.method": method, "device": device, "seed": seed}
-    _dispatch("renyi-mi", flags, overrides, multirun, show_config, quiet)
-@app.command(context_settings=PASS_THROUGH)
+    flags = _flags("renyi-mi", locals())
+    _dispatch("renyi-mi", flags, overrides, multirun, show_config, quiet, resume)
+
+
+@app.command(cls=_Command, context_settings=PASS_THROUGH)
 def meanfield(
     overrides: Overrides = None,
     mode: Annotated[str | None, typer.Option(
@@ -150,18 +345,18 @@ def meanfield(
     multirun: Multirun = False,
     show_config: ShowConfig = False,
     quiet: Quiet = False,
+    resume: Resume = None,
 ) -> None:
     """Two-layer ReLU networks in the mean-field limit: particle gd vs the Wasserstein flow.
 
     Examples: `wgf meanfield --method jko_grid`; `wgf meanfield experiment=compare`;
     `wgf meanfield experiment=width`; `wgf meanfield -m model.width=64,256,1024`.
     """
-    flags = {"mode": mode, "method": method, "model.width": width, "time": time, "device": device,
-             "seed": seed}
-    _dispatch("meanfield", flags, overrides, multirun, show_config, quiet)
+    flags = _flags("meanfield", locals())
+    _dispatch("meanfield", flags, overrides, multirun, show_config, quiet, resume)
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(cls=_Command, context_settings=PASS_THROUGH)
 def wgan(
     overrides: Overrides = None,
     data: Annotated[str | None, typer.Option(
@@ -176,17 +371,18 @@ def wgan(
     multirun: Multirun = False,
     show_config: ShowConfig = False,
     quiet: Quiet = False,
+    resume: Resume = None,
 ) -> None:
     """GAN / Wasserstein-GAN training dynamics on toy distributions, and the Dirac-GAN pendulum.
 
     Examples: `wgf wgan --data ring8 --loss wgan_gp`; `wgf wgan loss=wgan_clip loss.clip=0.01`;
     `wgf wgan experiment=dirac`; `wgf wgan experiment=wgan_ring8_pacgan seeds=[0,1,2,3,4]`.
     """
-    flags = {"data": data, "loss": loss, "iterations": iterations, "device": device, "seed": seed}
-    _dispatch("wgan", flags, overrides, multirun, show_config, quiet)
+    flags = _flags("wgan", locals())
+    _dispatch("wgan", flags, overrides, multirun, show_config, quiet, resume)
 
 
-@app.command("gdelt-build", context_settings=PASS_THROUGH)
+@app.command("gdelt-build", cls=_Command, context_settings=PASS_THROUGH)
 def gdelt_build(
     overrides: Overrides = None,
     source: Annotated[str | None, typer.Option("--source", help="synthetic | dir | download",
@@ -202,55 +398,82 @@ def gdelt_build(
     multirun: Multirun = False,
     show_config: ShowConfig = False,
     quiet: Quiet = False,
+    resume: Resume = None,
 ) -> None:
     """Raw GDELT event files -> clean events, daily descriptors and training sequences.
 
     Examples: `wgf gdelt-build` (synthetic); `wgf gdelt-build source=dir input=PATH`;
     `wgf gdelt-build source=download source.start=2015-06-01 source.end=2015-06-30`.
     """
-    flags = {"source": source, "input": input, "output_dir": output_dir, "workers": workers,
-             "force": "true" if force else None, "device": device, "seed": seed}
-    _dispatch("gdelt-build", flags, overrides, multirun, show_config, quiet)
+    flags = _flags("gdelt-build", {**locals(), "force": "true" if force else None})
+    _dispatch("gdelt-build", flags, overrides, multirun, show_config, quiet, resume)
 
 
-@app.command("gdelt-train", context_settings=PASS_THROUGH)
+@app.command("gdelt-train", cls=_Command, context_settings=PASS_THROUGH)
 def gdelt_train(
     overrides: Overrides = None,
     build: Annotated[str | None, typer.Option("--build", help="A gdelt-build folder (data.build_dir).",
                                               show_default=False)] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs (train.epochs).",
                                                show_default=False)] = None,
-    resume: Annotated[str | None, typer.Option("--resume", help="Run folder to continue (resume).",
-                                               show_default=False)] = None,
     device: Device = None,
     seed: Seed = None,
     multirun: Multirun = False,
     show_config: ShowConfig = False,
     quiet: Quiet = False,
+    resume: Resume = None,
 ) -> None:
     """Forecast a country's next-day GDELT events with a causal transformer over days.
 
     Examples: `wgf gdelt-train experiment=gdelt_train`; `wgf gdelt-train --build PATH
-    --epochs 20`; `wgf gdelt-train resume=outputs/2026-01-01/12-00-00`.
+    --epochs 20`; `wgf gdelt-train --resume outputs/2026-01-01/12-00-00 --epochs 40`.
     """
-    flags = {"data.build_dir": build, "train.epochs": epochs, "resume": resume, "device": device,
-             "seed": seed}
-    _dispatch("gdelt-train", flags, overrides, multirun, show_config, quiet)
+    flags = _flags("gdelt-train", locals())
+    _dispatch("gdelt-train", flags, overrides, multirun, show_config, quiet, resume)
+
+
+@app.command()
+def presets(
+    command: Annotated[str | None, typer.Argument(help="A subcommand (default: all).", show_default=False)] = None,
+) -> None:
+    """The presets of every subcommand (`wgf CMD experiment=NAME`) and what each shows."""
+    import textwrap
+
+    from wgf_cli import catalog
+    from wgf_cli.commands import COMMANDS
+
+    if command is not None and command not in COMMANDS:
+        match = catalog.closest(command, COMMANDS)
+        _err(f"unknown subcommand {command!r}" + (f"; did you mean {match}?" if match else "")
+             + f" (subcommands: {', '.join(COMMANDS)})")
+        raise typer.Exit(2)
+    for name in [command] if command else list(COMMANDS):
+        typer.echo(f"wgf {name} experiment=NAME")
+        for preset, what in catalog.presets(name):
+            typer.echo(textwrap.fill(what, width=100, initial_indent=f"  {preset:<26} ",
+                                     subsequent_indent=" " * 29))
+        typer.echo("")
 
 
 @app.command()
 def report(
-    runs_dir: Annotated[str, typer.Argument(help="Folder of the preset runs (make reproduce).")] = "outputs/reproduce",
+    runs_dir: Annotated[str, typer.Argument(
+        help="A `make reproduce` folder, a run or sweep folder, or any folder above run folders.")
+    ] = "outputs/reproduce",
     out: Annotated[str, typer.Option("--out", help="Folder of report.md and index.html.")] = "outputs/report",
 ) -> None:
-    """Build the report page (report.md + self-contained index.html) from `make reproduce` runs."""
+    """Build a report page (report.md + self-contained index.html) from any run folders."""
     from pathlib import Path
 
-    if not (Path(runs_dir) / "reproduce.json").exists():
-        _err(f"{runs_dir}/reproduce.json not found; run `make reproduce` (or python -m wgf_cli.reproduce) first")
-        raise typer.Exit(2)
-    from wgf_cli.report import build
+    from wgf_cli.report import MANIFEST, build, discover
 
+    folder = Path(runs_dir)
+    if not folder.is_dir():
+        _err(f"{runs_dir}: no such folder; give a run folder, a sweep folder or `make reproduce`'s")
+        raise typer.Exit(2)
+    if not (folder / MANIFEST).exists() and not discover(folder):
+        _err(f"no run folders (with run.json) under {runs_dir}")
+        raise typer.Exit(2)
     md, page, claims = build(runs_dir, out)
     failed = [c for c in claims if not c["passed"]]
     typer.echo(f"{page}\n{md}\nclaims: {len(claims) - len(failed)}/{len(claims)} pass")
@@ -273,7 +496,7 @@ def summarize(
     from rich.console import Console
     from rich.table import Table
 
-    from wgf_cli.summarize import table
+    from wgf_cli.summarize import for_display, table
 
     try:
         df = table(dirs, keys.split(",") if keys else None)
@@ -287,18 +510,21 @@ def summarize(
         from wgf_cli.run import atomic_write
 
         atomic_write(csv, df.to_csv(index=False))
+    shown, shared = for_display(df)
     t = Table(title=f"{len(df)} runs")
-    for col in df.columns:
+    for col in shown.columns:
         t.add_column(col, overflow="fold")
-    for _, row in df.iterrows():
+    for _, row in shown.iterrows():
         t.add_row(*[("" if v is None or v != v else f"{v:.4g}" if isinstance(v, float) else str(v))
                     for v in row.tolist()])
     Console(soft_wrap=True).print(t)
+    if shared and len(df) > 1:
+        typer.echo(f"every run: {' '.join(shared)}")
     for k in df.attrs.get("missing", []):
         _err(f"key {k!r} is in no summary.json")
 
 
-@app.command(context_settings=PASS_THROUGH)
+@app.command(cls=_Command, context_settings=PASS_THROUGH)
 def jko(
     overrides: Overrides = None,
     grid: Annotated[int | None, typer.Option("--grid", help="Cells per axis (grid.size).",
@@ -312,14 +538,15 @@ def jko(
     multirun: Multirun = False,
     show_config: ShowConfig = False,
     quiet: Quiet = False,
+    resume: Resume = None,
 ) -> None:
     """Entropic JKO Wasserstein gradient flow of a free energy on a grid.
 
     Examples: `wgf jko --grid 128`; `wgf jko energy=porous_medium initial=barenblatt`;
     `wgf jko -m solver.gamma_factor=0.5,1,2`.
     """
-    flags = {"energy": energy, "grid.size": grid, "steps": steps, "device": device, "seed": seed}
-    _dispatch("jko", flags, overrides, multirun, show_config, quiet)
+    flags = _flags("jko", locals())
+    _dispatch("jko", flags, overrides, multirun, show_config, quiet, resume)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -14,6 +14,9 @@ COMMANDS: dict[str, Command] = {
     "meanfield": Command("meanfield", "meanfield", "wgf_cli.experiments.meanfield"),
     "renyi-mi": Command("renyi-mi", "renyi_mi", "wgf_cli.experiments.renyi_mi"),
     "wgan": Command("wgan", "wgan", "wgf_cli.experiments.wgan"),
-    "gdelt-build": Command("gdelt-build", "gdelt_build", "wgf_cli.experiments.gdelt_build"),
-    "gdelt-train": Command("gdelt-train", "gdelt_train", "wgf_cli.experiments.gdelt_train"),
+    # the GDELT stack is an extra: pip install 'wgf-cli[gdelt]' (make install has it)
+    "gdelt-build": Command("gdelt-build", "gdelt_build", "wgf_cli.experiments.gdelt_build",
+                           requires=("pyarrow",), extra="gdelt"),
+    "gdelt-train": Command("gdelt-train", "gdelt_train", "wgf_cli.experiments.gdelt_train",
+                           requires=("pyarrow",), extra="gdelt"),
 }

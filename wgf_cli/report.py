@@ -4,7 +4,10 @@
 
 ``RUNS_DIR`` holds one folder per preset run, ``<cmd>-<preset>/``, and ``reproduce.json``
 (written by :mod:`wgf_cli.reproduce`: which command and preset each folder ran, its status
-and error).  The page has one section per subcommand: a claims table (each claim of
+and error, and the provenance of the reproduction).  Any other folder works too: a run
+folder, a sweep folder or any folder above run folders; each run found is reported, with
+the claims of its preset when it ran one (``experiment=NAME``).  The page has one section
+per subcommand: a claims table (each claim of
 :mod:`wgf_cli.presets` with the measured value, the threshold and pass/fail), any tables the
 experiment module adds next to published references (an optional
 ``report_section(runs) -> str`` of Markdown), and per run its key numbers and figures.
@@ -30,7 +33,7 @@ MANIFEST = "reproduce.json"
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.6g}"
     return "—" if value is None else str(value)
 
 
@@ -47,19 +50,47 @@ def _presets() -> dict[tuple[str, str], Any]:
     return {(cmd, p.name): p for cmd, c in COMMANDS.items() for p in c.experiment().PRESETS}
 
 
+def discover(root: Path) -> dict[str, dict[str, Any]]:
+    """A manifest for any folder: every run folder at or under ``root`` (``run.json`` names its
+    subcommand; ``.hydra/overrides.yaml`` its preset, if any).  Jobs of a sweep are listed as
+    ``<sweep>/<job>``."""
+    root = Path(root)
+    runs: dict[str, dict[str, Any]] = {}
+    found = sorted({p.parent for p in root.rglob("run.json")} | ({root} if (root / "run.json").is_file() else set()))
+    for folder in found:
+        info = read_file(folder / "run.json", {})
+        cmd = info.get("command")
+        if cmd not in COMMANDS:
+            continue
+        preset = next((str(o).split("=", 1)[1] for o in read_file(folder / ".hydra" / "overrides.yaml", [])
+                       if str(o).split("=", 1)[0] == "experiment"), None)
+        name = folder.name if folder == root else str(folder.relative_to(root))
+        runs[name] = {"cmd": cmd, "preset": preset, "folder": str(folder),
+                      "status": read_file(folder / "status.json", {}).get("status", "missing"), "error":
+                      read_file(folder / "status.json", {}).get("error")}
+    return runs
+
+
 def collect(runs_dir: Path) -> list[dict[str, Any]]:
     """One record per run of the manifest, in preset order: summary, claims and figures."""
+    from wgf_cli.presets import Preset
+
     runs_dir = Path(runs_dir)
-    manifest = load_manifest(runs_dir)
+    manifest = load_manifest(runs_dir) if (runs_dir / MANIFEST).is_file() else discover(runs_dir)
     known = _presets()
     order = {key: i for i, key in enumerate(known)}
+    commands = list(COMMANDS)
     rows = []
     for name, entry in manifest.items():
         key = (entry["cmd"], entry["preset"])
         preset = known.get(key)
-        if preset is None:  # a preset that no longer exists
+        if preset is None and "folder" not in entry:  # a preset that no longer exists
             continue
-        folder = runs_dir / name
+        if preset is None:  # a plain run: its subcommand's headline keys, no claims
+            headline = getattr(COMMANDS[entry["cmd"]].experiment(), "HEADLINE", [])
+            preset = Preset(name, "a run folder", list(headline))
+            order[key] = len(known) + commands.index(entry["cmd"])
+        folder = Path(entry["folder"]) if "folder" in entry else runs_dir / name
         summary = read_file(folder / "summary.json", {})
         status = entry.get("status") or read_file(folder / "status.json", {}).get("status", "missing")
         claims = []
@@ -118,6 +149,11 @@ def _title(cmd: str) -> str:
     return ""
 
 
+def _anchor(name: str) -> str:
+    """A heading / anchor for a run name (sweep jobs are ``sweep/0``)."""
+    return re.sub(r"[^\w-]+", "-", name)
+
+
 def _shown(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
@@ -125,20 +161,34 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def markdown(rows: list[dict[str, Any]], profile: str = "quick") -> str:
+def _provenance_table(prov: dict[str, Any]) -> list[str]:
+    git = prov.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:12] + (" (with local changes)" if git.get("dirty") else "")
+    versions = ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items())
+    wall = prov.get("wall_s")
+    return ["| provenance | |", "|---|---|", f"| commit | {commit} |", f"| versions | {versions} |",
+            f"| CPU | {prov.get('cpu')} ({prov.get('cores')} cores; {prov.get('jobs')} presets at a time) |",
+            f"| platform | {prov.get('platform')} |", f"| date | {prov.get('date')} |",
+            f"| wall time | {_fmt(wall)} s |" if wall is not None else "| wall time | — |", ""]
+
+
+def markdown(rows: list[dict[str, Any]], profile: str = "quick", provenance: dict[str, Any] | None = None,
+             source: str = "`make reproduce`") -> str:
     """The report as Markdown; figures referenced as ``figures/<run>/<file>``."""
     claims = claims_of(rows)
     n_pass = sum(c["passed"] for c in claims)
     lines = [
         "# wgf — reproduction report", "",
-        f"Generated {datetime.now().astimezone().isoformat(timespec='seconds')} by `make reproduce` "
+        f"Generated {datetime.now().astimezone().isoformat(timespec='seconds')} from {source} "
         f"(profile `{profile}`). Every run folder keeps its `summary.json`, `metrics.csv` and `plots/`.", "",
+        *(_provenance_table(provenance) if provenance else []),
         f"**Claims: {n_pass}/{len(claims)} pass.**", "",
         "| run | status | wall (s) | key numbers |", "|---|---|---|---|",
     ]
     for r in rows:
         nums = ", ".join(f"{k}={_fmt(r['summary'][k])}" for k in r["preset"].keys if k in r["summary"])
-        lines.append(f"| [{r['name']}](#{r['name']}) | {r['status']} | {_fmt(r['summary'].get('wall_s'))} | {nums} |")
+        wall = _fmt(r["summary"].get("wall_s"))
+        lines.append(f"| [{r['name']}](#{_anchor(r['name'])}) | {r['status']} | {wall} | {nums} |")
     for cmd, runs in _sections(rows):
         lines += ["", f"## wgf {cmd}", ""]
         module = COMMANDS[cmd].experiment()
@@ -151,8 +201,10 @@ def markdown(rows: list[dict[str, Any]], profile: str = "quick") -> str:
         if extra is not None:
             lines += ["", extra([{k: r[k] for k in ("name", "summary", "folder", "status")} for r in runs]).strip()]
         for r in runs:
-            lines += ["", f"### {r['name']}", "", r["preset"].what, "",
-                      f"`wgf {cmd} experiment={r['preset'].name}` → `{_shown(r['folder'])}`", ""]
+            ran = f"`wgf {cmd} experiment={r['preset'].name}`" if r["claims"] or r["preset"].what != "a run folder" \
+                else f"`wgf {cmd}`"
+            lines += ["", f"### {_anchor(r['name'])}", "", r["preset"].what, "",
+                      f"{ran} → `{_shown(r['folder'])}`", ""]
             if r["status"] != "completed":
                 lines += [f"**{r['status']}**: {r['error'] or 'see status.json'}", ""]
             if r["summary"]:
@@ -238,8 +290,10 @@ def build(runs_dir: str | Path = "outputs/reproduce", out: str | Path = "outputs
     for r in rows:
         for f in r["figures"]:
             (figures / r["name"]).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(r["folder"] / "plots" / f, figures / r["name"] / f)
-    md = markdown(rows, profile)
+            shutil.copyfile(Path(r["folder"]) / "plots" / f, figures / r["name"] / f)
+    prov = read_file(runs_dir / MANIFEST, {}).get("provenance")
+    source = "`make reproduce`" if (runs_dir / MANIFEST).is_file() else f"the runs under `{_shown(runs_dir)}`"
+    md = markdown(rows, profile, prov, source)
     md_path = atomic_write(out / "report.md", md)
     html_path = atomic_write(out / "index.html", to_html(md, out))
     return md_path, html_path, claims_of(rows)

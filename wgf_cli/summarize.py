@@ -41,7 +41,8 @@ def table(paths: list[str | Path], keys: list[str] | None = None) -> pd.DataFram
         cmd = info.get("command", "")
         commands.append(cmd)
         rows.append({"run": str(run), "command": cmd, "status": status.get("status", "?"),
-                     "overrides": " ".join(o for o in overrides if not o.startswith("hydra.")),
+                     "overrides": " ".join(o for o in overrides
+                                           if not o.startswith("hydra.") and not o.startswith("resume=")),
                      **{k: v for k, v in summary.items() if not isinstance(v, (list, dict))}})
     df = pd.DataFrame(rows, columns=["run", "command", "status", "overrides"] if not rows else None)
     if keys == ["all"]:
@@ -57,3 +58,32 @@ def table(paths: list[str | Path], keys: list[str] | None = None) -> pd.DataFram
     if missing and len(df):
         df.attrs["missing"] = missing
     return df
+
+
+def for_display(df: pd.DataFrame, cwd: Path | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The table as printed: run folders relative to ``cwd`` where possible, and instead of
+    the ``overrides`` column one column per override key whose value differs between runs.
+    Returns the table and the overrides every run shares."""
+    cwd = (cwd or Path.cwd()).resolve()
+    out = df.copy()
+
+    def short(run: str) -> str:
+        try:
+            return str(Path(run).resolve().relative_to(cwd))
+        except ValueError:
+            return run
+
+    if "run" in out:
+        out["run"] = [short(r) for r in out["run"]]
+    if "overrides" not in out or out.empty:
+        return out, []
+    parsed = [dict(o.split("=", 1) if "=" in o else (o, "") for o in str(s).split())
+              for s in out["overrides"].fillna("")]
+    keys = list(dict.fromkeys(k for d in parsed for k in d))
+    varying = [k for k in keys if len({d.get(k) for d in parsed}) > 1]
+    shared = [f"{k}={parsed[0][k]}" for k in keys if k not in varying]
+    at = list(out.columns).index("overrides")
+    out = out.drop(columns=["overrides"])
+    for i, k in enumerate(varying):
+        out.insert(at + i, k, [d.get(k, "") for d in parsed])
+    return out, shared

@@ -68,13 +68,13 @@ PRESETS = [
             "test_f1_micro", "test_rouge1", "test_sinkhorn", "sequences_per_s", "epochs"],
            [Claim("beats_all_baselines", "==", True,
                   "the transformer's test log loss is below persistence, climatology, the 7-day "
-                  "average and the GRU trained as long (issue 7's target)"),
+                  "average and the GRU trained as long"),
             Claim("margin_over_gru", ">=", 0.001,
                   "ahead of the GRU by more than the test days' sampling noise of the log loss "
-                  "(~0.0008 nats); the regime filter is what the GRU lacks (README)"),
+                  "(~0.0008 nats); the regime filter is what the GRU lacks (docs/gdelt-train.md)"),
             Claim("skill_vs_oracle", ">=", 0.8,
                   "skill (LL_clim - LL_model)/(LL_clim - LL_oracle) against the exact HMM oracle "
-                  "(issue 7's target)")],
+                  "(target 0.8)")],
            figures=["learning_curves.png", "reliability.png", "metric_table.png",
                     "example_forecasts.png"],
            toy=_TOY, needs={"data.build_dir": "gdelt_synthetic"},

@@ -11,7 +11,7 @@ neurons never change sign).  The mean-field loss is
 
     r^{k+1} = argmin_r F(r) + (1/(2h)) sum_s W_gamma(r_s, r_s^k),
 
-solved with the foundation's KL-proximal scaling iterations
+solved with the grid OT engine's KL-proximal scaling iterations
 (:func:`wgf_cli.ot.sinkhorn.prox_sinkhorn` with the separable Gibbs kernel of
 :class:`wgf_cli.ot.grid.GridGeometry`, applied to both signs at once through the batch axis),
 exactly as :class:`wgf_cli.flows.jko.EntropicJKO` does for the free energies.  ``F`` is quadratic;
@@ -24,11 +24,11 @@ its KL-proximal map is taken with ``F`` *linearised*: ``prox_log(log p) = log p 
   mass only at the fixed point), optionally damped by ``relax``.  At the fixed point ``V = V(r^{k+1})``: the
   optimality condition of the *implicit* step.
 * ``linearize="step"`` (default): ``V = V(r^k)`` for the whole step (semi-implicit, like the
-  aggregation energy of the foundation).
+  aggregation energy of ``wgf jko``).
 
 Entropic blur: every step also convolves with the Gibbs kernel, of variance ``s^2 ~ gamma/2``
 per axis (:meth:`GridGeometry.kernel_variance`), i.e. an extra diffusion ``D_blur = s^2/(2h) ~
-gamma/(4h)`` that particle gradient descent does not have.  The foundation's ``debias`` lowers a
+gamma/(4h)`` that particle gradient descent does not have.  The JKO solver's ``debias`` lowers a
 linear diffusion already in the energy; the mean-field loss has none, so the blur cannot be
 compensated here: it is *measured* instead (see ``blur_diffusion`` and the compare experiment,
 which runs particles with exactly that Langevin diffusion to quantify its effect on the loss).

@@ -13,7 +13,7 @@ convention ``relu'(0) = 0`` the explicit gradient is
     dF/dw_i     = (2 alpha_i / (n m)) sum_j e_j 1[<w_i, x_j> > 0] x_j + (2 lam / m) w_i,
     dF/dalpha_i = (2 / (n m)) sum_j e_j relu(<w_i, x_j>) + (2 lam / m) alpha_i
 
-(the factor 2 comes from the square; the issue text writes it without).  ``m`` times these is
+(the factor 2 comes from the square; it is easy to drop by mistake).  ``m`` times these is
 the gradient of the potential ``V(w, alpha) = (2/n) sum_j e_j alpha relu(<w, x_j>) + lam
 (|w|^2 + alpha^2)`` at the particle, i.e. the Wasserstein velocity of the mean-field flow.
 """
