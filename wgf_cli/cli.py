@@ -138,6 +138,7 @@ _FLAG_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     "gdelt-build": {"source": ("source",), "input": ("input",), "output_dir": ("output_dir",),
                     "workers": ("workers",), "force": ("force",)},
     "gdelt-train": {"build": ("data.build_dir",), "epochs": ("train.epochs",)},
+    "gdelt-forecast": {"run": ("run",), "build": ("build",)},
 }
 _COMMON_FLAGS = {"device": ("device",), "seed": ("seed",)}
 
@@ -430,6 +431,28 @@ def gdelt_train(
     """
     flags = _flags("gdelt-train", locals())
     _dispatch("gdelt-train", flags, overrides, multirun, show_config, quiet, resume)
+
+
+@app.command("gdelt-forecast", cls=_Command, context_settings=PASS_THROUGH)
+def gdelt_forecast(
+    overrides: Overrides = None,
+    run: Annotated[str | None, typer.Option("--run", help="A finished gdelt-train run folder (run).",
+                                            show_default=False)] = None,
+    build: Annotated[str | None, typer.Option("--build", help="A gdelt-build folder (build; default: the run's).",
+                                              show_default=False)] = None,
+    device: Device = None,
+    seed: Seed = None,
+    multirun: Multirun = False,
+    show_config: ShowConfig = False,
+    quiet: Quiet = False,
+) -> None:
+    """Forecast the day after a build's last day with a trained gdelt-train run.
+
+    Examples: `wgf gdelt-forecast run=outputs/2026-01-01/12-00-00`; `wgf gdelt-forecast
+    run=RUN build=NEW_BUILD 'countries=[NI,LY]'`.
+    """
+    flags = _flags("gdelt-forecast", locals())
+    _dispatch("gdelt-forecast", flags, overrides, multirun, show_config, quiet, None)
 
 
 @app.command()

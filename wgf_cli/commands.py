@@ -19,4 +19,6 @@ COMMANDS: dict[str, Command] = {
                            requires=("pyarrow",), extra="gdelt"),
     "gdelt-train": Command("gdelt-train", "gdelt_train", "wgf_cli.experiments.gdelt_train",
                            requires=("pyarrow",), extra="gdelt"),
+    "gdelt-forecast": Command("gdelt-forecast", "gdelt_forecast", "wgf_cli.experiments.gdelt_forecast",
+                              requires=("pyarrow",), extra="gdelt"),
 }

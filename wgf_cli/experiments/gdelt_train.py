@@ -329,7 +329,10 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     clim = B.climatology_tables(build, int(train0.target_day.max()), int(cfg.baselines.cloud_days))
     use_prior = bool(cfg.model.prior)
     prior = _prior(cfg, build, clim, val0)
-    _save_json(run, "prior.json", prior.params.to_dict())
+    _save_json(run, "prior.json", {**prior.params.to_dict(),
+                                   "last_train_date": int(build.days[int(clim["last_train_day"])]),
+                                   "countries": [str(x) for x in build.countries]})
+    run.save_arrays("prior.npz", clim_cells=clim["cells"], clim_total=clim["total"])
     pr = prior if use_prior else None
     train = SequenceData(build, "train", context, int(cfg.data.max_train), prior=pr)
     val = SequenceData(build, "validation", context, prior=pr)
@@ -431,15 +434,10 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
         summary["gru_epochs"] = gtrainer.state.epoch
         models["gru"] = gru
     preds = _predict_models(cfg, models, build, test, protocol, pr, device)
-    sm = cfg.baselines.smoothing
-    win = int(cfg.baselines.window)
-    s_pers = B.tune_smoothing(val0, clim, 1) if sm == "auto" else float(sm)
-    s_ma = B.tune_smoothing(val0, clim, win) if sm == "auto" else float(sm)
-    summary["smoothing"] = s_pers
-    preds["persistence"] = B.moving_average(test, clim, 1, s_pers, "persistence")
-    preds["moving_average"] = B.moving_average(test, clim, win, s_ma, "moving_average")
-    preds["climatology"] = B.climatology(test, clim)
-    preds["ewma"] = _prior_prediction(prior, test)
+    fitted = B.fit_baselines(train0, val0, clim)
+    preds.update(fitted.predict(test))
+    summary["smoothing"] = float(fitted.params.get("persistence", {}).get("smoothing", math.nan))
+    _save_json(run, "baselines.json", {k: {a: float(b) for a, b in v.items()} for k, v in fitted.params.items()})
     orc = B.oracle(test)
     if orc is not None:
         preds["oracle"] = orc
@@ -447,9 +445,27 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     from wgf_cli.experiments import gdelt_train_eval as E
 
     scores, texts, rel = E.evaluate(preds, test, build, cfg, device)
+    from wgf_cli.forecast import scores as S
+
+    c_t, t_t = test.country.numpy(), test.target_day.numpy()
+    y_cells = build.counts[c_t, t_t]
+    blocks = S.country_week_blocks(c_t, t_t)
+    full = S.score_all(preds, y_cells, build.total[c_t, t_t], blocks=blocks, bins=int(cfg.eval.bins),
+                       seed=int(cfg.seed))
+    for name, sc in full.items():
+        scores[name].update({k: v for k, v in sc.items() if not isinstance(v, tuple)})
+    summary["test_days_scored"] = int(full["model"]["days_scored"])
+    if "log_loss_ci" in full["model"]:
+        summary["test_log_loss_ci"] = [float(x) for x in full["model"]["log_loss_ci"]]
+    best = B.best_baseline(scores)
+    dm = S.compare(preds["model"], preds[best], y_cells, blocks)
+    summary.update(best_baseline=best, best_baseline_log_loss=float(scores[best]["log_loss"]),
+                   dm_pvalue_vs_best=float(dm["pvalue"]), dm_stat_vs_best=float(dm["stat"]))
+    log.info("test scores (%d targets, %d with events):\n%s", len(test), summary["test_days_scored"],
+             E.method_table(scores))
     for name, sc in scores.items():
         prefix = "test" if name == "model" else name
-        summary.update({f"{prefix}_{k}": v for k, v in sc.items()})
+        summary.update({f"{prefix}_{k}": v for k, v in sc.items() if k not in ("days", "days_scored")})
     ll = {n: s["log_loss"] for n, s in scores.items()}
     base = [n for n in ll if n not in ("model", "oracle")]
     summary["beats_all_baselines"] = bool(all(ll["model"] < ll[n] for n in base))
@@ -463,23 +479,13 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     E.plots(run, st.history, scores, rel, preds, test, build, texts, int(cfg.eval.examples))
     summary["wall_s"] = time.perf_counter() - t_start
     summary["finished"] = True
+    bad = sorted(k for k, v in summary.items() if isinstance(v, float) and math.isnan(v)
+                 and not k.startswith(("margin", "skill")) and k not in ("smoothing",))
     run.save_summary(summary)
+    if bad:
+        raise ValueError(f"summary metric {bad[0]} is NaN (and {len(bad) - 1} more): "
+                         "a score was computed on no day")
     return summary
-
-
-def _prior_prediction(prior, data):
-    """The prior (an exponentially weighted average with tuned decay and shrinkage, level-relative
-    total) as a baseline :class:`~wgf_cli.forecast.baselines.Prediction`."""
-    from wgf_cli.forecast.baselines import Prediction
-    from wgf_cli.gdelt_contract import N_QUAD, N_ROOT
-
-    c, t = data.country.numpy(), data.target_day.numpy()
-    cells = prior.cells[c, t].astype(np.float64).reshape(-1, N_ROOT, N_QUAD)
-    root, quad = cells.sum(-1), cells.sum(-2)
-    mu = prior.mu[c, t].astype(np.float64)
-    alpha = np.full(len(c), prior.alpha)
-    occ = -np.expm1(-np.log1p(alpha[:, None] * mu[:, None] * root) / alpha[:, None])
-    return Prediction("ewma", root, quad, occ, mu, alpha)
 
 
 def _predict_models(cfg: DictConfig, models: dict, build, test, protocol: str, prior, device: str) -> dict:

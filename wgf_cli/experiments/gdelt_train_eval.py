@@ -107,6 +107,18 @@ def evaluate(preds: dict[str, Prediction], test: SequenceData, build: GdeltBuild
     return scores, texts, rel
 
 
+TABLE_METRICS = ("log_loss", "brier", "ece", "count_crps", "coverage80", "quad_kl")
+
+
+def method_table(scores: dict[str, dict]) -> str:
+    """One method x metric table (text), methods sorted by log loss."""
+    names = sorted(scores, key=lambda n: scores[n].get("log_loss", float("inf")))
+    head = f"{'method':<16}" + "".join(f"{m:>12}" for m in TABLE_METRICS)
+    rows = [head] + [f"{LABELS.get(n, n):<16}" + "".join(
+        f"{scores[n][m]:>12.4f}" if m in scores[n] else f"{'—':>12}" for m in TABLE_METRICS) for n in names]
+    return "\n".join(rows)
+
+
 def write_forecasts(run, pred: Prediction, test: SequenceData, build: GdeltBuild,
                     phrases: list[list[str]]) -> None:
     """``forecasts.parquet``: one row per test day (probabilities, phrases, scores)."""
