@@ -24,10 +24,10 @@ def test_weighted_history_equals_a_direct_sum_and_skips_missing_days():
     for c in range(2):
         for d in range(31):
             past = [e for e in range(d) if obs[c, e]]
-            n_after = lambda e: sum(obs[c, e + 1: d])   # noqa: E731 - observed days since e
-            ref = sum(r ** n_after(e) * x[c, e] for e in past) if past else np.zeros(3)
+            age = {e: int(obs[c, e + 1: d].sum()) for e in past}   # observed days since e
+            ref = sum(r ** age[e] * x[c, e] for e in past) if past else np.zeros(3)
             np.testing.assert_allclose(s[c, d], ref, rtol=1e-12, atol=1e-12)
-            np.testing.assert_allclose(w[c, d], sum(r ** n_after(e) for e in past), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(w[c, d], sum(r ** age[e] for e in past), rtol=1e-12, atol=1e-12)
 
 
 def test_prior_is_causal_and_a_model_with_prior_starts_as_it():
