@@ -160,9 +160,8 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     atomic_write(run.dir / "forecast.json", json.dumps(doc, indent=1) + "\n")
     atomic_write(run.dir / "forecast.md", _markdown(doc))
     _plot(run, doc)
-    table = "\n".join(f"{f['country']:<4} {f['expected_events']:>8.2f}  [{f['interval80'][0]}, "
-                      f"{f['interval80'][1]}]  " + ", ".join(f"{r['label']} {r['p_occurs']:.2f}" for r in f["roots"][:3])
-                      for f in out)
+    table = "\n".join(f"{f['country']:<4} {f['expected_events']:>8.2f}  {f['interval80']}  "
+                      + ", ".join(f"{r['label']} {r['p_occurs']:.2f}" for r in f["roots"][:3]) for f in out)
     log.info("forecast of %s:\n%s", date, table)
     summary = {"date": date, "countries": len(out), "expected_events": float(sum(f["expected_events"] for f in out)),
                "last_observed_day": int(build.days[-1]), "run": str(rdir), "build": str(bdir)}
