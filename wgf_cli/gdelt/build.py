@@ -1,6 +1,6 @@
 """The build: raw inputs -> clean events (Parquet) -> daily descriptors -> sequences.
 
-Layout of a build folder (the dataset contract of ``GDELT_SPEC.md`` in bold)::
+Layout of a build folder (the dataset contract, :mod:`wgf_cli.gdelt_contract`, in bold)::
 
     manifest.json                       inputs (name, size, md5, layouts, rows, outputs), **dataset**,
                                         window, panel, sequences (windows requested / made / why not)
