@@ -145,7 +145,8 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
         order = np.argsort(-pred["root_probs"][i], kind="stable")[: int(cfg.top_roots)]
         roots = [{"code": ROOTS[r], "label": label.get(ROOTS[r], ROOTS[r]),
                   "share": round(float(pred["root_probs"][i, r]), 4),
-                  "p_occurs": round(float(pred["occur_probs"][i, r]), 4)} for r in order]
+                  "p_occurs": round(float(pred["occur_probs"][i, r]), 4)}
+                 for r in order if pred["root_probs"][i, r] >= 1e-3]   # codes the country has
         partners = T.partner_shares(build.partners[c, lo:], weights[c, lo:], names[c], basis, top=3)
         country = basis.country_name(names[c])
         top_partner = partners[0][1] if partners else None
@@ -200,13 +201,14 @@ def _plot(run, doc: dict) -> None:
     axs[0].barh(x, mu, color="C0")
     axs[0].errorbar(mu, x, xerr=[np.maximum(mu - lo, 0), np.maximum(hi - mu, 0)], fmt="none", c="k", lw=1)
     axs[0].set_yticks(x, [f["name"] for f in fc])
+    axs[0].invert_yaxis()   # the same row order as the heat map
     axs[0].set_xlabel("expected events (80 % interval)")
     codes = sorted({r["code"] for f in fc for r in f["roots"]})
     mat = np.array([[next((r["p_occurs"] for r in f["roots"] if r["code"] == c), np.nan) for c in codes]
                     for f in fc])
     im = axs[1].imshow(mat, aspect="auto", cmap="viridis", vmin=0, vmax=1)
     axs[1].set_xticks(range(len(codes)), codes)
-    axs[1].set_yticks(x, [f["country"] for f in fc])
+    axs[1].set_yticks(x, [f["name"] for f in fc])
     axs[1].set_xlabel("CAMEO root code")
     fig.colorbar(im, ax=axs[1], label="P(occurs)")
     fig.suptitle(f"GDELT forecast for {doc['date']}")
