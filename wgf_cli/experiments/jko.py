@@ -157,6 +157,9 @@ def validate(cfg: DictConfig) -> None:
     C.number(cfg, "solver.tau", positive=True)
     C.number(cfg, "solver.gamma_factor", positive=True)
     C.number(cfg, "solver.gamma", positive=True, allow_none=True)
+    share = C.number(cfg, "solver.blur_share", minimum=0.0)
+    if not share < 1.0:
+        raise ConfigError(f"solver.blur_share must be in [0, 1), got {share}")
     C.number(cfg, "solver.tol", positive=True)
     C.integer(cfg, "solver.inner_max", minimum=1)
     C.integer(cfg, "solver.check_every", minimum=1)
@@ -356,7 +359,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     import torch
 
     from wgf_cli.flows import references as R
-    from wgf_cli.flows.jko import EntropicJKO
+    from wgf_cli.flows.jko import EntropicJKO, entropic_gamma
     from wgf_cli.ot.metrics import grid_w2
 
     t_start = time.perf_counter()
@@ -370,7 +373,9 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     ref = _reference(cfg, grid, energy, rho0)
     s = cfg.solver
     dx = min(grid.spacing)
-    gamma = float(s.gamma) if s.gamma is not None else float(s.gamma_factor) * dx**2
+    gamma = float(s.gamma) if s.gamma is not None else entropic_gamma(
+        dx, float(s.tau), energy.diffusion, factor=float(s.gamma_factor),
+        blur_share=float(s.blur_share) if s.debias else 0.0)
     flow = EntropicJKO(energy, float(s.tau), gamma, tol=float(s.tol), inner_max=int(s.inner_max),
                        log_domain=s.log_domain, debias=bool(s.debias),
                        check_every=int(s.check_every),
