@@ -231,12 +231,16 @@ class GridGeometry:
             axis = out.ndim - d + k
             if mat is None:
                 out = _band_apply(taps[k], out, axis)
-            elif axis == out.ndim - 1:
-                out = torch.matmul(out, mat)  # symmetric: (mat @ x^T)^T = x @ mat
-            elif axis == out.ndim - 2:
-                out = torch.matmul(mat, out)
+                continue
+            # a view (pre, n, post) of the contiguous tensor: one (batched) product, no copies
+            shape = out.shape
+            pre, n = math.prod(shape[:axis]), shape[axis]
+            x = out.contiguous().reshape(pre, n, -1)
+            if x.shape[2] == 1:
+                out = torch.matmul(x[..., 0], mat)  # symmetric: (mat @ x^T)^T = x @ mat
             else:
-                out = torch.movedim(torch.tensordot(mat, out, dims=([1], [axis])), 0, axis)
+                out = torch.matmul(mat, x)
+            out = out.reshape(shape)
         return out
 
     # -- log domain -----------------------------------------------------------------
@@ -274,6 +278,16 @@ class GridGeometry:
         kernel drops, is smaller still."""
         d = self.grid.dim
         total = 0.0
+        a, b = torch.exp(f), torch.exp(g)
+        if bool(torch.isfinite(a).all() and torch.isfinite(b).all()):  # plain products
+            for k in range(d):
+                if self.banded[k]:
+                    edge = [0.0] * len(self.taps[k])
+                    edge[0] = edge[-1] = self.taps[k][0]
+                    mats = [None if j == k else m for j, m in enumerate(self.plain_matrix)]
+                    taps = [edge if j == k else t for j, t in enumerate(self.taps)]
+                    total += float((a * self._plain(b, mats, taps)).sum())
+            return total
         for k in range(d):
             if not self.banded[k]:
                 continue
