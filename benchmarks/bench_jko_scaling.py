@@ -6,15 +6,17 @@ All ratios are measured in this one run (same machine, same load):
    (``threads: auto``), with ``threads=1`` and with ``threads=0`` (PyTorch's default); and the
    per-call time of the kernel products at 256^2 ... 2048^2 with 1 and with 2 threads (the
    crossover that sets ``threads: auto``).
-2. Iterations: median inner iterations per step of the default heat flow (h = 1e-3,
-   gamma = dx^2, tol 1e-9, debiased, omega = auto) for n = 64 ... ``--max-n``; the fitted
-   exponent of iterations against n (before: ~2).
-3. ``time(512^2) / time(128^2)`` for the same 50 steps, and the L1 error against the exact
-   heat kernel at both sizes.
+2. Iterations: median inner iterations per step of the default heat flow (h = 1e-3, tol 1e-9,
+   debiased, omega = auto) for n = 64 ... ``--max-n``, with the default ``gamma`` (the blur
+   carries half the diffusion, ``solver.blur_share=0.5``) and with ``gamma = dx^2`` (what
+   energies without a linear diffusion use); the fitted exponent of iterations against n.
+3. The default heat flow for 50 steps at 128^2, 512^2 and (``--max-n 1024``) 1024^2: wall
+   time, ratio to 128^2, L1 error against the exact heat kernel; the same at 512^2 with
+   ``gamma = dx^2``; and (``--three-d``) 50 steps at 128^3.
 4. Log-domain iteration / plain iteration (the absorbed banded log kernel against the plain
    banded product), and the old full log-sum-exp for reference, at 512^2.
 
-    python benchmarks/bench_jko_scaling.py [--quick] [--max-n 1024] [--device cpu|cuda]
+    python benchmarks/bench_jko_scaling.py [--quick] [--max-n 1024] [--three-d] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 
 from wgf_cli.flows import initial
 from wgf_cli.flows.energies import Heat
-from wgf_cli.flows.jko import EntropicJKO
+from wgf_cli.flows.jko import EntropicJKO, entropic_gamma
 from wgf_cli.flows.references import heat_gaussian, relative_l1
 from wgf_cli.ot.grid import Grid, GridGeometry
 from wgf_cli.ot.sinkhorn import prox_sinkhorn
@@ -51,18 +53,20 @@ def cli_run(extra: list[str], folder: Path) -> float:
     return time.perf_counter() - t0
 
 
-def flow(n: int, steps: int, device, dtype, tol: float):
-    grid = Grid.regular(n, 2, dtype=dtype, device=device)
-    rho0 = initial.gaussian(grid, list(common.MEAN), common.STD0)
-    jko = EntropicJKO(Heat(grid, common.DIFFUSION), 1e-3, grid.spacing[0] ** 2, tol=tol,
+def flow(n: int, steps: int, device, dtype, tol: float, blur_share: float = 0.5, dim: int = 2):
+    grid = Grid.regular(n, dim, dtype=dtype, device=device)
+    mean = [common.MEAN[0]] * dim
+    rho0 = initial.gaussian(grid, mean, common.STD0)
+    gamma = entropic_gamma(grid.spacing[0], 1e-3, common.DIFFUSION, blur_share=blur_share)
+    jko = EntropicJKO(Heat(grid, common.DIFFUSION), 1e-3, gamma, tol=tol,
                       debias=True, inner_max=5000, overrelax="auto")
     common.sync(device)
     t0 = time.perf_counter()
     res = jko.run(rho0, steps)
     common.sync(device)
     wall = time.perf_counter() - t0
-    ref = heat_gaussian(grid, list(common.MEAN), common.STD0**2, common.DIFFUSION, res.t)
-    return {"n": n, "steps": steps, "wall_s": wall, "iters_median": statistics.median(res.n_iters[1:] or res.n_iters),
+    ref = heat_gaussian(grid, mean, common.STD0**2, common.DIFFUSION, res.t)
+    return {"n": n, "dim": dim, "steps": steps, "gamma": gamma, "blur_share": blur_share, "wall_s": wall, "iters_median": statistics.median(res.n_iters[1:] or res.n_iters),
             "iters": res.n_iters, "l1_error": relative_l1(res.rho, ref),
             "log_domain_steps": sum(s.log_domain for s in res.steps), "band": max(jko.geom.band),
             "omega": jko.omega, "converged": res.converged}
@@ -123,6 +127,7 @@ def main() -> None:
     p.add_argument("--max-n", type=int, default=512, help="largest n of the iteration fit")
     p.add_argument("--dtype", choices=("float32", "float64"), default=None)
     p.add_argument("--no-cli", action="store_true", help="skip the whole-process runs")
+    p.add_argument("--three-d", action="store_true", help="also 50 heat steps at 128^3")
     args = p.parse_args()
     device = common.setup(args)
     dtype = common.parse_dtype(args.dtype, device)
@@ -152,21 +157,31 @@ def main() -> None:
         print(f"threads n={row['n']}: 2 threads / 1 thread = {row['two_over_one']:.2f}")
 
     ns = [n for n in (64, 128, 256, 512, 1024) if n <= (128 if args.quick else args.max_n)]
-    rows = [flow(n, 5, device, dtype, tol) for n in ns]
-    slope = common.loglog_slope([r["n"] for r in rows], [r["iters_median"] for r in rows])
-    payload["iterations"] = {"rows": rows, "exponent": slope}
-    for r in rows:
-        print(f"n={r['n']}: median inner iterations {r['iters_median']}, omega {r['omega']:.3f}")
-    print(f"fitted exponent of inner iterations vs n: {slope:.2f}")
+    payload["iterations"] = {}
+    for share in (0.5, 0.0):
+        rows = [flow(n, 5, device, dtype, tol, share) for n in ns]
+        slope = common.loglog_slope([r["n"] for r in rows], [r["iters_median"] for r in rows])
+        payload["iterations"][f"blur_share_{share}"] = {"rows": rows, "exponent": slope}
+        for r in rows:
+            print(f"blur_share={share} n={r['n']}: median inner iterations {r['iters_median']}, "
+                  f"omega {r['omega']:.3f}")
+        print(f"blur_share={share}: fitted exponent of inner iterations vs n: {slope:.2f}")
 
-    big = 256 if args.quick else 512
-    small, large = flow(128, 50, device, dtype, tol), flow(big, 50, device, dtype, tol)
-    payload["heat_50_steps"] = {"small": small, "large": large,
-                                "time_ratio": large["wall_s"] / small["wall_s"],
-                                "cells_ratio": (big / 128) ** 2}
-    print(f"50 steps: n=128 {small['wall_s']:.1f}s (L1 {small['l1_error']:.4f}), n={big} "
-          f"{large['wall_s']:.1f}s (L1 {large['l1_error']:.4f}); ratio "
-          f"{large['wall_s'] / small['wall_s']:.1f} (cells x{(big / 128) ** 2:.0f})")
+    big = [256] if args.quick else [n for n in (512, 1024) if n <= max(512, args.max_n)]
+    runs = {n: flow(n, 50, device, dtype, tol) for n in [128, *big]}
+    payload["heat_50_steps"] = {
+        "runs": list(runs.values()),
+        "time_ratio_to_128": {n: r["wall_s"] / runs[128]["wall_s"] for n, r in runs.items()},
+        "gamma_dx2": flow(big[0], 50, device, dtype, tol, blur_share=0.0)}
+    for n, r in runs.items():
+        print(f"50 steps n={n}: {r['wall_s']:.1f}s, L1 {r['l1_error']:.4f}, x{r['wall_s'] / runs[128]['wall_s']:.1f}"
+              f" of 128^2 (cells x{(n / 128) ** 2:.0f})")
+    g = payload["heat_50_steps"]["gamma_dx2"]
+    print(f"50 steps n={g['n']} with gamma = dx^2: {g['wall_s']:.1f}s, L1 {g['l1_error']:.4f}")
+    if args.three_d:
+        r3 = flow(128, 50, device, dtype, tol, dim=3)
+        payload["heat_3d_50_steps"] = r3
+        print(f"50 steps 128^3: {r3['wall_s']:.1f}s, L1 {r3['l1_error']:.4f}")
 
     payload["log_vs_plain"] = log_plain_ratio(256 if args.quick else 512, device, dtype)
     print("log/plain:", {k: round(v, 2) for k, v in payload["log_vs_plain"].items()})

@@ -163,3 +163,31 @@ def test_float32_large_grid_no_overflow_mass(size):
     for s in res.steps:
         assert torch.isfinite(s.rho).all() and (s.rho >= 0).all()
         np.testing.assert_allclose(float(s.rho.double().sum()), 1.0, rtol=0, atol=1e-6)
+
+
+def test_shifted_slices_equal_dense_masked_product():
+    """A grid long enough on one axis (300 cells) that the plain product applies its band by
+    shifted slices there and by a band-masked dense matrix on the short axis: both equal the
+    full kernel's product to 1e-12 (entries dropped < 1e-30), and the band-edge mass computed
+    by plain products equals the dense sum over the outermost offsets."""
+    grid = Grid((300, 24), (0.0, 0.0), (1.0, 0.08), DT)
+    geom = GridGeometry(grid, grid.spacing[0] ** 2)
+    full = GridGeometry(grid, grid.spacing[0] ** 2, truncation=None)
+    assert geom.plain_matrix[0] is None and geom.plain_matrix[1] is not None and geom.fully_banded
+    gen = torch.Generator().manual_seed(2)
+    b = torch.rand(grid.shape, generator=gen, dtype=DT) + 0.1
+    torch.testing.assert_close(geom.apply_kernel(b), full.apply_kernel(b), rtol=1e-12, atol=0)
+    f = torch.randn(grid.shape, generator=gen, dtype=DT)
+    np.testing.assert_allclose(geom.transport_cost(f, torch.log(b)),
+                               full.transport_cost(f, torch.log(b)), rtol=1e-12)
+    # band-edge mass: dense reference over the pairs at offset exactly +-w on a banded axis
+    idx = torch.stack(torch.meshgrid(*[torch.arange(n) for n in grid.shape], indexing="ij"), -1).reshape(-1, 2)
+    off = (idx[:, None, :] - idx[None, :, :]).abs()
+    kern = geom.dense_kernel()
+    a, bb = torch.exp(f).reshape(-1), b.reshape(-1)
+    ref = 0.0
+    for k, w in enumerate(geom.band):
+        inside = (off <= torch.tensor(geom.band)).all(-1)
+        mask = inside & (off[..., k] == w)
+        ref += float((a[:, None] * torch.where(mask, kern, 0.0) * bb[None, :]).sum())
+    np.testing.assert_allclose(geom.band_edge_mass(f, torch.log(b)), ref, rtol=1e-12)
