@@ -66,7 +66,8 @@ def flow(n: int, steps: int, device, dtype, tol: float, blur_share: float = 0.5,
     common.sync(device)
     wall = time.perf_counter() - t0
     ref = heat_gaussian(grid, mean, common.STD0**2, common.DIFFUSION, res.t)
-    return {"n": n, "dim": dim, "steps": steps, "gamma": gamma, "blur_share": blur_share, "wall_s": wall, "iters_median": statistics.median(res.n_iters[1:] or res.n_iters),
+    return {"n": n, "dim": dim, "steps": steps, "gamma": gamma, "blur_share": blur_share,
+            "wall_s": wall, "iters_median": statistics.median(res.n_iters[1:] or res.n_iters),
             "iters": res.n_iters, "l1_error": relative_l1(res.rho, ref),
             "log_domain_steps": sum(s.log_domain for s in res.steps), "band": max(jko.geom.band),
             "omega": jko.omega, "converged": res.converged}
