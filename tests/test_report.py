@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -123,3 +124,102 @@ def test_report_opens_in_headless_chromium(reproduced):
     agg = next(p for p in jko.PRESETS if p.name == "aggregation")
     for c in agg.claims:
         assert f"{c.text} (<code>{c.key}</code>)" in dom
+
+
+# ---------------------------------------------------------------------------------------
+# the gdelt-train method comparison in the report
+# ---------------------------------------------------------------------------------------
+GDELT_TOY = ["train.per_epoch=32", "train.batch_size=16", "model.d_model=16", "model.ff=32", "model.layers=1",
+             "train.max_val=16", "data.max_eval=24", "eval.samples=10", "eval.examples=0", "threads=1",
+             "train.patience=0", "train.epochs=1", "train.cloud_epochs=0", "baselines.gru.epochs=1"]
+
+
+def _table(md: str, first: str) -> list[list[str]]:
+    """The cells of the Markdown table whose header starts with ``first``."""
+    lines = md.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {first} |"))
+    rows = []
+    for ln in lines[start:]:
+        if not ln.startswith("|"):
+            break
+        rows.append([c.strip() for c in ln.strip().strip("|").split("|")])
+    return rows
+
+
+def test_report_shows_the_gdelt_train_method_table(tmp_path):
+    """A toy gdelt-train run on the fixture build: scores.json has every method with its log
+    loss interval and its test against the best; the report renders them as a table (Markdown
+    and HTML) with the digits that tell the log losses apart."""
+    pytest.importorskip("pyarrow")
+    fixture = Path(__file__).resolve().parent / "fixtures" / "gdelt_train_build"
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["gdelt-train", "--quiet", f"data.build_dir={fixture}", *GDELT_TOY,
+                              f"hydra.run.dir={run}"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((run / "summary.json").read_text())
+    comp = json.loads((run / "scores.json").read_text())
+    methods = comp["methods"]
+    assert {"model", "gru", "climatology", "persistence", "oracle"} <= set(methods)
+    assert comp["best"] == min((n for n in methods if n != "oracle"), key=lambda n: methods[n]["log_loss"])
+    assert methods["model"]["log_loss"] == pytest.approx(summary["test_log_loss"], abs=1e-12)
+    assert methods["model"]["log_loss_ci"] == pytest.approx(summary["test_log_loss_ci"])
+    for name, m in methods.items():
+        lo, hi = m["log_loss_ci"]
+        assert lo < m["log_loss"] < hi, name
+        assert (m["dm_pvalue_vs_best"] is None) == (name == comp["best"]), name
+        if name != comp["best"]:
+            assert 0 <= m["dm_pvalue_vs_best"] <= 1 and m["dm_diff_vs_best"] >= 0, name
+
+    out = tmp_path / "report"
+    res = runner.invoke(app, ["report", str(run), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    md = (out / "report.md").read_text()
+    assert "### Method comparison: run" in md
+    rows = _table(md, "method")
+    head, body = rows[0], rows[2:]
+    assert head[1].startswith("event log loss") and "count CRPS" in head and "ECE" in head
+    assert "80 % coverage" in head and head[-1].startswith("DM p vs")
+    assert len(body) == len(methods)
+    shown = {}
+    for r in body:
+        ll = re.fullmatch(r"([\d.]+) \[([\d.]+), ([\d.]+)\]", r[1])
+        assert ll, r
+        shown[r[0]] = ll.group(1)
+        assert len(ll.group(1).split(".")[1]) >= 4  # at least 4 decimals (5 significant digits here)
+    model = shown["**transformer** (the model)"]
+    assert float(model) == pytest.approx(summary["test_log_loss"], abs=0.51 * 10 ** -len(model.split(".")[1]))
+    distinct = {m["log_loss"] for m in methods.values()}
+    assert len(set(shown.values())) == len(distinct)  # different log losses print differently
+    assert body[-1][0] == "oracle" and next(r for r in body if r[-1] == "(best)")
+    crps = head.index("count CRPS")
+    assert float(next(r for r in body if r[0].startswith("**"))[crps]) == pytest.approx(
+        summary["test_count_crps"], abs=1e-4)
+    page = (out / "index.html").read_text()
+    assert '<h3 id="method-comparison-run">' in page
+    assert f"<td><strong>transformer</strong> (the model)</td><td>{model} [" in page
+    assert page.count("<tr><td>") >= len(methods)
+
+
+def test_method_table_digits_and_pvalues():
+    """Log losses that differ in the 5th significant digit print differently; a p-value just
+    under 0.05 does not print as 0.05; a run without scores.json gets its table from summary.json."""
+    from wgf_cli.experiments.gdelt_train_eval import method_table_md, report_section
+
+    comp = {"best": "ewma", "days": 10, "days_scored": 8, "methods": {
+        "ewma": {"log_loss": 0.95970, "log_loss_ci": [0.94, 0.98], "ece": 0.0070, "dm_pvalue_vs_best": None},
+        "model": {"log_loss": 0.95974, "log_loss_ci": [0.94, 0.98], "ece": 0.0039, "dm_pvalue_vs_best": 0.04996},
+        "gru": {"log_loss": 0.96120, "log_loss_ci": None, "ece": 0.00042, "dm_pvalue_vs_best": 0.5}}}
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in method_table_md(comp)][2:]
+    ll = [r[1].split(" ")[0] for r in rows]
+    assert ll == ["0.95970", "0.95974", "0.96120"]
+    assert rows[1][-1] == "0.04996" and rows[2][-1] == "0.5" and rows[0][-1] == "(best)"
+    ece = [r[2] for r in rows]
+    assert ece == ["0.007000", "0.003900", "0.000420"]  # 3 significant digits of the smallest
+    summary = {"test_log_loss": 0.9572, "test_log_loss_ci": [0.9393, 0.9747], "test_count_crps": 1.6966,
+               "gru_log_loss": 0.9559, "gru_count_crps": 1.6875, "best_baseline": "gru",
+               "best_baseline_log_loss": 0.9559, "dm_pvalue_vs_best": 0.16, "test_days": 100,
+               "test_days_scored": 40}
+    md = report_section([{"name": "old", "status": "completed", "folder": "/nonexistent", "summary": summary}])
+    assert "| GRU | 0.9559 | 1.6875 | (best) |" in md
+    assert "| **transformer** (the model) | 0.9572 [0.9393, 0.9747] | 1.6966 | 0.16 |" in md
+    assert report_section([{"name": "x", "status": "failed", "folder": "/nonexistent", "summary": summary}]) == ""
