@@ -223,3 +223,44 @@ def test_method_table_digits_and_pvalues():
     assert "| GRU | 0.9559 | 1.6875 | (best) |" in md
     assert "| **transformer** (the model) | 0.9572 [0.9393, 0.9747] | 1.6966 | 0.16 |" in md
     assert report_section([{"name": "x", "status": "failed", "folder": "/nonexistent", "summary": summary}]) == ""
+
+
+def _printed(text: str):
+    return {"True": True, "False": False}.get(text, None) if text in ("True", "False") else float(text)
+
+
+def test_claims_table_prints_the_digits_that_decide_each_claim():
+    """Every preset's claim, with a measured value just either side of its threshold (down to
+    one part in 1e15): the claims table's printed value and threshold, compared with the
+    claim's operator, give the claim's result, and different numbers never print alike."""
+    from wgf_cli.presets import _OPS
+    from wgf_cli.report import _claims_table, fmt_pair
+    from wgf_cli.reproduce import presets
+
+    checked = 0
+    for _, preset in presets():
+        for c in preset.claims:
+            if isinstance(c.threshold, bool):
+                values = [True, False]
+            elif isinstance(c.threshold, int):
+                values = [c.threshold - 1, c.threshold, c.threshold + 1, float(c.threshold) + 1e-9]
+            else:
+                t = float(c.threshold)
+                values = [t] + [t * (1 + s * 10.0 ** -k) + (s * 10.0 ** -k if t == 0 else 0)
+                                for k in range(1, 16) for s in (-1, 1)]
+            for v in values:
+                value, passed = c.check({c.key: v})
+                claim = {"run": preset.name, "text": c.text, "key": c.key, "value": value, "op": c.op,
+                         "threshold": c.threshold, "passed": passed}
+                row = [x.strip() for x in _claims_table([claim])[2].strip("|").split("|")]
+                shown_v, shown_t = row[2], row[3].split(" ", 1)[1]
+                assert (shown_v, shown_t) == fmt_pair(v, c.threshold)
+                assert row[3].startswith(c.op) and row[4] == ("pass" if passed else "**FAIL**")
+                assert _OPS[c.op](_printed(shown_v), _printed(shown_t)) == passed, (c, v, shown_v, shown_t)
+                assert (shown_v == shown_t) == (v == c.threshold), (c, v)
+                checked += 1
+    assert checked > 500
+    assert fmt_pair(0.95723, 0.9585) == ("0.9572", "0.9585")  # 4 significant digits suffice
+    assert fmt_pair(0.958549, 0.95855) == ("0.9585", "0.9586")
+    assert fmt_pair(0.1 + 1e-15, 0.1) == ("0.100000000000001", "0.1")
+    assert fmt_pair(75850.000001, 75850) == ("75850.000001", "75850")  # a float against an int
