@@ -264,3 +264,55 @@ def test_claims_table_prints_the_digits_that_decide_each_claim():
     assert fmt_pair(0.958549, 0.95855) == ("0.9585", "0.9586")
     assert fmt_pair(0.1 + 1e-15, 0.1) == ("0.100000000000001", "0.1")
     assert fmt_pair(75850.000001, 75850) == ("75850.000001", "75850")  # a float against an int
+
+
+def _overlapping_texts(fig) -> list[str]:
+    """Pairs of tick labels (major and minor, in view), axis labels and titles of ``fig``
+    that overlap once drawn."""
+    import itertools
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    items = []
+    for ax in fig.axes:
+        (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+        ticks = []
+        for minor in (False, True):
+            ticks += [t for v, t in zip(ax.get_xticks(minor=minor), ax.get_xticklabels(minor=minor), strict=True)
+                      if x0 <= v <= x1]
+            ticks += [t for v, t in zip(ax.get_yticks(minor=minor), ax.get_yticklabels(minor=minor), strict=True)
+                      if y0 <= v <= y1]
+        texts = [*ticks, ax.xaxis.label, ax.yaxis.label, ax.title]
+        items += [(t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_visible() and t.get_text()]
+    return [f"{a!r} / {b!r}" for (a, ba), (b, bb) in itertools.combinations(items, 2)
+            if min(ba.x1, bb.x1) - max(ba.x0, bb.x0) > 1 and min(ba.y1, bb.y1) - max(ba.y0, bb.y0) > 1]
+
+
+@pytest.mark.parametrize("iters", [[580.0, 608.0, 605.0], [50.0, 400.0, 3000.0]], ids=["close", "decades"])
+def test_convergence_figure_is_readable(iters):
+    """heat_convergence's figure: no overlapping labels (a few close iteration counts used to
+    cram log-axis labels), labelled axes, a legend with the least-squares slope, plain tick labels."""
+    import numpy as np
+
+    from wgf_cli.experiments.jko_plots import convergence
+
+    h, err = np.array([4e-3, 2e-3, 1e-3]), np.array([0.0139, 0.0066, 0.0023])
+    order = float(np.polyfit(np.log(h), np.log(err), 1)[0])
+    fig = convergence(h, err, np.array(iters), order)
+    assert _overlapping_texts(fig) == []
+    a, b = fig.axes
+    for ax in (a, b):
+        assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+        y0, y1 = ax.get_ylim()
+        labels = [t.get_text() for v, t in zip(ax.get_yticks(), ax.get_yticklabels(), strict=True)
+                  if t.get_text() and y0 <= v <= y1]
+        assert len(labels) >= 2 and not any("times" in x or "^" in x for x in labels), labels
+    assert [t.get_text() for t in a.get_xticklabels() if t.get_text()] == ["0.001", "0.002", "0.004"]
+    legend = [t.get_text() for t in a.get_legend().get_texts()]
+    assert any(f"slope {order:.2f}" in x for x in legend)
+    fit = next(ln for ln in a.get_lines() if "least-squares" in ln.get_label())
+    x, y = fit.get_data()
+    assert np.polyfit(np.log(x), np.log(y), 1)[0] == pytest.approx(order)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
