@@ -267,8 +267,8 @@ def test_claims_table_prints_the_digits_that_decide_each_claim():
 
 
 def _overlapping_texts(fig) -> list[str]:
-    """Pairs of tick labels (major and minor, in view), axis labels and titles of ``fig``
-    that overlap once drawn."""
+    """Pairs of tick labels (major and minor, in view), axis labels, titles and the
+    suptitle of ``fig`` that overlap once drawn."""
     import itertools
 
     fig.canvas.draw()
@@ -284,8 +284,11 @@ def _overlapping_texts(fig) -> list[str]:
                       if y0 <= v <= y1]
         texts = [*ticks, ax.xaxis.label, ax.yaxis.label, ax.title]
         items += [(t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_visible() and t.get_text()]
+    if fig._suptitle is not None:
+        items.append((fig._suptitle.get_text(), fig._suptitle.get_window_extent(renderer)))
     return [f"{a!r} / {b!r}" for (a, ba), (b, bb) in itertools.combinations(items, 2)
-            if min(ba.x1, bb.x1) - max(ba.x0, bb.x0) > 1 and min(ba.y1, bb.y1) - max(ba.y0, bb.y0) > 1]
+            if min(ba.x1, bb.x1) - max(ba.x0, bb.x0) > 1 and min(ba.y1, bb.y1) - max(ba.y0, bb.y0) > 1
+            and not (a == b and abs(ba.x0 - bb.x0) < 1 and abs(ba.y0 - bb.y0) < 1)]  # twin axes: one label
 
 
 @pytest.mark.parametrize("iters", [[580.0, 608.0, 605.0], [50.0, 400.0, 3000.0]], ids=["close", "decades"])
@@ -316,3 +319,48 @@ def test_convergence_figure_is_readable(iters):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+class _Figures:
+    """A run that keeps the figures it is asked to save."""
+
+    def __init__(self):
+        self.figs = {}
+
+    def save_plot(self, fig, name, **_):
+        self.figs[name] = fig
+
+
+def test_report_figures_have_room_and_labels():
+    """The 1-D GAN samples (histogram + critic on a twin axis per panel), the mean-field grid
+    snapshots (suptitle over panel titles) and the GAN oscillation panels: nothing overlaps,
+    every plotted axis is labelled."""
+    from types import SimpleNamespace as NS
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    from wgf_cli.experiments import meanfield_plots, wgan_plots
+
+    rng = np.random.default_rng(0)
+    run = _Figures()
+    cfg = NS(loss=NS(name="gan"), output=NS(plot_range=3.0, grid=15))
+    snaps = [{"iter": i, "samples": rng.normal(size=(200, 1)), "critic": np.sin(np.linspace(-3, 3, 15)) * 0.2 - i}
+             for i in (0, 20)]
+    wgan_plots._samples(run, cfg, NS(dim=1, name="gauss2_1d"), {"snaps": snaps, "seed": 0}, rng.normal(size=(500, 1)))
+    osc = NS(period=0.0, periodic=False, spectrum_freq=np.array([]), spectrum_power=np.array([]), peak_share=0.0)
+    track = {"iter": np.arange(20), "mean": rng.normal(size=(20, 2)), "hist": rng.dirichlet(np.ones(3), 20)}
+    wgan_plots._oscillation(run, NS(dim=2), {"track": track, "oscillation": osc})
+    ax = torch.linspace(-3, 3, 12)
+    problem = NS(grid=NS(axes=[ax, ax]))
+    meanfield_plots.grid_snapshots(run, problem, [(t, torch.rand(2, 12, 12)) for t in (0.0, 0.05, 0.1, 0.15)])
+    assert set(run.figs) == {"samples", "oscillation", "grid_snapshots.png"}
+    for name, fig in run.figs.items():
+        assert _overlapping_texts(fig) == [], name
+        plotted = [ax for ax in fig.axes if ax.axison and ax.has_data()]
+        assert plotted, name
+        for ax in plotted:  # an x label on the axes or its twin; a y label (the grid row: on its first panel)
+            assert any(a.get_xlabel() for a in ax.get_shared_x_axes().get_siblings(ax)), (name, ax.get_title())
+            assert ax.get_ylabel() or name == "grid_snapshots.png" and ax is not fig.axes[0], (name, ax.get_title())
+        plt.close(fig)

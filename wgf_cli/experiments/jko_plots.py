@@ -53,6 +53,7 @@ def curve(t, ys: dict[str, np.ndarray], ylabel: str, title: str, logy: bool = Fa
     for label, y in ys.items():
         ax.plot(t[: len(y)], y, label=label, lw=1.5)
     ax.set_xlabel("t")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(6))  # short runs: no crammed 0.00025-step labels
     ax.set_ylabel(ylabel)
     if logy:
         ax.set_yscale("log")
