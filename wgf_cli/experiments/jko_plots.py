@@ -186,12 +186,13 @@ def convergence(h, err, iters, order: float):
     if iters.min() > 0 and iters.max() / iters.min() > 10:
         b.set_xscale("log")
         log_ticks(b.xaxis, iters)
+        b.set_xlim(iters.min() / 1.3, iters.max() * 2.2)
     else:
         from matplotlib import ticker
 
         b.xaxis.set_major_locator(ticker.MaxNLocator(5, integer=True))
-        pad = 0.08 * max(float(np.ptp(iters)), 1.0)
-        b.set_xlim(iters.min() - pad, iters.max() + 2.5 * pad)
+        span = max(float(np.ptp(iters)), 1.0)
+        b.set_xlim(iters.min() - 0.08 * span, iters.max() + 0.3 * span)  # room for the h labels
     log_ticks(b.yaxis, err)
     for hi, ii, ei in zip(h, iters, err, strict=True):
         b.annotate(f"h = {hi:g}", (ii, ei), fontsize=8, xytext=(5, 3), textcoords="offset points")
