@@ -194,6 +194,8 @@ def test_report_shows_the_gdelt_train_method_table(tmp_path):
     crps = head.index("count CRPS")
     assert float(next(r for r in body if r[0].startswith("**"))[crps]) == pytest.approx(
         summary["test_count_crps"], abs=1e-4)
+    lo, hi = summary["test_log_loss_ci"]
+    assert f"| test_log_loss_ci | [{lo:.6g}, {hi:.6g}] |" in md  # the run's key-value table
     page = (out / "index.html").read_text()
     assert '<h3 id="method-comparison-run">' in page
     assert f"<td><strong>transformer</strong> (the model)</td><td>{model} [" in page

@@ -34,6 +34,8 @@ MANIFEST = "reproduce.json"
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, list | tuple) and value and all(isinstance(v, int | float) for v in value):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"  # e.g. an interval
     return "—" if value is None else str(value)
 
 
