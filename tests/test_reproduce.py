@@ -94,3 +94,36 @@ def test_parallel_reproduce_runs_presets_in_processes(tmp_path, capsys):
     assert prov["jobs"] == 2 and prov["versions"]["torch"] and prov["cpu"] and prov["wall_s"] > 0
     page = (tmp_path / "report" / "report.md").read_text()
     assert "| commit |" in page and "| CPU |" in page
+
+
+def test_every_preset_has_an_expected_time():
+    """The order and the ETA of a first reproduction come from EXPECTED_S: a preset without an
+    entry would count as 30 s wherever its real time lies."""
+    from wgf_cli.reproduce import EXPECTED_S
+
+    missing = [p.name for _, p in presets() if p.name not in EXPECTED_S]
+    assert not missing, f"add the quick profile's wall seconds (one thread) of {missing} to EXPECTED_S"
+
+
+def test_start_order_longest_chain_first_and_last_wall_times(tmp_path):
+    from wgf_cli.reproduce import EXPECTED_S, start_order
+
+    todo = presets()
+    order, cost = start_order(todo, tmp_path)
+    names = [p.name for p in order]
+    assert sorted(names) == sorted(p.name for _, p in todo)
+    assert cost == {p.name: float(EXPECTED_S[p.name]) for _, p in todo}
+    assert names[:2] == ["gdelt_synthetic", "gdelt_train"]  # the 700 s training and the build it needs
+    for p in order:  # a preset that another needs starts before it
+        assert all(names.index(dep) < names.index(p.name) for dep in p.needs.values()), p.name
+    rest = [p for p in order if not p.needs and not any(p.name in q.needs.values() for q in order)]
+    assert [cost[p.name] for p in rest] == sorted((cost[p.name] for p in rest), reverse=True)
+    # a completed earlier run under out: its wall time replaces the estimate
+    folder = tmp_path / "jko-aggregation"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"wall_s": 5000.0}))
+    (folder / "status.json").write_text(json.dumps({"status": "completed"}))
+    order, cost = start_order(todo, tmp_path)
+    assert order[0].name == "aggregation" and cost["aggregation"] == 5000.0
+    (folder / "status.json").write_text(json.dumps({"status": "failed"}))  # a failed run's time is no estimate
+    assert start_order(todo, tmp_path)[1]["aggregation"] == EXPECTED_S["aggregation"]

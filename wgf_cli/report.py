@@ -34,6 +34,8 @@ MANIFEST = "reproduce.json"
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, list | tuple) and value and all(isinstance(v, int | float) for v in value):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"  # e.g. an interval
     return "—" if value is None else str(value)
 
 
@@ -121,10 +123,19 @@ def _sections(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]
 
 
 def fmt_pair(value: Any, threshold: Any) -> tuple[str, str]:
-    """Value and threshold printed with enough digits to tell them apart."""
-    for digits in (4, 7, 10):
+    """Value and threshold printed with enough digits to tell them apart: 4 significant
+    digits, more while two different numbers print as the same number (17 tell any two
+    floats apart).
+    Rounding keeps the order, so the printed pair passes or fails as the numbers do."""
+    def number(text: str) -> Any:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+    for digits in range(4, 18):
         a, b = (f"{v:.{digits}g}" if isinstance(v, float) else _fmt(v) for v in (value, threshold))
-        if a != b or value == threshold:
+        if number(a) != number(b) or value == threshold:
             break
     return a, b
 

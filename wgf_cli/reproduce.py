@@ -43,6 +43,7 @@ EXPECTED_S = {
     "wgan_grid25_pacgan": 156, "wgan_ring8_pacgan_vanilla": 34, "wgan_clip_boundary": 28,
     "wgan_gauss2_vanilla": 7, "wgan_ring8_sinkhorn": 27, "wgan_grid25_gan": 52,
     "wgan_grid25_clip": 41, "wgan_grid25_sinkhorn": 48, "gdelt_synthetic": 20, "gdelt_train": 700,
+    "heat_512": 60, "gdelt_westafrica": 35, "gdelt_westafrica_train": 265,
 }
 
 
@@ -122,6 +123,22 @@ def _clock(s: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def start_order(todo: list[tuple[str, Preset]], out: Path) -> tuple[list[Preset], dict[str, float]]:
+    """The presets of ``todo`` in the order a parallel reproduction starts them -- the longest
+    chain first (a preset's expected time plus the longest chain of the presets that need
+    it) -- and each preset's expected seconds (:func:`expected_s`)."""
+    names = {p.name: f"{c}-{p.name}" for c, p in todo}
+    cost = {p.name: expected_s(p.name, out / names[p.name]) for _, p in todo}
+    deps = {p.name: [d for d in p.needs.values() if d in names] for _, p in todo}
+
+    def chain(name: str) -> float:  # this preset and the longest chain of presets that need it
+        after = [chain(n) for n, ds in deps.items() if name in ds]
+        return cost[name] + max(after, default=0.0)
+
+    priority = {n: chain(n) for n in cost}
+    return sorted((p for _, p in todo), key=lambda p: -priority[p.name]), cost
+
+
 def _overrides(preset: Preset, out: Path, profile: str, one_thread: bool = False) -> list[str]:
     return [*(preset.full if profile == "full" else []), *needs_overrides(preset, out),
             *(["threads=1"] if one_thread else [])]
@@ -172,15 +189,8 @@ def _parallel(todo: list[tuple[str, Preset]], out: Path, profile: str, jobs: int
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     names = {p.name: f"{c}-{p.name}" for c, p in todo}
-    cost = {p.name: expected_s(p.name, out / names[p.name]) for _, p in todo}
     deps = {p.name: [d for d in p.needs.values() if d in names] for _, p in todo}
-
-    def chain(name: str) -> float:  # this preset and the longest chain of presets that need it
-        after = [chain(n) for n, ds in deps.items() if name in ds]
-        return cost[name] + max(after, default=0.0)
-
-    priority = {n: chain(n) for n in cost}
-    pending = sorted((p for _, p in todo), key=lambda p: -priority[p.name])
+    pending, cost = start_order(todo, out)
     cmd_of = {p.name: c for c, p in todo}
     running: dict = {}  # future -> (preset, start time)
     done: dict[str, str] = {}

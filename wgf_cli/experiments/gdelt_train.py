@@ -4,8 +4,10 @@ Per epoch ``metrics.csv`` has train/val losses (total, per-event cross entropy, 
 Sinkhorn), lr, sequences/s and the best epoch; ``checkpoints/last.pt`` holds everything a
 resumed run needs (``resume=<run folder>``).  At the end the best model and the baselines
 (persistence, climatology, moving average, a GRU, the oracle when the build has one) are
-scored on the test split; ``forecasts.parquet`` has one row per test day; plots: learning
-curves, reliability diagram, metric table, example forecasts.
+scored on the test split; ``scores.json`` has every method's scores (log loss with its
+bootstrap interval, Diebold-Mariano p-value against the best method), ``forecasts.parquet``
+one row per test day; plots: learning curves, reliability diagram, metric table, example
+forecasts.
 """
 
 from __future__ import annotations
@@ -113,6 +115,13 @@ PRESETS = [
                  "model.ff=256", "train.patience=5", "baselines.gru.epochs=10",
                  "baselines.gru.d_model=64"]),
 ]
+
+
+def report_section(runs: list[dict[str, Any]]) -> str:
+    """The reproduce report's method comparison table of each run (``scores.json``)."""
+    from wgf_cli.experiments.gdelt_train_eval import report_section as section
+
+    return section(runs)
 
 
 # ----------------------------------------------------------------------------------------
@@ -477,6 +486,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
 
     scores, texts, rel = E.evaluate(preds, test, build, cfg, device)
     from wgf_cli.forecast import scores as S
+    from wgf_cli.run import write_json
 
     c_t, t_t = test.country.numpy(), test.target_day.numpy()
     y_cells = build.counts[c_t, t_t]
@@ -496,6 +506,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     summary["worse_than_best"] = bool(summary["margin_over_best"] < 0 and dm["pvalue"] < 0.05)
     log.info("test scores (%d targets, %d with events):\n%s", len(test), summary["test_days_scored"],
              E.method_table(scores))
+    write_json(run.dir / "scores.json", E.method_scores(scores, full, preds, y_cells, blocks))
     for name, sc in scores.items():
         prefix = "test" if name == "model" else name
         summary.update({f"{prefix}_{k}": v for k, v in sc.items() if k not in ("days", "days_scored")})

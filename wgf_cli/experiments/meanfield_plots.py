@@ -61,7 +61,7 @@ def grid_snapshots(run, problem, snaps, particles=None) -> None:
     axes = [_np(a) for a in problem.grid.axes]
     ext = [axes[0][0], axes[0][-1], axes[1][0], axes[1][-1]]
     k = len(snaps)
-    fig, axs = plt.subplots(1, k, figsize=(2.6 * k, 2.8), squeeze=False)
+    fig, axs = plt.subplots(1, k, figsize=(2.6 * k, 3.0), squeeze=False, layout="constrained")
     by_t = {round(t, 9): (W, a) for t, W, a in (particles or [])}
     for ax, (t, r) in zip(axs[0], snaps, strict=True):
         r = _np(r)

@@ -30,7 +30,8 @@ def _samples(run, cfg, data, res, ref) -> None:
     plt = _plt()
     snaps = res["snaps"]
     R = float(cfg.output.plot_range)
-    fig, axes = plt.subplots(1, len(snaps), figsize=(3.6 * len(snaps), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(snaps), figsize=(3.8 * len(snaps), 3.6), squeeze=False,
+                             layout="constrained")
     ax_grid = np.linspace(-R, R, int(cfg.output.grid))
     for ax, snap in zip(axes[0], snaps, strict=True):
         x = snap["samples"]
@@ -42,8 +43,10 @@ def _samples(run, cfg, data, res, ref) -> None:
             ax.set_xlim(-R, R)
             ax.set_ylim(-R, R)
             ax.set_aspect("equal")
+            ax.set(xlabel="x1", ylabel="x2")
         else:
             bins = np.linspace(-R, R, 121)
+            ax.set(xlabel="x", ylabel="density")
             ax.hist(ref[:, 0], bins=bins, density=True, color="k", alpha=0.3, label="data", histtype="stepfilled")
             ax.hist(x[:, 0], bins=bins, density=True, color="tab:orange", alpha=0.6, label="generated",
                     histtype="stepfilled")
@@ -67,8 +70,11 @@ def _metrics(run, results) -> None:
               ["clip_boundary_fraction"]]
     groups = [[k for k in g if k in dict(present)] for g in groups]
     groups = [g for g in groups if g]
-    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.2), squeeze=False,
+                             layout="constrained")
     names = dict(present)
+    ylabels = {"w1": "distance to the data", "modes_covered": "modes", "hq_fraction": "fraction of samples",
+               "reverse_kl": "KL (nats)", "clip_boundary_fraction": "fraction of parameters"}
     for ax, group in zip(axes[0], groups, strict=True):
         for key in group:
             for i, res in enumerate(results):
@@ -77,6 +83,7 @@ def _metrics(run, results) -> None:
                 ax.plot(it, v, lw=1, label=names[key] if i == 0 else None,
                         color=f"C{group.index(key)}", alpha=1.0 if len(results) == 1 else 0.6)
         ax.set_xlabel("iteration")
+        ax.set_ylabel(ylabels.get(group[0], "distance to the data"))
         if key in ("w1", "w2", "critic_w1_estimate") and len(group) > 1:
             ax.set_yscale("symlog", linthresh=1e-2)
         ax.legend(fontsize=7)
@@ -99,7 +106,8 @@ def _weights(run, cfg, res) -> None:
     else:
         ax.set_title("critic parameters")
     ax.set_yscale("log")
-    ax.set_xlabel("value")
+    ax.set_xlabel("parameter value")
+    ax.set_ylabel("count")
     run.save_plot(fig, "weights")
 
 
@@ -131,8 +139,10 @@ def _clouds(run, cfg, data, res) -> None:
             ax.set_xlim(-R, R)
             ax.set_ylim(-R, R)
             ax.set_aspect("equal")
+            ax.set(xlabel="x1", ylabel="x2")
         else:
             ax.hist(x[:, 0], bins=np.linspace(-R, R, 121), color="tab:orange", histtype="stepfilled")
+            ax.set(xlabel="x", ylabel="count")
         ax.set_title("generator outputs", fontsize=9)
     fig.colorbar(sc, ax=axes[0].tolist(), label="a (outgoing weight)", shrink=0.8)
     fig.suptitle("mean-field view: first-layer critic neurons (w, b, a) and the generator cloud")
@@ -144,21 +154,28 @@ def _oscillation(run, data, res) -> None:
     tr = res["track"]
     osc = res["oscillation"]
     n = 3 if len(tr.get("hist", [])) else 2
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.2))
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.2), layout="constrained")
     for j in range(tr["mean"].shape[1]):
         axes[0].plot(tr["iter"], tr["mean"][:, j], lw=1, label=f"gen mean[{j}]")
     axes[0].set_xlabel("iteration")
+    axes[0].set_ylabel("generator mean")
     axes[0].legend(fontsize=7)
     axes[0].set_title("periodic: period %s" % (f"{osc.period:.0f}" if osc.periodic else "none"))
     if len(osc.spectrum_freq):
         axes[1].semilogy(osc.spectrum_freq[1:], osc.spectrum_power[1:] + 1e-30)
         axes[1].set_xlabel("frequency (1/iteration)")
+        axes[1].set_ylabel("power")
         axes[1].set_title(f"spectrum (last window), peak share {osc.peak_share:.2f}")
+    else:
+        axes[1].set_axis_off()
+        axes[1].text(0.5, 0.5, "no spectrum: run too short", ha="center", va="center",
+                     transform=axes[1].transAxes)
     if n == 3:
         h = tr["hist"]
         axes[2].stackplot(tr["iter"], h.T, lw=0)
         axes[2].set_xlabel("iteration")
         axes[2].set_ylim(0, 1)
+        axes[2].set_ylabel("share of samples per mode")
         axes[2].set_title("mode-assignment histogram")
     run.save_plot(fig, "oscillation")
 
