@@ -282,7 +282,7 @@ class BenamouBrenierResult:
         w2sq: the W2^2 estimate ``dt dx^d sum |m|^2 / rho``.
         converged: whether ``residual <= tol`` was reached.
         n_iters: Douglas-Rachford iterations run.
-        errors: per iteration, ``{"w2sq", "residual", "divergence", "step"}``: the cost, the
+        errors: per iteration, ``{"w2sq", "residual", "divergence", "change", "iteration"}``: the cost, the
             relative mismatch ``|V - I(U)| / |V|`` of the two splitting variables (0 at a
             solution), the continuity-equation residual of the centred variable's staggered
             partner and the relative change of the iterate.
@@ -350,7 +350,7 @@ def benamou_brenier(rho0: Tensor, rho1: Tensor, spacing: tuple[float, ...], *, t
             step = (dU.sqnorm() + dV.sqnorm()) ** 0.5 / max((zU.sqnorm() + zV.sqnorm()) ** 0.5, 1e-300)
             div = float(st.divergence(yU).abs().max())
             row = {"w2sq": kinetic_action(yV.rho, yV.m, st.weight), "residual": mis,
-                   "divergence": div, "step": step}
+                   "divergence": div, "change": step}
             row["iteration"] = k
             errors.append(row)
             if callback is not None:
