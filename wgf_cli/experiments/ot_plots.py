@@ -135,8 +135,8 @@ def maps(run, grid, a, b, pts, t_pot, t_bar, t_ref, u) -> None:
         ax.legend()
         run.save_plot(fig, "map")
         return
-    mask = (a.reshape(-1) > 1e-4 * float(a.max())).numpy()
-    step = max(1, grid.shape[0] // 16)
+    mask = (a.reshape(-1) > 2e-2 * float(a.max())).numpy()
+    step = max(1, grid.shape[0] // 12)
     ii = np.arange(grid.size).reshape(grid.shape)[::step, ::step].reshape(-1)
     sel = ii[mask[ii]]
     fields = [("potential: x - grad u / 2", t_pot), ("barycentric projection", t_bar)]

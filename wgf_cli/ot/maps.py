@@ -201,7 +201,7 @@ def _eps_schedule(scale: float, eps: float, factor: float = 0.5) -> list[float]:
     return [*out, eps]
 
 
-def entropic_plan(a: Tensor, x: Tensor, b: Tensor, y: Tensor, eps: float, *, tol: float = 1e-9,
+def entropic_plan(a: Tensor, x: Tensor, b: Tensor, y: Tensor, eps: float, *, tol: float = 1e-8,
                   iters: int = 5000, check_every: int = 10) -> EntropicPlan:
     """Entropic OT between small discrete measures (dense cost ``|x - y|^2``) by log-domain
     Sinkhorn iterations with epsilon-scaling (from the largest cost down to ``eps`` by halves,
