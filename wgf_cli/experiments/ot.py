@@ -147,9 +147,21 @@ def _check_density(cfg: DictConfig, role: str, dim: int) -> None:
             raise ConfigError(f"{role}: stds must be > 0 and weights >= 0 (not all 0)")
 
 
+def check_choices(cfg: DictConfig) -> None:
+    """The options of the shared group folders that ``wgf ot`` takes (before resolution)."""
+    for role, allowed in (("source", DENSITIES), ("target", DENSITIES)):
+        name = cfg.get(role, {}).get("name") if isinstance(cfg.get(role), DictConfig) else None
+        if name not in allowed:
+            raise ConfigError(f"{role}={name} is not a density of wgf ot ({role}: {', '.join(allowed)})")
+    name = cfg.solver.get("name") if isinstance(cfg.get("solver"), DictConfig) else None
+    if name not in SOLVERS:
+        raise ConfigError(f"solver={name} is not a solver of wgf ot (solver: {', '.join(SOLVERS)})")
+
+
 def validate(cfg: DictConfig) -> None:
     """Every check that can fail before work starts; one-line :class:`ConfigError`."""
     task = C.choice(cfg, "task", TASKS)
+    check_choices(cfg)
     C.integer(cfg, "seed", minimum=0)
     C.resolve_device(cfg)
     C.resolve_dtype(cfg, "cpu")
