@@ -555,7 +555,7 @@ def jko(
                                              show_default=False)] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="JKO steps.", show_default=False)] = None,
     energy: Annotated[str | None, typer.Option(
-        "--energy", help="heat | fokker_planck | porous_medium | crowd | aggregation",
+        "--energy", help="heat | fokker_planck | porous_medium | crowd | aggregation | keller_segel",
         show_default=False)] = None,
     device: Device = None,
     seed: Seed = None,
