@@ -43,7 +43,8 @@ def test_geodesic_run_folder_contract(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "files"), [
-    (["solver=entropic", "target=gaussian_mixture", "--grid", "12", "solver.time_steps=4"], ["paths.npz", "plots/snapshots.png"]),
+    (["solver=entropic", "target=gaussian_mixture", "--grid", "12", "solver.time_steps=4"],
+     ["paths.npz", "plots/snapshots.png"]),
     (["task=plans", "--grid", "24", "eps=[0.01,0.1]"], ["plans.npz", "plots/plans.png", "plots/divergence.png"]),
     (["task=map", "--grid", "12"], ["map.npz", "plots/map.png", "plots/potential.png"]),
     (["task=duality", "duality.points_source=12", "duality.points_target=9"], ["duality.npz", "plots/duality.png"]),

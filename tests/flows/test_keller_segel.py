@@ -65,6 +65,7 @@ def test_keller_segel_needs_a_2d_grid():
         KellerSegel(Grid.regular(16, 1), 6.0)
     res = CliRunner().invoke(app, ["jko", "energy=keller_segel", "grid.dim=1"])
     assert res.exit_code == 2
-    assert res.output.strip().splitlines() == ["wgf: error: energy=keller_segel is 2-D (the Newtonian kernel); got grid.dim=1"]
+    assert res.output.strip().splitlines() == [
+        "wgf: error: energy=keller_segel is 2-D (the Newtonian kernel); got grid.dim=1"]
     res = CliRunner().invoke(app, ["jko", "energy=keller_segel", "energy.mass=-1"])
     assert res.exit_code == 2 and "energy.mass must be > 0" in res.output

@@ -112,7 +112,8 @@ def test_interpolation_projection_is_orthogonal_on_the_graph():
     # optimality: (Up - U) + I^*(I Up - V) = 0, tested against a random graph direction
     dU = _random_staggered(st, gen)
     dV = st.interp(dU)
-    inner = float(((Up.rho - U.rho) * dU.rho).sum() + sum(((a - b) * c).sum() for a, b, c in zip(Up.m, U.m, dU.m, strict=True))
+    inner = float(((Up.rho - U.rho) * dU.rho).sum()
+                  + sum(((a - b) * c).sum() for a, b, c in zip(Up.m, U.m, dU.m, strict=True))
                   + ((Vp.rho - V.rho) * dV.rho).sum() + ((Vp.m - V.m) * dV.m).sum())
     assert abs(inner) <= 1e-10 * (U.sqnorm() + V.sqnorm())
 

@@ -400,11 +400,12 @@ def _geodesic(cfg: DictConfig, run, device, dtype) -> dict[str, Any]:
     mid = path[mid_k].clamp_min(0)
     pts = grid.points()
     if gauss is not None:
-        mean, cov = G.moments(pts, (mid * vol).reshape(-1).cpu())
+        mean, cov = G.moments(pts.cpu(), (mid * vol).reshape(-1).cpu())
         em, ec = G.geodesic_moments(*gauss, t_mid)
         out["midpoint_mean_error"] = float((mean - em).norm())
         out["midpoint_cov_error"] = float((cov - ec).abs().max())
-    mixture = (1 - times.to(dtype).reshape(-1, *[1] * grid.dim)) * rho0 + times.to(dtype).reshape(-1, *[1] * grid.dim) * rho1
+    tt = times.to(dtype=dtype, device=rho0.device).reshape(-1, *[1] * grid.dim)
+    mixture = (1 - tt) * rho0 + tt * rho1
     out["midpoint_l1_vs_mixture"] = _rel_l1(mid, mixture[mid_k])
 
     # the second route: an exact plan's displacement interpolation
@@ -472,7 +473,7 @@ def _plans(cfg: DictConfig, run, device, dtype) -> dict[str, Any]:
                            "divergence_rel_error_min_eps": abs(divs[0] / w2 - 1),
                            "entropic_value_min_eps": rows[0]["entropic_value"],
                            "entropic_value_monotone": bool(all(v1 <= v2 + 1e-12 for v1, v2 in
-                                                               zip(values, values[1:]))),
+                                                               zip(values, values[1:], strict=False))),
                            "plan_cost_above_w2": bool(all(r["transport_cost"] >= w2 - 1e-12 for r in rows)),
                            "converged": bool(all(r["converged"] for r in rows))}
     t_plot = time.perf_counter()
@@ -516,15 +517,16 @@ def _map(cfg: DictConfig, run, device, dtype) -> dict[str, Any]:
     T_ref = None
     if gauss is not None:
         m0, s0, m1, s1 = gauss
-        A = G.affine_map(s0, s1).to(pts.dtype)
-        T_ref = torch.tensor(m1, dtype=pts.dtype) + (pts - torch.tensor(m0, dtype=pts.dtype)) @ A.T
+        A = G.affine_map(s0, s1).to(dtype=pts.dtype, device=pts.device)
+        m0_t, m1_t = (torch.tensor(m, dtype=pts.dtype, device=pts.device) for m in (m0, m1))
+        T_ref = m1_t + (pts - m0_t) @ A.T
         out["map_potential_error"] = float((w * ((T_pot - T_ref) ** 2).sum(1)).sum()) ** 0.5
         out["map_barycentric_error"] = float((w * ((T_bar - T_ref) ** 2).sum(1)).sum()) ** 0.5
-        out["affine_matrix"] = [[float(v) for v in row] for row in A.tolist()]
     t_plot = time.perf_counter()
     run.save_arrays("map", points=pts.cpu().numpy(), mass=w.cpu().numpy(), potential=u_full.cpu().numpy(),
                     map_potential=T_pot.cpu().numpy(), map_barycentric=T_bar.cpu().numpy(),
-                    **({"map_reference": T_ref.cpu().numpy()} if T_ref is not None else {}))
+                    **({"map_reference": T_ref.cpu().numpy(), "affine_matrix": A.cpu().numpy()}
+                       if T_ref is not None else {}))
     ot_plots.maps(run, cg, ca.cpu(), _coarsen(b, factor).cpu(), pts.cpu(), T_pot.cpu(), T_bar.cpu(),
                   None if T_ref is None else T_ref.cpu(), u_full.cpu())
     out["_plot_s"] = time.perf_counter() - t_plot

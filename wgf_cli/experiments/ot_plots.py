@@ -98,7 +98,8 @@ def plans(run, x, a, b, eps_list, plan_list, exact, rows, w2) -> None:
     count = len(eps_list) + 1
     fig, axs = plt.subplots(1, count, figsize=(2.8 * count, 3.0), squeeze=False)
     ext = [x[0], x[-1], x[0], x[-1]]
-    for ax, (name, p) in zip(axs[0], [("exact", exact)] + [(f"eps = {e:g}", p) for e, p in zip(eps_list, plan_list, strict=True)], strict=True):
+    panels = [("exact", exact)] + [(f"eps = {e:g}", p) for e, p in zip(eps_list, plan_list, strict=True)]
+    for ax, (name, p) in zip(axs[0], panels, strict=True):
         ax.imshow(p.T, origin="lower", extent=ext, cmap="Blues", vmin=0)
         ax.set_title(name)
         ax.set_xlabel("x (source)")
