@@ -49,7 +49,9 @@ def test_geodesic_run_folder_contract(tmp_path):
     (["task=map", "--grid", "12"], ["map.npz", "plots/map.png", "plots/potential.png"]),
     (["task=duality", "duality.points_source=12", "duality.points_target=9"], ["duality.npz", "plots/duality.png"]),
     (["--grid", "16", "grid.dim=1", "solver.time_steps=6", "solver.iters=60"], ["paths.npz", "plots/snapshots.png"]),
-], ids=["entropic", "plans", "map", "duality", "1d"])
+    (["--grid", "16", "solver.time_steps=4", "solver.iters=20", "exact.max_points=40"],
+     ["paths.npz", "plots/snapshots.png"]),
+], ids=["entropic", "plans", "map", "duality", "1d", "coarsened-exact"])
 def test_other_tasks_write_their_artifacts(tmp_path, args, files):
     run_dir = tmp_path / "run"
     res = wgf(*args, f"hydra.run.dir={run_dir}", "-q")
@@ -58,6 +60,8 @@ def test_other_tasks_write_their_artifacts(tmp_path, args, files):
         assert (run_dir / name).exists(), name
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["task"] in ("geodesic", "plans", "map", "duality") and "w2sq" in summary
+    if "exact.max_points=40" in args:  # the exact plan ran on a coarser grid
+        assert summary["exact_grid_size"] < 16 and summary["w2sq_exact_plan"] > 0
 
 
 @pytest.mark.parametrize(("args", "needle"), [

@@ -133,10 +133,16 @@ def test_benamou_brenier_gaussians_against_the_closed_form():
     res = benamou_brenier(r0, r1, grid.spacing, time_steps=12, gamma=float(r0.max()) / 8,
                           iters=1500, tol=1e-4, check_every=10)
     assert res.converged
-    # measured: W2^2 = 0.13188 (rel. -1e-5 .. 1e-3 by grid); tolerance 1 %, regression 2e-3
-    assert abs(res.w2sq / exact - 1) <= 2e-3
-    # the path: endpoints exact, mass kept, midpoint moments of the Gaussian geodesic
+    # measured: 0.131977 after 630 iterations, 7.4e-4 above the closed form; bound 1.5e-3
+    assert abs(res.w2sq / exact - 1) <= 1.5e-3
+    # POT's exact cost between the same grid measures: 0.132378 (the grid measures carry their
+    # own discretisation, ~2e-3 of W2^2 at 24^2); measured 3.0e-3 apart, bound 5e-3
     v = grid.cell_volume
+    pts = grid.points()
+    emd = ot.emd2((r0 * v).reshape(-1).numpy(), (r1 * v).reshape(-1).numpy(),
+                  ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1).numpy())
+    assert abs(res.w2sq / emd - 1) <= 5e-3
+    # the path: endpoints exact, mass kept, midpoint moments of the Gaussian geodesic
     assert_allclose((res.rho.sum(dim=(1, 2)) * v).numpy(), 1.0, atol=1e-10)
     mid = res.rho[6].clamp_min(0)
     mean, cov = G.moments(grid.points(), mid.reshape(-1))
