@@ -55,17 +55,17 @@ def prox_kinetic(rho: Tensor, m: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
     p = -(a * a) / 3.0
     q = -2.0 * a**3 / 27.0 - c
     disc = c * (a**3 / 27.0 + c / 4.0)  # (q/2)^2 + (p/3)^3
-    one = disc >= 0
     # one real root (disc >= 0): Cardano
     sq = torch.sqrt(torch.clamp(disc, min=0.0))
     u = -q / 2.0 + sq
     w = -q / 2.0 - sq
-    z1 = torch.sign(u) * torch.abs(u) ** (1.0 / 3.0) + torch.sign(w) * torch.abs(w) ** (1.0 / 3.0)
-    # three real roots (disc < 0, then p < 0): the largest, trigonometric form
-    pn = torch.clamp(-p, min=torch.finfo(rho.dtype).tiny)
-    arg = torch.clamp((3.0 * q / (2.0 * -pn)) * torch.sqrt(3.0 / pn), -1.0, 1.0)
-    z3 = 2.0 * torch.sqrt(pn / 3.0) * torch.cos(torch.arccos(arg) / 3.0)
-    s = torch.where(one, z1, z3) + a / 3.0
+    z = torch.sign(u) * torch.abs(u) ** (1.0 / 3.0) + torch.sign(w) * torch.abs(w) ** (1.0 / 3.0)
+    three = disc < 0  # three real roots (then p < 0; only where rho < -gamma): the largest,
+    if bool(three.any()):  # trigonometric form, on those points only
+        pn = torch.clamp(-p[three], min=torch.finfo(rho.dtype).tiny)
+        arg = torch.clamp((3.0 * q[three] / (2.0 * -pn)) * torch.sqrt(3.0 / pn), -1.0, 1.0)
+        z[three] = 2.0 * torch.sqrt(pn / 3.0) * torch.cos(torch.arccos(arg) / 3.0)
+    s = z + a / 3.0
     # Newton polish on s^3 - a s^2 - c (the root is simple where it matters)
     f = s * s * (s - a) - c
     fp = s * (3.0 * s - 2.0 * a)
