@@ -75,6 +75,11 @@ def test_other_tasks_write_their_artifacts(tmp_path, args, files):
     (["task=plans", "eps=[0.1,-1]"], "eps must be a number > 0 or a list of them"),
     (["source.std=-0.1"], "source.std must be a number > 0"),
     (["solver.tmie_steps=3"], "unknown key 'solver.tmie_steps'"),
+    (["source.mean=0.5"], "source.mean must be a list of 2 numbers, got 0.5"),
+    (["target=gaussian_mixture", "target.stds=[0.1,x,0.1]"], "target.means must be a list of points"),
+    (["target=gaussian_mixture", "target.weights=[1,1]"], "need the same number of entries"),
+    (["task=plans", "eps=abc"], "eps must be a number > 0 or a list of them"),
+    (["task=duality", "duality.points_source=1"], "duality.points_source must be >= 2"),
 ])
 def test_bad_input_one_line_exit_2(args, needle):
     res = runner.invoke(app, ["ot", *args])

@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from wgf_cli.errors import ConfigError
 from wgf_cli.experiments import common as C
@@ -123,27 +123,38 @@ PRESETS = [
 # ----------------------------------------------------------------------------------------
 # validation
 # ----------------------------------------------------------------------------------------
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _numbers(v: Any) -> bool:
+    return isinstance(v, ListConfig | list) and all(_number(x) for x in v)
+
+
 def _check_density(cfg: DictConfig, role: str, dim: int) -> None:
     name = C.get(cfg, f"{role}.name")
     if name not in DENSITIES:
         raise ConfigError(f"{role}={name} is not a density of wgf ot ({role}: {', '.join(DENSITIES)})")
     if name == "gaussian":
-        mean = C.vector(cfg, f"{role}.mean", len(C.get(cfg, f"{role}.mean") or []) or 2)
-        if len(mean) < dim:
-            raise ConfigError(f"{role}.mean must have {dim} entries, got {mean}")
+        mean = C.get(cfg, f"{role}.mean")
+        if not _numbers(mean) or len(mean) < dim:
+            raise ConfigError(f"{role}.mean must be a list of {dim} numbers, got {C._show(mean)}")
         std = C.get(cfg, f"{role}.std")
-        stds = [std] if isinstance(std, int | float) else list(std)
-        if not stds or any(isinstance(s, bool) or not isinstance(s, int | float) or not s > 0 for s in stds) \
-                or (len(stds) > 1 and len(stds) < dim):
-            raise ConfigError(f"{role}.std must be a number > 0 or {dim} numbers > 0, got {std}")
+        stds = [std] if _number(std) else std
+        if not _numbers(stds) or not stds or min(stds) <= 0 or 1 < len(stds) < dim:
+            raise ConfigError(f"{role}.std must be a number > 0 or {dim} numbers > 0, got {C._show(std)}")
         C.number(cfg, f"{role}.angle")
     else:
         means, stds, weights = (C.get(cfg, f"{role}.{k}") for k in ("means", "stds", "weights"))
+        if not (_numbers(stds) and _numbers(weights) and isinstance(means, ListConfig | list)
+                and all(_numbers(m) for m in means)):
+            raise ConfigError(f"{role}.means must be a list of points, {role}.stds and {role}.weights "
+                              "lists of numbers")
         if not (len(means) == len(stds) == len(weights)) or not len(means):
             raise ConfigError(f"{role}.means, {role}.stds and {role}.weights need the same number of entries")
         if any(len(m) < dim for m in means):
             raise ConfigError(f"{role}.means: each mean needs {dim} entries")
-        if any(not s > 0 for s in stds) or any(w < 0 for w in weights) or not sum(weights) > 0:
+        if min(stds) <= 0 or min(weights) < 0 or not sum(weights) > 0:
             raise ConfigError(f"{role}: stds must be > 0 and weights >= 0 (not all 0)")
 
 
@@ -196,13 +207,8 @@ def validate(cfg: DictConfig) -> None:
             C.number(cfg, "solver.eps", positive=True)
     if task == "plans":
         eps = C.get(cfg, "eps")
-        values = [eps] if isinstance(eps, int | float) and not isinstance(eps, bool) else eps
-        try:
-            ok = len(values) > 0 and all(not isinstance(e, bool) and isinstance(e, int | float)
-                                         and e > 0 for e in values)
-        except TypeError:
-            ok = False
-        if not ok:
+        values = [eps] if _number(eps) else eps
+        if not (_numbers(values) and len(values) > 0 and min(values) > 0):
             raise ConfigError(f"eps must be a number > 0 or a list of them (e.g. eps='[0.1,1,10]'), got {eps}")
     if task == "duality":
         C.integer(cfg, "duality.points_source", minimum=2, maximum=5000)
