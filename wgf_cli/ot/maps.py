@@ -271,22 +271,18 @@ def grid_entropic(a: Tensor, b: Tensor, axes: list[Tensor], eps: float, *, tol: 
     f, g = torch.zeros_like(la), torch.zeros_like(lb)
     span = sum(float(ax.max() - ax.min()) ** 2 for ax in axes)
 
-    def upd_f(e):
-        return -e * _grid_lse([lk / e for lk in logks], lb + g / e)
-
-    def upd_g(e, f):
-        return -e * _grid_lse([lk / e for lk in logks], la + f / e)
-
     for e in _eps_schedule(span, eps)[:-1]:
+        lke = [lk / e for lk in logks]
         for _ in range(3):
-            f = upd_f(e)
-            g = upd_g(e, f)
+            f = -e * _grid_lse(lke, lb + g / e)
+            g = -e * _grid_lse(lke, la + f / e)
     errors, converged, k = [], False, 0
+    lke = [lk / eps for lk in logks]
     for k in range(1, iters + 1):
-        f = upd_f(eps)
-        g = upd_g(eps, f)
+        f = -eps * _grid_lse(lke, lb + g / eps)
+        g = -eps * _grid_lse(lke, la + f / eps)
         if k % check_every == 0 or k == iters:
-            row = torch.exp(la + f / eps + _grid_lse([lk / eps for lk in logks], lb + g / eps))
+            row = torch.exp(la + f / eps + _grid_lse(lke, lb + g / eps))
             err = float((row - a / a.sum()).abs().sum())
             errors.append(err)
             if err <= tol:
