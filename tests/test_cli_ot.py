@@ -56,7 +56,8 @@ def test_other_tasks_write_their_artifacts(tmp_path, args, files):
     run_dir = tmp_path / "run"
     res = wgf(*args, f"hydra.run.dir={run_dir}", "-q")
     assert res.exit_code == 0, res.output
-    for name in files:
+    for name in ["config.yaml", "run.json", "status.json", "metrics.jsonl", "metrics.csv", "summary.json",
+                 "ot.log", *files]:
         assert (run_dir / name).exists(), name
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["task"] in ("geodesic", "plans", "map", "duality") and "w2sq" in summary

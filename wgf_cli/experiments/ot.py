@@ -528,6 +528,9 @@ def _map(cfg: DictConfig, run, device, dtype) -> dict[str, Any]:
         T_ref = m1_t + (pts - m0_t) @ A.T
         out["map_potential_error"] = float((w * ((T_pot - T_ref) ** 2).sum(1)).sum()) ** 0.5
         out["map_barycentric_error"] = float((w * ((T_bar - T_ref) ** 2).sum(1)).sum()) ** 0.5
+    # one row: the map has no iterations of its own (POT's simplex reports none)
+    run.log_metrics(0, **{k: out[k] for k in ("w2sq", "w2sq_exact_plan", "dual_gap", "map_potential_error",
+                                              "map_barycentric_error") if out.get(k) is not None})
     t_plot = time.perf_counter()
     run.save_arrays("map", points=pts.cpu().numpy(), mass=w.cpu().numpy(), potential=u_full.cpu().numpy(),
                     map_potential=T_pot.cpu().numpy(), map_barycentric=T_bar.cpu().numpy(),
