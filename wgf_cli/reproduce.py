@@ -42,8 +42,8 @@ EXPECTED_S = {
     "ntk": 2, "scaling": 10, "dirac": 1, "wgan_ring8_gp": 66, "wgan_ring8_pacgan": 89,
     "wgan_grid25_pacgan": 156, "wgan_ring8_pacgan_vanilla": 34, "wgan_clip_boundary": 28,
     "wgan_gauss2_vanilla": 7, "wgan_ring8_sinkhorn": 27, "wgan_grid25_gan": 52,
-    "wgan_grid25_clip": 41, "ot_geodesic": 14, "ot_plans": 7, "ot_map": 5, "ot_duality": 4, "keller_segel": 4,
-    "keller_segel_supercritical": 4, "wgan_grid25_sinkhorn": 48, "gdelt_synthetic": 20, "gdelt_train": 700,
+    "wgan_grid25_clip": 41, "ot_geodesic": 8, "ot_plans": 3, "ot_map": 2, "ot_duality": 1, "keller_segel": 5,
+    "keller_segel_supercritical": 3, "wgan_grid25_sinkhorn": 48, "gdelt_synthetic": 20, "gdelt_train": 700,
 }
 
 
