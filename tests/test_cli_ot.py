@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -63,6 +64,24 @@ def test_other_tasks_write_their_artifacts(tmp_path, args, files):
     assert summary["task"] in ("geodesic", "plans", "map", "duality") and "w2sq" in summary
     if "exact.max_points=40" in args:  # the exact plan ran on a coarser grid
         assert summary["exact_grid_size"] < 16 and summary["w2sq_exact_plan"] > 0
+
+
+def test_every_ot_group_option_composes_and_validates():
+    """Every option of wgf ot's groups (in the folders it shares with other subcommands) composes
+    and validates; the other subcommands' options are named in one line."""
+    from wgf_cli.commands import COMMANDS
+    from wgf_cli.errors import ConfigError
+    from wgf_cli.experiments.ot import DENSITIES, SOLVERS
+    from wgf_cli.launch import compose
+
+    conf = Path(__file__).parents[1] / "conf"
+    for group, allowed in (("source", DENSITIES), ("target", DENSITIES), ("solver", SOLVERS)):
+        for option in sorted(p.stem for p in (conf / group).glob("*.yaml")):
+            if option in allowed:
+                assert compose(COMMANDS["ot"], [f"{group}={option}"])[group].name == option
+            else:
+                with pytest.raises(ConfigError, match=f"{group}={option} is not a"):
+                    compose(COMMANDS["ot"], [f"{group}={option}"])
 
 
 @pytest.mark.parametrize(("args", "needle"), [
