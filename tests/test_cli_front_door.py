@@ -71,7 +71,7 @@ def test_presets_lists_every_subcommand():
                                       "keys of solver:", "gamma_factor"]),
         (["jko", "enrgy=heat"], ["did you mean energy?"]),
         (["jko", "energy=hot"], ["energy=hot: no such option", "did you mean energy=heat?",
-                                 "aggregation, crowd, fokker_planck, heat, porous_medium"]),
+                                 "aggregation, crowd, fokker_planck, heat, keller_segel, porous_medium"]),
         (["jko", "energy=fokker_planck", "energy/potential=quadratc"],
          ["did you mean energy/potential=quadratic?", "double_well, expr, quadratic"]),
         (["jko", "experiment=nonexistent"], ["no such preset of wgf jko", "presets: heat,"]),

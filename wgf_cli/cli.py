@@ -139,6 +139,7 @@ _FLAG_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
                     "workers": ("workers",), "force": ("force",)},
     "gdelt-train": {"build": ("data.build_dir",), "epochs": ("train.epochs",)},
     "gdelt-forecast": {"run": ("run",), "build": ("build",)},
+    "ot": {"task": ("task",), "grid": ("grid.size",)},
 }
 _COMMON_FLAGS = {"device": ("device",), "seed": ("seed",)}
 
@@ -554,7 +555,7 @@ def jko(
                                              show_default=False)] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="JKO steps.", show_default=False)] = None,
     energy: Annotated[str | None, typer.Option(
-        "--energy", help="heat | fokker_planck | porous_medium | crowd | aggregation",
+        "--energy", help="heat | fokker_planck | porous_medium | crowd | aggregation | keller_segel",
         show_default=False)] = None,
     device: Device = None,
     seed: Seed = None,
@@ -570,6 +571,30 @@ def jko(
     """
     flags = _flags("jko", locals())
     _dispatch("jko", flags, overrides, multirun, show_config, quiet, resume)
+
+
+@app.command(cls=_Command, context_settings=PASS_THROUGH)
+def ot(
+    overrides: Overrides = None,
+    task: Annotated[str | None, typer.Option("--task", help="geodesic | plans | map | duality",
+                                             show_default=False)] = None,
+    grid: Annotated[int | None, typer.Option("--grid", help="Cells per axis (grid.size).",
+                                             show_default=False)] = None,
+    device: Device = None,
+    seed: Seed = None,
+    multirun: Multirun = False,
+    show_config: ShowConfig = False,
+    quiet: Quiet = False,
+    resume: Resume = None,
+) -> None:
+    """Optimal transport between densities: W2 geodesics, maps, entropic plans, duality.
+
+    Examples: `wgf ot` (Benamou-Brenier geodesic between two Gaussians);
+    `wgf ot target=gaussian_mixture solver=entropic`; `wgf ot task=plans eps='[0.1,1,10]'`;
+    `wgf ot task=map`; `wgf ot task=duality`.
+    """
+    flags = _flags("ot", locals())
+    _dispatch("ot", flags, overrides, multirun, show_config, quiet, resume)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -14,6 +14,7 @@ COMMANDS: dict[str, Command] = {
     "meanfield": Command("meanfield", "meanfield", "wgf_cli.experiments.meanfield"),
     "renyi-mi": Command("renyi-mi", "renyi_mi", "wgf_cli.experiments.renyi_mi"),
     "wgan": Command("wgan", "wgan", "wgf_cli.experiments.wgan"),
+    "ot": Command("ot", "ot", "wgf_cli.experiments.ot"),
     # the GDELT stack is an extra: pip install 'wgf-cli[gdelt]' (make install has it)
     "gdelt-build": Command("gdelt-build", "gdelt_build", "wgf_cli.experiments.gdelt_build",
                            requires=("pyarrow",), extra="gdelt"),

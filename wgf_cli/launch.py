@@ -293,6 +293,11 @@ def compose(command: Command, overrides: list[str]):
     cfg = _compose_raw(command, overrides)
     with open_dict(cfg):
         cfg.pop("hydra", None)
+    # group folders are shared between subcommands (conf/solver/, conf/source/): an option of
+    # another subcommand is named before its interpolations fail to resolve
+    check_choices = getattr(command.experiment(), "check_choices", None)
+    if check_choices is not None:
+        check_choices(cfg)
     try:
         OmegaConf.resolve(cfg)
     except Exception as exc:

@@ -23,7 +23,7 @@ from wgf_cli.presets import Claim, Preset
 
 log = logging.getLogger(__name__)
 
-ENERGIES = ["heat", "fokker_planck", "porous_medium", "crowd", "aggregation"]
+ENERGIES = ["heat", "fokker_planck", "porous_medium", "crowd", "aggregation", "keller_segel"]
 POTENTIALS = ["quadratic", "double_well", "expr"]
 INITIALS = ["gaussian", "gaussian_mixture", "box", "barenblatt", "npy"]
 SOLVERS = ["jko", "langevin"]
@@ -57,6 +57,13 @@ SUMMARY_KEYS = {
     "kernel_band": "half-width (cells) of the banded Gibbs kernel at the end (n-1: full kernel)",
     "threads": "torch CPU threads used (threads=auto: 1 below 2048^2 cells)",
     "wall_s": "wall time of the flow and its metrics (plots and arrays excluded)",
+    "critical_mass": "keller_segel: 8 pi D / chi",
+    "m2_initial": "keller_segel: second moment per unit mass at t = 0",
+    "m2_final": "keller_segel: second moment per unit mass at the end",
+    "m2_rate": "keller_segel: least-squares slope of the second moment in t",
+    "m2_rate_virial": "keller_segel: whole-plane closed form dM2/dt = 4 D (1 - M / M_crit)",
+    "m2_rate_error": "keller_segel: |m2_rate - m2_rate_virial| / (4 D)",
+    "spreads": "keller_segel: the second moment grew (sub-critical) or shrank (super-critical)",
 }
 
 
@@ -123,6 +130,20 @@ PRESETS = [
            ["energy_initial", "energy_final", "energy_monotone", "mass_error_max"],
            [Claim("mass_error_max", "<=", 1e-9, "aggregation conserves mass"),
             Claim("energy_monotone", "==", True, "aggregation energy decreases")], toy=_TOY),
+    Preset("keller_segel", "Keller-Segel below the critical mass (M = 6 < 8): the density spreads; "
+           "second moment against the virial identity dM2/dt = 4 D (1 - M / M_crit).",
+           ["critical_mass", "m2_initial", "m2_final", "m2_rate", "m2_rate_virial", "energy_monotone"],
+           [Claim("spreads", "==", True, "sub-critical Keller-Segel spreads"),
+            Claim("m2_rate_error", "<=", 0.02, "dM2/dt = 4 D (1 - M / (8 pi D / chi)), relative to 4 D"),
+            Claim("mass_error_max", "<=", 1e-9, "Keller-Segel conserves mass"),
+            Claim("energy_monotone", "==", True, "Keller-Segel free energy decreases")], toy=_TOY),
+    Preset("keller_segel_supercritical", "Keller-Segel above the critical mass (M = 10 > 8): the "
+           "density concentrates; second moment against the virial identity.",
+           ["critical_mass", "m2_initial", "m2_final", "m2_rate", "m2_rate_virial", "energy_monotone"],
+           [Claim("spreads", "==", False, "super-critical Keller-Segel concentrates"),
+            Claim("m2_rate_error", "<=", 0.1, "dM2/dt = 4 D (1 - M / M_crit) until the grid scale, "
+                  "relative to 4 D"),
+            Claim("energy_monotone", "==", True, "Keller-Segel free energy decreases")], toy=_TOY),
     Preset("double_well_langevin", "Double-well Fokker-Planck vs 2000 Langevin particles.",
            ["langevin_distance", "langevin_sampling_q95", "langevin_agrees", "gibbs_l1_final"],
            [Claim("langevin_agrees", "==", True,
@@ -199,6 +220,12 @@ def validate(cfg: DictConfig) -> None:
         C.vector(cfg, "energy.exit_hi", dim)
     if name == "aggregation":
         C.choice(cfg, "energy.kernel.kind", ["power", "expr"])
+    if name == "keller_segel":
+        C.number(cfg, "energy.diffusion", positive=True)
+        C.number(cfg, "energy.mass", positive=True)
+        C.number(cfg, "energy.chi", positive=True)
+        if dim != 2:
+            raise ConfigError(f"energy=keller_segel is 2-D (the Newtonian kernel); got grid.dim={dim}")
     if solver == "langevin":
         if name not in ("heat", "fokker_planck", "aggregation"):
             raise ConfigError(f"solver=langevin needs energy heat, fokker_planck or aggregation "
@@ -284,6 +311,8 @@ def _build_energy(cfg: DictConfig, grid):
     if e.name == "crowd":
         V = E.exit_distance(grid, list(e.exit_lo), list(e.exit_hi))
         return E.Crowd(grid, V, float(e.kappa), float(e.diffusion))
+    if e.name == "keller_segel":
+        return E.KellerSegel(grid, float(e.mass), float(e.diffusion), float(e.chi))
     k = e.kernel
     kernel = P.RadialKernel(str(k.kind), float(k.attract_power), float(k.repel_power),
                             float(k.strength), None if k.expr is None else str(k.expr),
@@ -412,7 +441,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
             run.truncate_metrics(int(ck["step"]))
             log.info("resumed from step %d", ck["step"])
     else:
-        _log_step(run, 0, 0.0, e0, rho0, mass0, grid, ref, grid_w2, R, state, None)
+        _log_step(run, 0, 0.0, e0, rho0, mass0, grid, ref, grid_w2, R, state, None, energy)
 
     def on_step(st) -> None:
         k = state["step"] + 1
@@ -422,7 +451,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
         parts = energy.parts(st.rho)
         state["energies"].append(sum(parts.values()))
         state["entropy"].append(parts.get("entropy", 0.0))
-        _log_step(run, k, st.t, parts, st.rho, mass0, grid, ref, grid_w2, R, state, st)
+        _log_step(run, k, st.t, parts, st.rho, mass0, grid, ref, grid_w2, R, state, st, energy)
         if k % snap_every == 0 or k == steps:
             state["snaps"].append((st.t, st.rho.cpu()))
         if k % gif_every == 0 or k == steps:
@@ -495,6 +524,8 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     if cfg.energy.name == "crowd":
         summary["kappa"] = float(cfg.energy.kappa)
         summary["congestion_ratio_max"] = summary["max_density_max"] / float(cfg.energy.kappa)
+    if cfg.energy.name == "keller_segel":
+        summary.update(_keller_segel_summary(run, energy))
     if cfg.energy.name == "fokker_planck":
         summary["gibbs_l1_final"] = R.relative_l1(state["rho"], R.gibbs(energy.V, energy.diffusion))
     summary.update(extra)
@@ -505,13 +536,28 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     return summary
 
 
-def _log_step(run, k, t, parts, rho, mass0, grid, ref, grid_w2, R, state, st) -> None:
+def _keller_segel_summary(run, energy) -> dict[str, Any]:
+    """The second moment's slope against the whole-plane virial identity."""
+    rows = [r for r in run.read_metrics() if "m2" in r]
+    t = np.array([r["t"] for r in rows])
+    m2 = np.array([r["m2"] for r in rows])
+    rate = float(np.polyfit(t, m2, 1)[0]) if len(t) > 1 else float("nan")
+    virial = energy.virial_rate()
+    return {"critical_mass": energy.critical_mass, "mass": energy.mass, "m2_initial": float(m2[0]),
+            "m2_final": float(m2[-1]), "m2_rate": rate, "m2_rate_virial": virial,
+            "m2_rate_error": abs(rate - virial) / (4 * energy.diffusion),
+            "spreads": bool(m2[-1] > m2[0])}
+
+
+def _log_step(run, k, t, parts, rho, mass0, grid, ref, grid_w2, R, state, st, energy=None) -> None:
     mass = float(rho.sum())
     state["mass_err"].append(abs(mass - mass0) / mass0)
     maxd = float(rho.max()) / grid.cell_volume
     row: dict[str, Any] = {"t": t, "energy": sum(parts.values())}
     row.update({f"energy_{k_}": v for k_, v in parts.items()})
     row.update(mass=mass, max_density=maxd)
+    if hasattr(energy, "second_moment"):
+        row.update(m2=energy.second_moment(rho))
     if st is not None:
         state["iters"].append(st.inner_iters)
         state["conv"].append(st.converged)
