@@ -39,7 +39,8 @@ three quarters to the probes.  Steps grow up to ``max_steps`` and probes up to
 **Error estimate** (bits): ``t * (standard error of the probe mean)`` (``t``: the 98 % two-sided
 Student quantile for the number of probes) ``+`` the mean quadrature half-gap ``+`` a
 second-order estimate of the split error of the deflation (Ritz residuals squared over the
-gap).  It is meant to cover the true error in about 98 % of runs; ``met`` says whether it is
+gap) ``+`` a first-order estimate of the rounding of the products (``4 eps`` of each
+eigenvalue).  It is meant to cover the true error in about 98 % of runs; ``met`` says whether it is
 below ``tol |S|``.
 
 **Precision.**  Products run in float32 for ``alpha >= 1`` (halves their cost; the rounding of
@@ -66,6 +67,7 @@ FLAT_RATIO = 20.0  # deflation stops once the largest unconverged Ritz value is 
                    # multiple of the mean remaining eigenvalue (the expansion takes over)
 QUAD_SHARE = 0.3  # share of the error budget for the quadrature bracket (the rest: probes)
 PROBES0 = 24  # probes of the first batch when adaptive
+RESTART_PROBES = 6  # deflate deeper (once) when the first batch asks for more than this x probes
 OPERATORS = (DenseGram, GaussianGram)
 
 
@@ -92,7 +94,7 @@ class FastEntropyResult:
     std_error: float = 0.0  # bits: the typical (1 sigma) error: hypot(stderr, quadrature) + split
     stat_error: float = 0.0  # bits: t * standard error of the probes
     quad_error: float = 0.0  # bits: mean Gauss / Gauss-Radau half-gap
-    split_error: float = 0.0  # bits: deflation split estimate
+    split_error: float = 0.0  # bits: deflation split estimate + rounding of the products
     passes: int = 0  # products with A
     columns: int = 0  # columns multiplied by A in all
     matmul_dtype: str = "float64"
@@ -329,60 +331,72 @@ def entropy_fast(A, alpha: float, *, tol: float = 1e-4, block: int | None = None
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     tr = op.trace
 
-    # 1. deflation of the converged top Ritz pairs
-    theta, Q, res2, top_u, depth = _deflate(op, n, b, blocks, max_blocks, rank, ritz_tol, gen,
-                                            alpha, tr)
-    fro2 = op.fro2 / tr**2
-    r2 = float(res2.sum())
-    k = int(theta.numel())
-    theta_c = theta.clamp_min(0.0)
-    top_g = float(_g(theta_c, alpha).sum())
-    m1 = max(1.0 - float(theta.sum()), 0.0)  # tr B
-    m2 = max(fro2 - float((theta * theta).sum()) - 2.0 * r2, 0.0)  # ||B||_F^2
-    # split error (second order): residual^2 times the divided difference of g' across the gap
-    split_G = 0.0
-    if k:
-        lam_ref = max(top_u, m1 / max(n - k, 1))
-        gap = (theta_c - lam_ref).clamp_min(ritz_tol * theta_c.clamp_min(1e-300))
-        dd = (_dg(theta_c, alpha) - float(_dg(torch.tensor(max(lam_ref, 1e-300), dtype=F64),
-                                               alpha))).abs() / gap
-        split_G = float((res2 * dd).sum())
+    q_fixed = blocks
+    for attempt in range(2):  # a second, deeper deflation when the probes say so
+        # 1. deflation of the converged top Ritz pairs
+        theta, Q, res2, top_u, depth = _deflate(op, n, b, q_fixed, max_blocks, rank, ritz_tol, gen,
+                                                alpha, tr)
+        fro2 = op.fro2 / tr**2
+        r2 = float(res2.sum())
+        k = int(theta.numel())
+        theta_c = theta.clamp_min(0.0)
+        top_g = float(_g(theta_c, alpha).sum())
+        m1 = max(1.0 - float(theta.sum()), 0.0)  # tr B
+        m2 = max(fro2 - float((theta * theta).sum()) - 2.0 * r2, 0.0)  # ||B||_F^2
+        # split error (second order): residual^2 times the divided difference of g' across the gap
+        split_G = 0.0
+        if k:
+            lam_ref = max(top_u, m1 / max(n - k, 1))
+            gap = (theta_c - lam_ref).clamp_min(ritz_tol * theta_c.clamp_min(1e-300))
+            dd = (_dg(theta_c, alpha) - float(_dg(torch.tensor(max(lam_ref, 1e-300), dtype=F64),
+                                                   alpha))).abs() / gap
+            split_G = float((res2 * dd).sum())
 
-    # 2./3. stochastic Lanczos quadrature of the remainder on B = P A P
-    def proj(X):
-        return X - Q @ (Q.T @ X) if k else X
+        # 2./3. stochastic Lanczos quadrature of the remainder on B = P A P
+        def proj(X):
+            return X - Q @ (Q.T @ X) if k else X
 
-    def mm_tail(X):
-        return proj(op.matmul(proj(X)) / tr)
+        def mm_tail(X):
+            return proj(op.matmul(proj(X)) / tr)
 
-    def budget(G: float) -> float:
-        S, dSdG = _to_entropy(G, alpha)
-        return tol * max(abs(S), 1e-12) / dSdG
+        def budget(G: float) -> float:
+            S, dSdG = _to_entropy(G, alpha)
+            return tol * max(abs(S), 1e-12) / dSdG
 
-    state: dict = {}
+        state: dict = {}
 
-    def combine(gauss, radau, coef):
-        mid = (gauss + radau) / 2
-        G = top_g + float(mid.mean()) + float(coef[0]) * m1 + float(coef[1]) * m2
-        quad = float(((radau - gauss).abs() / 2).mean())
-        return G, quad, mid
+        def combine(gauss, radau, coef):
+            mid = (gauss + radau) / 2
+            G = top_g + float(mid.mean()) + float(coef[0]) * m1 + float(coef[1]) * m2
+            quad = float(((radau - gauss).abs() / 2).mean())
+            return G, quad, mid
 
-    def check(a, bb, s):
-        gauss, radau, coef = _quadrature(a, bb, state["znorm2"], alpha, None)
-        G, quad, _ = combine(gauss, radau, coef)
-        return quad <= QUAD_SHARE * budget(G)
+        def check(a, bb, s):
+            gauss, radau, coef = _quadrature(a, bb, state["znorm2"], alpha, None)
+            G, quad, _ = combine(gauss, radau, coef)
+            return quad <= QUAD_SHARE * budget(G)
 
-    def batch(m: int, s_max: int, adaptive: bool):
-        Z = (torch.randint(0, 2, (n, m), generator=gen, dtype=F64) * 2 - 1).to(dev)
-        Z = proj(Z)
-        state["znorm2"] = (Z * Z).sum(0)
-        a, bb = _lanczos(mm_tail, Z, min(s_max, n - k), check if adaptive else (lambda *_: False))
-        return a, bb, state["znorm2"]
+        def batch(m: int, s_max: int, adaptive: bool):
+            Z = (torch.randint(0, 2, (n, m), generator=gen, dtype=F64) * 2 - 1).to(dev)
+            Z = proj(Z)
+            state["znorm2"] = (Z * Z).sum(0)
+            a, bb = _lanczos(mm_tail, Z, min(s_max, n - k), check if adaptive else (lambda *_: False))
+            return a, bb, state["znorm2"]
 
-    a, bb, zn2 = batch(probes or PROBES0, steps or max_steps, steps is None)
-    s_used = a.shape[1]
-    gauss, radau, coef = _quadrature(a, bb, zn2, alpha, None)
-    mids, gaps = [(gauss + radau) / 2], [(radau - gauss).abs() / 2]
+        a, bb, zn2 = batch(probes or PROBES0, steps or max_steps, steps is None)
+        s_used = a.shape[1]
+        gauss, radau, coef = _quadrature(a, bb, zn2, alpha, None)
+        mids, gaps = [(gauss + radau) / 2], [(radau - gauss).abs() / 2]
+        if attempt == 0 and blocks is None and probes is None and depth < max_blocks:
+            mid = (gauss + radau) / 2
+            G = top_g + float(mid.mean()) + float(coef[0]) * m1 + float(coef[1]) * m2
+            se = float(mid.std(unbiased=True)) / math.sqrt(mid.numel())
+            if se > math.sqrt(RESTART_PROBES) * budget(G):
+                # more than RESTART_PROBES x the first batch would be needed: deflating further
+                # is cheaper (the top eigenvalues the flatness test let through dominate)
+                q_fixed = min(max_blocks, depth + 3)
+                continue
+        break
     for _ in range(3):  # more probes while the standard error exceeds its share of the budget
         mid = torch.cat(mids)
         m = mid.numel()
@@ -406,6 +420,14 @@ def entropy_fast(A, alpha: float, *, tol: float = 1e-4, block: int | None = None
     quad_G = float(gap.mean())
     ent, dSdG = _to_entropy(G, alpha)
     stat_e, quad_e, split_e = _tq(m - 1) * se_G * dSdG, quad_G * dSdG, split_G * dSdG
+    # rounding of the products (float32: ~1e-7 of each eigenvalue), first order in g'; the
+    # trace is exact, so only g' relative to its value at the mean eigenvalue counts
+    u = 4.0 * torch.finfo(op.matmul_dtype).eps
+    ref = _dg(torch.tensor(max(m1 / max(n - k, 1), 1e-300), dtype=F64), alpha)
+    top_t = torch.tensor(max(top_u, 1e-300), dtype=F64)
+    round_G = u * (float(((_dg(theta_c, alpha) - ref).abs() * theta_c).sum())
+                   + float((_dg(top_t, alpha) - ref).abs()) * m1)
+    split_e += round_G * dSdG
     err = stat_e + quad_e + split_e
     std_err = (math.hypot(se_G, quad_G) + split_G) * dSdG
     return FastEntropyResult(
