@@ -101,10 +101,15 @@ def test_tolerance_steers_the_cost_and_is_reported():
 
 def test_settings_given_are_kept():
     A = family("wide", 1200)
-    res = info.entropy_fast(A, 1.01, block=16, blocks=3, probes=10, steps=8)
+    res = info.entropy_fast(A, 1.01, block=16, blocks=3, probes=10, steps=8,
+                            matmul_dtype=torch.float32)
     assert (res.block, res.blocks, res.probes, res.steps) == (16, 3, 10, 8)
     assert res.matmul_dtype == "float32"
+    assert info.entropy_fast(A, 1.01, block=16, blocks=3, probes=10, steps=8).matmul_dtype == "float64"
     assert info.entropy_fast(A, 0.5, block=16, blocks=3, probes=10, steps=8).matmul_dtype == "float64"
+    big = family("silverman", 4200)
+    assert info.entropy_fast(big, 1.01, probes=8, steps=4, blocks=2).matmul_dtype == "float32"
+    assert info.entropy_fast(big, 0.5, probes=8, steps=4, blocks=2).matmul_dtype == "float64"
     with pytest.raises(ValueError):
         info.entropy_fast(A, 1.01, tol=0.0)
 

@@ -43,7 +43,7 @@ gap) ``+`` a first-order estimate of the rounding of the products (``4 eps`` of 
 eigenvalue).  It is meant to cover the true error in about 98 % of runs; ``met`` says whether it is
 below ``tol |S|``.
 
-**Precision.**  Products run in float32 for ``alpha >= 1`` (halves their cost; the rounding of
+**Precision.**  Products run in float32 for ``alpha >= 1`` and ``n >= 4096`` (halves their cost; the rounding of
 ``A`` perturbs eigenvalues by ~1e-7 of the largest, which only ``alpha < 1`` notices, through
 the many tiny eigenvalues) and in float64 for ``alpha < 1``; the Lanczos bookkeeping is
 always float64.  Cost: ``blocks`` products with ``block`` columns and ``steps`` products with
@@ -66,6 +66,7 @@ F64 = torch.float64
 FLAT_RATIO = 20.0  # deflation stops once the largest unconverged Ritz value is below this
                    # multiple of the mean remaining eigenvalue (the expansion takes over)
 QUAD_SHARE = 0.3  # share of the error budget for the quadrature bracket (the rest: probes)
+F32_MIN_N = 4096  # default float32 products from this n on (for alpha >= 1)
 PROBES0 = 24  # probes of the first batch when adaptive
 RESTART_PROBES = 6  # deflate deeper (once) when the first batch asks for more than this x probes
 OPERATORS = (DenseGram, GaussianGram)
@@ -277,6 +278,48 @@ def _quadrature(a: torch.Tensor, b: torch.Tensor, znorm2: torch.Tensor, alpha: f
     return gauss, radau, coef
 
 
+class _Tail:
+    """The deflated operator ``B = P A P`` and the exact part of ``tr g(A)``."""
+
+    def __init__(self, op, Q: torch.Tensor, theta: torch.Tensor, res2: torch.Tensor, alpha: float,
+                 tr: float, gen: torch.Generator) -> None:
+        self.op, self.Q, self.alpha, self.tr, self.gen = op, Q, alpha, tr, gen
+        self.n = op.n
+        self.k = int(theta.numel())
+        self.fro2 = op.fro2 / tr**2
+        self.theta_c = theta.clamp_min(0.0)
+        self.top_g = float(_g(self.theta_c, alpha).sum())
+        self.m1 = max(1.0 - float(theta.sum()), 0.0)  # tr B
+        # ||B||_F^2 = ||A||_F^2 - ||Theta||_F^2 - 2 ||R||_F^2 (R: the Ritz residuals)
+        self.m2 = max(self.fro2 - float((theta * theta).sum()) - 2.0 * float(res2.sum()), 0.0)
+
+    def proj(self, X: torch.Tensor) -> torch.Tensor:
+        return X - self.Q @ (self.Q.T @ X) if self.k else X
+
+    def mm(self, X: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.op.matmul(self.proj(X)) / self.tr)
+
+    def combine(self, gauss: torch.Tensor, radau: torch.Tensor, coef: torch.Tensor):
+        """``tr g(A)``, the mean quadrature half-gap and the per-probe midpoints."""
+        mid = (gauss + radau) / 2
+        G = self.top_g + float(mid.mean()) + float(coef[0]) * self.m1 + float(coef[1]) * self.m2
+        return G, float(((radau - gauss).abs() / 2).mean()), mid
+
+    def batch(self, m: int, s_max: int, stop=None):
+        """Lanczos on ``m`` projected Rademacher probes; ``stop(quad, G)`` ends it early."""
+        Z = (torch.randint(0, 2, (self.n, m), generator=self.gen, dtype=F64) * 2 - 1)
+        Z = self.proj(Z.to(self.op.device))
+        zn2 = (Z * Z).sum(0)
+
+        def check(a, bb, s):
+            G, quad, _ = self.combine(*_quadrature(a, bb, zn2, self.alpha, None))
+            return stop(quad, G)
+
+        a, bb = _lanczos(self.mm, Z, min(s_max, self.n - self.k),
+                         check if stop is not None else (lambda *_: False))
+        return a, bb, zn2
+
+
 def entropy_fast(A, alpha: float, *, tol: float = 1e-4, block: int | None = None,
                  blocks: int | None = None, rank: int | None = None, probes: int | None = None,
                  steps: int | None = None, ritz_tol: float = 1e-2,
@@ -296,7 +339,7 @@ def entropy_fast(A, alpha: float, *, tol: float = 1e-4, block: int | None = None
     Rademacher probes and Lanczos steps of the tail (default: adaptive, at most
     ``max_probes``, ``max_steps``).  ``generator``: a CPU :class:`torch.Generator` (seeded for
     reproducible estimates).  ``matmul_dtype``: dtype of the products with ``A`` (default:
-    float32 for ``alpha >= 1``, float64 below).  When ``n <= exact_n`` (or, with fixed
+    float32 for ``alpha >= 1`` and ``n >= 4096``, else float64).  When ``n <= exact_n`` (or, with fixed
     settings, too small for the split to pay off) the exact value is returned
     (``exact=True``).
     """
@@ -309,7 +352,6 @@ def entropy_fast(A, alpha: float, *, tol: float = 1e-4, block: int | None = None
                         ("max_probes", max_probes, 2), ("max_steps", max_steps, 4)):
         if v is not None and (int(v) != v or v < lo):
             raise ValueError(f"{name} must be an integer >= {lo}, got {v}")
-    mdt = matmul_dtype or (torch.float32 if alpha >= 1.0 else F64)
     if isinstance(A, OPERATORS):
         op = A
     else:
@@ -317,6 +359,7 @@ def entropy_fast(A, alpha: float, *, tol: float = 1e-4, block: int | None = None
             raise ValueError(f"A must be (n, n), got {tuple(A.shape)}")
         op = None
     n = A.n if op is not None else int(A.shape[0])
+    mdt = matmul_dtype or (torch.float32 if alpha >= 1.0 and n >= F32_MIN_N else F64)
     b = block or _default_block(n)
     fixed = blocks is not None or steps is not None
     small = n <= exact_n or (fixed and n <= 2 * b * (blocks or 6) + (steps or 12))
@@ -327,22 +370,22 @@ def entropy_fast(A, alpha: float, *, tol: float = 1e-4, block: int | None = None
                                  time.perf_counter() - t0, tol=tol)
     if op is None:
         op = DenseGram(A, mdt)
-    dev = op.device
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     tr = op.trace
+
+    def budget(G: float) -> float:
+        """Absolute error budget for ``tr g(A)`` at the current estimate ``G``."""
+        S, dSdG = _to_entropy(G, alpha)
+        return tol * max(abs(S), 1e-12) / dSdG
 
     q_fixed = blocks
     for attempt in range(2):  # a second, deeper deflation when the probes say so
         # 1. deflation of the converged top Ritz pairs
         theta, Q, res2, top_u, depth = _deflate(op, n, b, q_fixed, max_blocks, rank, ritz_tol, gen,
                                                 alpha, tr)
-        fro2 = op.fro2 / tr**2
+        tail = _Tail(op, Q, theta, res2, alpha, tr, gen)
+        fro2, k, theta_c, m1, m2, top_g = tail.fro2, tail.k, tail.theta_c, tail.m1, tail.m2, tail.top_g
         r2 = float(res2.sum())
-        k = int(theta.numel())
-        theta_c = theta.clamp_min(0.0)
-        top_g = float(_g(theta_c, alpha).sum())
-        m1 = max(1.0 - float(theta.sum()), 0.0)  # tr B
-        m2 = max(fro2 - float((theta * theta).sum()) - 2.0 * r2, 0.0)  # ||B||_F^2
         # split error (second order): residual^2 times the divided difference of g' across the gap
         split_G = 0.0
         if k:
@@ -353,43 +396,14 @@ def entropy_fast(A, alpha: float, *, tol: float = 1e-4, block: int | None = None
             split_G = float((res2 * dd).sum())
 
         # 2./3. stochastic Lanczos quadrature of the remainder on B = P A P
-        def proj(X):
-            return X - Q @ (Q.T @ X) if k else X
-
-        def mm_tail(X):
-            return proj(op.matmul(proj(X)) / tr)
-
-        def budget(G: float) -> float:
-            S, dSdG = _to_entropy(G, alpha)
-            return tol * max(abs(S), 1e-12) / dSdG
-
-        state: dict = {}
-
-        def combine(gauss, radau, coef):
-            mid = (gauss + radau) / 2
-            G = top_g + float(mid.mean()) + float(coef[0]) * m1 + float(coef[1]) * m2
-            quad = float(((radau - gauss).abs() / 2).mean())
-            return G, quad, mid
-
-        def check(a, bb, s):
-            gauss, radau, coef = _quadrature(a, bb, state["znorm2"], alpha, None)
-            G, quad, _ = combine(gauss, radau, coef)
-            return quad <= QUAD_SHARE * budget(G)
-
-        def batch(m: int, s_max: int, adaptive: bool):
-            Z = (torch.randint(0, 2, (n, m), generator=gen, dtype=F64) * 2 - 1).to(dev)
-            Z = proj(Z)
-            state["znorm2"] = (Z * Z).sum(0)
-            a, bb = _lanczos(mm_tail, Z, min(s_max, n - k), check if adaptive else (lambda *_: False))
-            return a, bb, state["znorm2"]
-
-        a, bb, zn2 = batch(probes or PROBES0, steps or max_steps, steps is None)
+        batch = tail.batch
+        a, bb, zn2 = batch(probes or PROBES0, steps or max_steps,
+                           (lambda q, G: q <= QUAD_SHARE * budget(G)) if steps is None else None)
         s_used = a.shape[1]
         gauss, radau, coef = _quadrature(a, bb, zn2, alpha, None)
         mids, gaps = [(gauss + radau) / 2], [(radau - gauss).abs() / 2]
         if attempt == 0 and blocks is None and probes is None and depth < max_blocks:
-            mid = (gauss + radau) / 2
-            G = top_g + float(mid.mean()) + float(coef[0]) * m1 + float(coef[1]) * m2
+            G, _, mid = tail.combine(gauss, radau, coef)
             se = float(mid.std(unbiased=True)) / math.sqrt(mid.numel())
             if se > math.sqrt(RESTART_PROBES) * budget(G):
                 # more than RESTART_PROBES x the first batch would be needed: deflating further
@@ -408,7 +422,7 @@ def entropy_fast(A, alpha: float, *, tol: float = 1e-4, block: int | None = None
             break
         want = math.ceil(m * (se / share) ** 2 * 1.15) - m
         add = int(min(max(want, 8), max_probes - m))
-        a2, bb2, zn22 = batch(add, s_used, False)
+        a2, bb2, zn22 = batch(add, s_used)
         g2, r2_, _ = _quadrature(a2, bb2, zn22, alpha, coef)
         mids.append((g2 + r2_) / 2)
         gaps.append((r2_ - g2).abs() / 2)
