@@ -67,7 +67,7 @@ FLAT_RATIO = 20.0  # deflation stops once the largest unconverged Ritz value is 
                    # multiple of the mean remaining eigenvalue (the expansion takes over)
 QUAD_SHARE = 0.3  # share of the error budget for the quadrature bracket (the rest: probes)
 F32_MIN_N = 4096  # default float32 products from this n on (for alpha >= 1)
-PROBES0 = 24  # probes of the first batch when adaptive
+PROBES0 = 32  # probes of the first batch when adaptive
 RESTART_PROBES = 6  # deflate deeper (once) when the first batch asks for more than this x probes
 OPERATORS = (DenseGram, GaussianGram)
 
