@@ -67,7 +67,7 @@ FLAT_RATIO = 20.0  # deflation stops once the largest unconverged Ritz value is 
                    # multiple of the mean remaining eigenvalue (the expansion takes over)
 QUAD_SHARE = 0.3  # share of the error budget for the quadrature bracket (the rest: probes)
 F32_MIN_N = 4096  # default float32 products from this n on (for alpha >= 1)
-PROBES0 = 32  # probes of the first batch when adaptive
+PROBES0 = 32  # probes of the first batch when adaptive (the operator's cheap_columns)
 RESTART_PROBES = 6  # deflate deeper (once) when the first batch asks for more than this x probes
 OPERATORS = (DenseGram, GaussianGram)
 
@@ -320,7 +320,24 @@ class _Tail:
         return a, bb, zn2
 
 
-def entropy_fast(A, alpha: float, *, tol: float = 1e-4, block: int | None = None,
+def entropy_fast(A, alpha: float, **kwargs) -> FastEntropyResult:
+    """Approximate ``S_alpha(A / tr A)`` in bits for a symmetric PSD ``(n, n)`` matrix ``A``
+    (a tensor, or an operator of :mod:`wgf_cli.info.operators` for matrix-free use).
+
+    The keyword arguments are those of :func:`_entropy_fast` (documented there).  Subnormal
+    floating-point numbers are flushed to zero while it runs (``torch.set_flush_denormal``):
+    Gram matrices of Gaussian kernels hold many entries below the smallest normal float32,
+    and CPU arithmetic on subnormals is an order of magnitude slower.  The flag is off again
+    afterwards (PyTorch's default)."""
+    flushed = torch.set_flush_denormal(True)
+    try:
+        return _entropy_fast(A, alpha, **kwargs)
+    finally:
+        if flushed:
+            torch.set_flush_denormal(False)
+
+
+def _entropy_fast(A, alpha: float, *, tol: float = 1e-4, block: int | None = None,
                  blocks: int | None = None, rank: int | None = None, probes: int | None = None,
                  steps: int | None = None, ritz_tol: float = 1e-2,
                  generator: torch.Generator | None = None,
@@ -397,7 +414,7 @@ def entropy_fast(A, alpha: float, *, tol: float = 1e-4, block: int | None = None
 
         # 2./3. stochastic Lanczos quadrature of the remainder on B = P A P
         batch = tail.batch
-        a, bb, zn2 = batch(probes or PROBES0, steps or max_steps,
+        a, bb, zn2 = batch(probes or getattr(op, "cheap_columns", PROBES0), steps or max_steps,
                            (lambda q, G: q <= QUAD_SHARE * budget(G)) if steps is None else None)
         s_used = a.shape[1]
         gauss, radau, coef = _quadrature(a, bb, zn2, alpha, None)

@@ -38,6 +38,7 @@ class DenseGram:
         dt = matmul_dtype or F64
         self._A = A if A.dtype == dt else A.to(dt)
         self.matmul_dtype = dt
+        self.cheap_columns = 32  # CPU products are memory-bound up to about this many columns
         self.passes = 0
         self.columns = 0
 
@@ -69,23 +70,32 @@ class GaussianGram:
         self.n = int(x.shape[0])
         self.device = x.device
         self.x = x.to(dtype)
-        self.sq = (self.x * self.x).sum(1)
         self.gamma = 1.0 / (2.0 * float(sigma) ** 2)
+        self.gsq = self.gamma * (self.x * self.x).sum(1)
+        self.gsq_neg = -self.gsq
+        self.x2g = 2.0 * self.gamma * self.x
+        # exponents below this give subnormal numbers (slow arithmetic on the CPU): 0 instead
+        self._floor = math.log(torch.finfo(dtype).tiny) + 1.0
         self.sigma = float(sigma)
         self.chunk = int(chunk)
         self.matmul_dtype = dtype
+        self.cheap_columns = 96  # the kernel evaluation dominates a product: wide blocks are cheap
         self.trace = 1.0  # K_ii = 1
         self._fro2: float | None = None
         self.passes = 0
         self.columns = 0
 
     def rows(self, i0: int, i1: int) -> torch.Tensor:
-        """Rows ``i0:i1`` of ``K`` (not divided by ``n``)."""
-        d2 = self.sq[i0:i1, None] + self.sq[None, :] - 2.0 * (self.x[i0:i1] @ self.x.T)
-        d2.clamp_min_(0.0)
+        """Rows ``i0:i1`` of ``K`` (not divided by ``n``): ``exp(2g x_i.x_j - g|x_i|^2 - g|x_j|^2)``,
+        one GEMM onto the broadcast ``-g|x_j|^2`` and in-place updates (the exponent clamped to
+        ``[log tiny + 1, 0]``: no subnormal numbers, whose arithmetic is slow; the diagonal set
+        to 1)."""
+        m = i1 - i0
+        E = torch.addmm(self.gsq_neg[None, :].expand(m, self.n), self.x2g[i0:i1], self.x.T)
+        E.sub_(self.gsq[i0:i1, None]).clamp_(self._floor, 0.0).exp_()
         idx = torch.arange(i0, i1, device=self.device)
-        d2[idx - i0, idx] = 0.0
-        return d2.mul_(-self.gamma).exp_()
+        E[idx - i0, idx] = 1.0
+        return E
 
     @property
     def fro2(self) -> float:
