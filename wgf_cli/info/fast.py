@@ -212,17 +212,22 @@ def _lanczos(mm_tail, Z: torch.Tensor, s_max: int, check):
     the coupling after step ``j``, which the Gauss-Radau rule of ``s`` steps uses)."""
     n, m = Z.shape
     znorm = Z.norm(dim=0).clamp_min(1e-300)
-    Vbuf = torch.empty(s_max, n, m, dtype=F64, device=Z.device)
-    Vbuf[0] = Z / znorm
+    # per probe, its Lanczos vectors as rows: (m, s_max, n), so re-orthogonalization is two
+    # batched matrix-vector products
+    Vbuf = torch.empty(m, s_max, n, dtype=F64, device=Z.device)
+    Vbuf[:, 0] = (Z / znorm).T
     alphas: list[torch.Tensor] = []
     betas: list[torch.Tensor] = []
     for j in range(s_max):
-        W = mm_tail(Vbuf[j])
-        a = (Vbuf[j] * W).sum(0)
+        Vcur = Vbuf[:, j].T  # (n, m)
+        W = mm_tail(Vcur)
+        a = (Vcur * W).sum(0)
         alphas.append(a)
-        W = W - Vbuf[j] * a - (Vbuf[j - 1] * betas[-1] if j > 0 else 0.0)
-        Vj = Vbuf[: j + 1]
-        W = W - torch.einsum("knm,km->nm", Vj, torch.einsum("knm,nm->km", Vj, W))
+        W = W - Vcur * a - (Vbuf[:, j - 1].T * betas[-1] if j > 0 else 0.0)
+        Vj = Vbuf[:, : j + 1]  # (m, j+1, n)
+        Wt = W.T.contiguous()[:, :, None]  # (m, n, 1)
+        Wt = Wt - torch.bmm(Vj.transpose(1, 2), torch.bmm(Vj, Wt))
+        W = Wt[:, :, 0].T
         b = W.norm(dim=0)
         betas.append(b)
         s = j + 1
@@ -230,7 +235,7 @@ def _lanczos(mm_tail, Z: torch.Tensor, s_max: int, check):
         if s == s_max or done or (s >= 4 and s % 2 == 0 and check(torch.stack(alphas, 1),
                                                                      torch.stack(betas, 1), s)):
             break
-        Vbuf[j + 1] = W / b.clamp_min(1e-300)
+        Vbuf[:, j + 1] = (W / b.clamp_min(1e-300)).T
     return torch.stack(alphas, 1), torch.stack(betas, 1)
 
 
