@@ -129,8 +129,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"entropy.method=frobenius is the alpha=2 shortcut; alpha={alpha} needs "
                           "entropy.method=eig, fast or auto")
     for key, lo in (("block", 1), ("blocks", 1), ("probes", 2), ("steps", 2)):
-        C.integer(cfg, f"entropy.fast.{key}", minimum=lo)
-    C.choice(cfg, "entropy.fast.matmul_dtype", ["float32", "float64"])
+        if C.get(cfg, f"entropy.fast.{key}") is not None:  # null: chosen adaptively
+            C.integer(cfg, f"entropy.fast.{key}", minimum=lo)
+    C.number(cfg, "entropy.fast.tol", positive=True)
+    C.choice(cfg, "entropy.fast.matmul_dtype", ["auto", "float32", "float64"])
     C.choice(cfg, "kernel.name", ["gaussian"])
     width = C.get(cfg, "kernel.width")
     try:
@@ -247,8 +249,11 @@ class _Entropy:
         self.alpha = float(cfg.alpha)
         self.method = str(cfg.entropy.method)
         f = cfg.entropy.fast
-        self.fast = {"block": int(f.block), "blocks": int(f.blocks), "probes": int(f.probes),
-                     "steps": int(f.steps), "matmul_dtype": getattr(torch, str(f.matmul_dtype))}
+        self.fast = {key: (None if f[key] is None else int(f[key]))
+                     for key in ("block", "blocks", "probes", "steps")}
+        self.fast["tol"] = float(f.tol)
+        self.fast["matmul_dtype"] = (None if str(f.matmul_dtype) == "auto"
+                                     else getattr(torch, str(f.matmul_dtype)))
         self.seed = seed
 
     def __call__(self, A):
@@ -560,7 +565,8 @@ def _scaling(cfg: DictConfig, run) -> dict[str, Any]:
             t_fast, res = _timed(lambda s=gen_seed, M=A: entropy_fast(
                 M, alpha, generator=torch.Generator().manual_seed(s), **ent.fast), device, reps)
             row.update(fast_bits=res.entropy, fast_s=t_fast, error_estimate=res.error_estimate,
-                       deflated=res.rank, top_mass=res.top_mass, fast_exact=res.exact)
+                       deflated=res.rank, top_mass=res.top_mass, fast_exact=res.exact,
+                       probes=res.probes, steps=res.steps, blocks=res.blocks)
             if size <= int(sc.exact_max):
                 t_exact, H = _timed(lambda M=A: float(renyi_from_spectrum(spectrum(M), alpha)), device,
                                     reps)
@@ -579,7 +585,7 @@ def _scaling(cfg: DictConfig, run) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "task": "scaling", "alpha": alpha, "n_max": sizes[-1],
         "kernel_width": str(cfg.kernel.width),
-        **{f"fast_{k}": (str(v).replace("torch.", "") if k == "matmul_dtype" else v)
+        **{f"fast_{k}": (str(v or "auto").replace("torch.", "") if k == "matmul_dtype" else v)
            for k, v in ent.fast.items()},
         "max_rel_error": max((r["rel_error"] for r in ref), default=None),
         "speedup_at_n_max": ref[-1]["speedup"] if ref else None,

@@ -20,7 +20,8 @@ Methods of :func:`entropy`:
                continuous and ``alpha = 1`` is the von Neumann limit.
 ``frobenius``  ``alpha = 2`` only: ``S_2 = -log2 ||A||_F^2`` with no eigendecomposition,
                differentiable (gradients through ``eigh`` are NaN at repeated eigenvalues).
-``fast``       stochastic Lanczos quadrature with deflation of the top eigenspace
+``fast``       deflation of the top eigenspace + stochastic Lanczos quadrature, settings
+               chosen from the spectrum for a tolerance ``tol``
                (:func:`wgf_cli.info.fast.entropy_fast`), for large ``n``; unbatched.
 ``auto``       ``frobenius`` at ``alpha = 2``, else ``eig``.
 
