@@ -43,6 +43,9 @@ SUMMARY_KEYS = {
     "data": "target distribution",
     "iterations": "generator iterations per seed",
     "seeds": "number of seeds trained (the scalars below are means over seeds)",
+    "scored_seeds": "the seeds trained and scored in this run",
+    "dev_seeds": "the seeds the protocol was chosen on (config dev_seeds; null if not given)",
+    "heldout": "dev_seeds given and no scored seed among them: the scores are on held-out seeds",
     "final_w1": "exact W1 (POT) between eval.samples generated and fresh data samples, at the end",
     "final_w2": "exact W2, same samples",
     "critic_w1_estimate": "the critic's own estimate E D(data) - E D(gen) (WGAN losses; null otherwise)",
@@ -50,6 +53,10 @@ SUMMARY_KEYS = {
     "hq_fraction": "fraction of samples within eval.hq_threshold stds of their nearest mode",
     "reverse_kl": "KL(mode histogram of the high-quality samples || uniform)",
     "<key>_se": "standard error over seeds (seeds > 1) of modes_covered, hq_fraction, reverse_kl, final_w1, final_w2",
+    "<key>_worst": "worst seed of modes_covered, hq_fraction (min), reverse_kl, final_w1 (max)",
+    "ema": "decay of the generator weight average the headline metrics score (0: the trained generator)",
+    "raw_<key>": "ema > 0: the trained generator's final_w1, modes_covered, hq_fraction, reverse_kl (+ _se, _worst)",
+    "ema<decay>_<key>": "the same for each ema.compare decay",
     "clip_boundary_fraction": "wgan_clip: fraction of critic parameters within 1e-6 c of +-c, at the end",
     "clip_corner_fraction": "wgan_clip: fraction of critic neurons whose whole box (w, b) is on a corner",
     "clip_boundary_max": "wgan_clip: largest boundary fraction seen at an evaluation",
@@ -187,6 +194,22 @@ def _seeds(cfg: DictConfig) -> list[int]:
     return [int(s) for s in seeds]
 
 
+def _dev_seeds(cfg: DictConfig) -> list[int] | None:
+    dev = C.get(cfg, "dev_seeds")
+    if dev is None:
+        return None
+    if not isinstance(dev, ListConfig | list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in dev):
+        raise ConfigError(f"dev_seeds must be null or a list of integers >= 0, got "
+                          f"{OmegaConf.to_container(dev) if isinstance(dev, ListConfig) else dev!r}")
+    return [int(s) for s in dev]
+
+
+def _ema(cfg: DictConfig) -> tuple[float, list[float]]:
+    """(headline decay or 0, the compared decays)."""
+    return float(cfg.ema.decay), [float(d) for d in cfg.ema.compare]
+
+
 def validate(cfg: DictConfig) -> None:
     """Every check that can fail before work starts; one-line :class:`ConfigError`."""
     C.integer(cfg, "seed", minimum=0)
@@ -212,6 +235,15 @@ def validate(cfg: DictConfig) -> None:
                 raise ConfigError(f"dirac: start (theta0={th}, psi0={ps}) has |psi0| > dirac.clip={c}")
         return
     _seeds(cfg)
+    _dev_seeds(cfg)
+    decay = C.number(cfg, "ema.decay", minimum=0.0)
+    if decay >= 1:
+        raise ConfigError(f"ema.decay must be 0 (off) or in (0, 1), got {decay}")
+    compare = C.get(cfg, "ema.compare")
+    if not isinstance(compare, ListConfig | list) or not all(
+            isinstance(d, int | float) and not isinstance(d, bool) and 0 < d < 1 for d in compare):
+        raise ConfigError(f"ema.compare must be a list of decays in (0, 1), got "
+                          f"{OmegaConf.to_container(compare) if isinstance(compare, ListConfig) else compare!r}")
     C.choice(cfg, "data.name", DATASETS)
     C.number(cfg, "data.std", positive=True, allow_none=True)
     loss = C.choice(cfg, "loss.name", LOSSES)
@@ -281,7 +313,8 @@ def _train_config(cfg: DictConfig):
         gp_lambda=float(lc.get("gp_lambda", 10.0)),
         gp_one_sided=bool(lc.get("one_sided", False)), warmup=bool(lc.warmup),
         sinkhorn_blur=float(lc.get("blur", 0.05)), sinkhorn_p=int(lc.get("p", 2)),
-        lr_decay=str(lc.lr_decay), iterations=int(cfg.iterations))
+        lr_decay=str(lc.lr_decay), iterations=int(cfg.iterations),
+        ema=tuple(([_ema(cfg)[0]] if _ema(cfg)[0] > 0 else []) + _ema(cfg)[1]))
 
 
 def _run_train(cfg: DictConfig, run) -> dict[str, Any]:
@@ -346,9 +379,10 @@ def _train_one(cfg, run, data, tcfg, seed, device, dtype, keep_snapshots: bool, 
     last_stats = None
     clip_c = tcfg.clip if tcfg.loss == "wgan_clip" else None
     grid_pts, grid_axes = _critic_grid(cfg, data.dim, device, dtype)
+    head, others = _generators(cfg)
 
     def do_track(it: int) -> None:
-        x = tr.sample(z_track).double().cpu()
+        x = tr.sample(z_track, head).double().cpu()
         track["iter"].append(it)
         track["mean"].append(x.mean(0).numpy())
         if centres is not None:
@@ -356,10 +390,17 @@ def _train_one(cfg, run, data, tcfg, seed, device, dtype, keep_snapshots: bool, 
             track["hist"].append(np.bincount(d2.argmin(1).numpy(), minlength=data.n_modes) / len(x))
 
     def do_eval(it: int) -> None:
-        x = tr.sample(z_eval)
+        x = tr.sample(z_eval, head)
         y = data.sample(n_eval, gen_eval_data, device, dtype)
         row: dict[str, Any] = {"iter": it, "seed": seed,
                                "w1": M.wasserstein(x, y, 1), "w2": M.wasserstein(x, y, 2)}
+        for prefix, idx in others.items():  # the trained generator / other averages, same z and data
+            xo = tr.sample(z_eval, idx)
+            row[f"{prefix}w1"] = M.wasserstein(xo, y, 1)
+            if centres is not None:
+                mo = M.mode_metrics(xo, centres, data.std, float(ev.hq_threshold), int(ev.min_count))
+                row.update({f"{prefix}modes_covered": mo.modes_covered, f"{prefix}hq_fraction": mo.hq_fraction,
+                            f"{prefix}reverse_kl": mo.reverse_kl})
         if D is not None:
             with torch.no_grad():
                 est = float(D(y).mean() - D(x).mean())
@@ -403,7 +444,7 @@ def _train_one(cfg, run, data, tcfg, seed, device, dtype, keep_snapshots: bool, 
                                                       if "modes_covered" in rows[-1] else {}))
             else:
                 bar.advance(1)
-    final_x = tr.sample(z_eval).double().cpu().numpy()
+    final_x = tr.sample(z_eval, head).double().cpu().numpy()
     out = {"seed": seed, "rows": rows, "snaps": snaps, "samples": final_x,
            "track": {k: np.asarray(v) for k, v in track.items()},
            "wall_s": time.perf_counter() - t0}
@@ -412,6 +453,17 @@ def _train_one(cfg, run, data, tcfg, seed, device, dtype, keep_snapshots: bool, 
     out["state"] = tr.state_dict()
     out.update(_dynamics(cfg, data, out["track"], final_x))
     return out
+
+
+def _generators(cfg) -> tuple[int | None, dict[str, int | None]]:
+    """Which generator the headline metrics score (None: the trained one, k: ``tr.G_ema[k]``)
+    and the others scored beside it, by key prefix (``raw_``, ``ema<decay>_``)."""
+    decay, compare = _ema(cfg)
+    head = 0 if decay > 0 else None
+    others: dict[str, int | None] = {"raw_": None} if decay > 0 else {}
+    for k, d in enumerate(compare):
+        others[f"ema{d:g}_"] = k + (1 if decay > 0 else 0)
+    return head, others
 
 
 def _data_scale(cfg, data) -> float:
@@ -470,18 +522,38 @@ def _mean_se(values: list[float]) -> tuple[float | None, float | None]:
     return float(v.mean()), se
 
 
+def _prefix_of(key: str, others: dict) -> str:
+    return next((p for p in others if key.startswith(p)), "")
+
+
 def _summarize(cfg, data, tcfg, results: list[dict]) -> dict[str, Any]:
     finals = [r["rows"][-1] for r in results]
+    scored = [int(r["seed"]) for r in results]
+    dev = _dev_seeds(cfg)
     s: dict[str, Any] = {"task": "train", "loss": tcfg.loss, "data": data.name,
-                         "iterations": int(cfg.iterations), "seeds": len(results)}
+                         "iterations": int(cfg.iterations), "seeds": len(results),
+                         "scored_seeds": scored, "dev_seeds": dev,
+                         "heldout": dev is not None and not set(dev) & set(scored),
+                         "ema": _ema(cfg)[0]}
+    if dev is not None and set(dev) & set(scored):
+        log.warning("wgan: seeds %s are development seeds (dev_seeds): these scores are not held out",
+                    sorted(set(dev) & set(scored)))
     keys = [("final_w1", "w1"), ("final_w2", "w2"), ("critic_w1_estimate", "critic_w1_estimate"),
             ("modes_covered", "modes_covered"), ("hq_fraction", "hq_fraction"),
             ("reverse_kl", "reverse_kl")]
-    for out_key, row_key in keys:
-        mean, se = _mean_se([f.get(row_key) for f in finals])
+    worst = {"final_w1": max, "modes_covered": min, "hq_fraction": min, "reverse_kl": max}
+    _, others = _generators(cfg)
+    prefixed = [(p + k, p + r) for p in others for k, r in keys if k in worst]
+    for out_key, row_key in [*keys, *prefixed]:
+        values = [f.get(row_key) for f in finals]
+        mean, se = _mean_se(values)
         s[out_key] = mean
-        if len(results) > 1 and out_key != "critic_w1_estimate":
+        if len(results) > 1 and not out_key.endswith("critic_w1_estimate"):
             s[f"{out_key}_se"] = se
+        base = out_key[len(_prefix_of(out_key, others)):]
+        if base in worst:
+            finite = [v for v in values if v is not None and np.isfinite(v)]
+            s[f"{out_key}_worst"] = float(worst[base](finite)) if finite else None
     if data.centres is not None:
         s["n_modes"] = data.n_modes
     if tcfg.loss == "wgan_clip":
@@ -525,6 +597,7 @@ def _save_train_outputs(cfg, run, data, results: list[dict]) -> None:
         table.append({"seed": r["seed"], "w1": f["w1"], "w2": f["w2"],
                       **{k: f.get(k) for k in ("modes_covered", "hq_fraction", "reverse_kl",
                                                "clip_boundary_fraction")},
+                      **{k: v for k, v in f.items() if k.startswith(("raw_", "ema"))},
                       "oscillating": r["oscillation"].periodic, "mode_collapse": r["collapse"],
                       "mode_hopping": r["hopping"], "wall_s": round(r["wall_s"], 2)})
     atomic_write(run.dir / "seeds.csv", pd.DataFrame(table).to_csv(index=False))
