@@ -13,6 +13,14 @@ reverse_kl, clip_boundary_fraction, clip_corner_fraction, gen_mean_*`` and the l
 
 ``task=dirac`` integrates the Dirac-GAN flows and writes the phase portrait and the
 comparison with the closed forms (``dirac.npz``, ``summary.json``).
+
+``task=twopoint`` integrates the two-point GAN (generator weights on δ₋₁ and δ₊₁, clipped
+linear critic) and compares its first integral, limit orbit and time to reach it with the
+closed forms (``twopoint.npz``, ``plots/twopoint.png``).
+
+``task=vanishing`` puts the closed-form JS divergence and W1 distance between two segments at
+distance θ next to trained discriminators / WGAN-GP critics and the generator gradients they
+give (``vanishing.csv``, ``plots/vanishing.png``).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from wgf_cli.presets import Claim, Preset
 
 log = logging.getLogger(__name__)
 
-TASKS = ["train", "dirac"]
+TASKS = ["train", "dirac", "twopoint", "vanishing"]
 LOSSES = ["gan", "gan_ns", "wgan_clip", "wgan_gp", "sinkhorn"]
 DATASETS = ["gauss2_1d", "ring8", "grid25", "swissroll", "ring8_pacgan", "grid25_pacgan"]
 OPTIMIZERS = ["adam", "rmsprop", "sgd"]
@@ -72,10 +80,21 @@ SUMMARY_KEYS = {
     "alternating_invariant_drift": "dirac: max relative change of theta^2+psi^2+h theta psi (alternating steps)",
     "clip_radius_error": "dirac: max |r_final - c| / c of the clipped flow over the starts outside radius c",
     "clip_time_error": "dirac: max |measured - closed-form| time to reach the cycle over those starts",
+    "twopoint_integral_drift": "twopoint: max relative change of H = w^2/2 + V(theta) along the RK4 flow",
+    "twopoint_limit_level": "twopoint: the limit orbit's level H_c = c^2/2 + V(theta*) (closed form)",
+    "twopoint_limit_error": "twopoint: max |H - H_c| after the closed-form arrival time, starts outside the limit orbit",
+    "twopoint_time_error": "twopoint: max |measured - closed-form| time to reach the limit orbit",
+    "twopoint_inside_drift": "twopoint: max |H - H0| of the starts inside the limit orbit (never clipped)",
+    "js_trained_max_error": "vanishing: max over theta != 0 of |trained JS estimate - log 2|",
+    "js_trained_at_zero": "vanishing: the trained JS estimate at theta = 0 (closed form 0)",
+    "gan_grad_max": "vanishing: max over theta != 0 of |d/dtheta| of the trained GAN objective (closed form 0)",
+    "w1_trained_max_rel_error": "vanishing: max relative error of the WGAN-GP critic's E_P f - E_Q f against |theta| + theta^2/(2 lambda)",
+    "wgan_grad_max_rel_error": "vanishing: max relative error of its generator gradient against sign(theta)(1 + |theta|/(2 lambda))",
+    "wgan_grad_min": "vanishing: min over theta != 0 of |generator gradient| through the WGAN-GP critic",
 }
 
 #: summary keys shown (first present) per job in the sweep table
-HEADLINE = ["modes_covered", "final_w1", "clip_time_error"]
+HEADLINE = ["modes_covered", "final_w1", "clip_time_error", "twopoint_time_error", "gan_grad_max"]
 
 _TOY_TRAIN = ["iterations=20", "eval.every=10", "eval.samples=200", "eval.track_every=2",
               "model.generator.hidden=16", "model.critic.hidden=16", "batch_size=32", "output.grid=16",
@@ -108,6 +127,29 @@ PRESETS = [
             Claim("clip_radius_error", "<=", 1e-3, "clipped flow settles on the circle of radius c"),
             Claim("clip_time_error", "<=", 1e-3, "time to reach the clipped cycle = closed form")],
            ["phase_portrait.png"], toy=["dirac.flow_h=0.01", "dirac.time=2.0"]),
+    Preset("wgan_twopoint", "The two-point GAN (generator weights on delta_-1 / delta_+1, critic "
+           "omega x clipped to [-c, c]) beside the Dirac-GAN: the first integral H = omega^2/2 + V(theta), "
+           "the clipped limit orbit H = c^2/2 + V(theta*) and the time to reach it, against the closed forms.",
+           ["twopoint_integral_drift", "twopoint_limit_level", "twopoint_limit_error", "twopoint_time_error",
+            "twopoint_inside_drift", "twopoint_time_to_limit", "twopoint_time_closed_form"],
+           [Claim("twopoint_integral_drift", "<=", 1e-6, "two-point GAN: the flow conserves H = omega^2/2 + cosh(theta)"),
+            Claim("twopoint_limit_error", "<=", 1e-6,
+                  "clipped critic: every orbit outside ends on the level set H = c^2/2 + V(theta*)"),
+            Claim("twopoint_time_error", "<=", 1e-3, "time to reach the limit orbit = closed form (slide) + quadrature"),
+            Claim("twopoint_inside_drift", "<=", 1e-9, "orbits inside the limit orbit never feel the clipping")],
+           ["twopoint.png"], toy=["twopoint.flow_h=0.005", "twopoint.time=1.0"]),
+    Preset("wgan_vanishing", "Parallel lines at distance theta: JS = log 2 for theta != 0 (zero gradient) "
+           "against W1 = |theta|, in closed form and through trained discriminators / WGAN-GP critics.",
+           ["js_trained_max_error", "js_trained_at_zero", "gan_grad_max", "w1_trained_max_rel_error",
+            "wgan_grad_max_rel_error", "wgan_grad_min", "wall_s"],
+           [Claim("js_trained_max_error", "<=", 1e-4, "trained discriminator: JS = log 2 at every theta != 0"),
+            Claim("gan_grad_max", "<=", 1e-3, "the minimax generator's gradient vanishes (closed form 0)"),
+            Claim("w1_trained_max_rel_error", "<=", 0.05,
+                  "trained WGAN-GP critic: E_P f - E_Q f = |theta| + theta^2/(2 lambda) (the penalised optimum)"),
+            Claim("wgan_grad_max_rel_error", "<=", 0.05,
+                  "its generator gradient = sign(theta)(1 + |theta|/(2 lambda))"),
+            Claim("wgan_grad_min", ">=", 0.9, "the Wasserstein gradient does not vanish (closed form |sign theta| = 1)")],
+           ["vanishing.png"], toy=["vanishing.steps=20", "vanishing.thetas=[0.0,1.0]"]),
     Preset("wgan_ring8_gp", "WGAN-GP on the WGAN-GP 8 Gaussians: every mode, small exact W1.",
            ["final_w1", "final_w2", "critic_w1_estimate", "modes_covered", "hq_fraction", "reverse_kl",
             "wall_s"],
@@ -194,6 +236,26 @@ def _seeds(cfg: DictConfig) -> list[int]:
     return [int(s) for s in seeds]
 
 
+def _validate_twopoint(cfg: DictConfig) -> None:
+    p = C.number(cfg, "twopoint.p", positive=True)
+    if p >= 1:
+        raise ConfigError(f"twopoint.p must be in (0, 1), got {p}")
+    c = C.number(cfg, "twopoint.clip", positive=True)
+    C.number(cfg, "twopoint.flow_h", positive=True, maximum=0.05)
+    C.number(cfg, "twopoint.time", positive=True)
+    starts = C.get(cfg, "twopoint.starts")
+    if not isinstance(starts, ListConfig) or not starts or not all(
+            isinstance(s, ListConfig) and len(s) == 2 and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in s) for s in starts):
+        raise ConfigError("twopoint.starts must be a non-empty list of [theta0, omega0] pairs")
+    for th, om in starts:
+        if abs(om) > c:
+            raise ConfigError(f"twopoint: start (theta0={th}, omega0={om}) has |omega0| > twopoint.clip={c}")
+        if abs(th) > 6:
+            raise ConfigError(f"twopoint: start theta0={th} is outside [-6, 6] (the weight saturates; "
+                              f"the slide to the limit orbit takes ~e^|theta0|/clip)")
+
+
 def _dev_seeds(cfg: DictConfig) -> list[int] | None:
     dev = C.get(cfg, "dev_seeds")
     if dev is None:
@@ -217,6 +279,20 @@ def validate(cfg: DictConfig) -> None:
     C.choice(cfg, "dtype", ["float32", "float64"])
     C.integer(cfg, "threads", minimum=0)
     task = C.choice(cfg, "task", TASKS)
+    if task == "twopoint":
+        _validate_twopoint(cfg)
+        return
+    if task == "vanishing":
+        thetas = C.get(cfg, "vanishing.thetas")
+        if not isinstance(thetas, ListConfig | list) or not thetas or not all(
+                isinstance(t, int | float) and not isinstance(t, bool) for t in thetas) or all(t == 0 for t in thetas):
+            raise ConfigError("vanishing.thetas must be a non-empty list of numbers with at least one != 0")
+        C.integer(cfg, "vanishing.steps", minimum=1)
+        C.integer(cfg, "vanishing.batch", minimum=2)
+        C.integer(cfg, "vanishing.hidden", minimum=1)
+        C.number(cfg, "vanishing.lr", positive=True)
+        C.number(cfg, "vanishing.gp_lambda", positive=True)
+        return
     if task == "dirac":
         c = C.number(cfg, "dirac.clip", positive=True)
         C.number(cfg, "dirac.h", positive=True)
@@ -298,6 +374,10 @@ def validate(cfg: DictConfig) -> None:
 def run(cfg: DictConfig, run) -> dict[str, Any]:
     if cfg.task == "dirac":
         return _run_dirac(cfg, run)
+    if cfg.task == "twopoint":
+        return _run_twopoint(cfg, run)
+    if cfg.task == "vanishing":
+        return _run_vanishing(cfg, run)
     return _run_train(cfg, run)
 
 
@@ -667,5 +747,119 @@ def _run_dirac(cfg: DictConfig, run) -> dict[str, Any]:
                     sim_theta=sim.theta, sim_psi=sim.psi, alt_theta=alt.theta, alt_psi=alt.psi,
                     clip_time=measured, clip_time_closed_form=np.array([t for _, t in closed]))
     wgan_plots.phase_portrait(run, c, h, free, clipped, sim, alt, measured, every)
+    run.save_summary(summary)
+    return summary
+
+
+# ----------------------------------------------------------------------------------------
+# the two-point GAN
+# ----------------------------------------------------------------------------------------
+def _run_twopoint(cfg: DictConfig, run) -> dict[str, Any]:
+    from wgf_cli.experiments import wgan_plots
+    from wgf_cli.gan import dirac as Dg
+    from wgf_cli.gan import twopoint as Tp
+
+    t_start = time.perf_counter()
+    d = cfg.twopoint
+    p, c, h = float(d.p), float(d.clip), float(d.flow_h)
+    starts = [(float(a), float(b)) for a, b in d.starts]
+    th0 = np.array([s[0] for s in starts])
+    om0 = np.array([s[1] for s in starts])
+    H0 = Tp.first_integral(th0, om0, p)
+    level_c = Tp.limit_level(c, p)
+    outside = H0 > level_c
+    closed = []
+    with run.progress(len(starts), "twopoint closed forms") as bar:
+        for a, b in starts:
+            closed.append(Tp.time_to_limit(a, b, c, p))
+            bar.advance(1)
+    t_closed = np.array([t for _, t in closed])
+    T = float(d.time) + float(t_closed.max())
+    free = Tp.flow(th0, om0, T=T, h=h, p=p)
+    clipped = Tp.flow(th0, om0, T=T, h=h, p=p, clip=c)
+    measured = Tp.measured_time_to_limit(clipped, p)
+    Hf = Tp.first_integral(free.theta, free.psi, p)
+    Hc = Tp.first_integral(clipped.theta, clipped.psi, p)
+    for j in range(len(starts)):
+        run.log_metrics(j, start=j, theta0=th0[j], omega0=om0[j], H0=H0[j], outside=bool(outside[j]),
+                        H_final=Hc[-1, j], H_closed_form=closed[j][0], time=measured[j],
+                        time_closed_form=t_closed[j])
+    after = clipped.t[:, None] >= t_closed[None, :] + 10 * h
+    lim_err = float(np.max(np.abs(Hc - level_c)[after & outside[None, :]])) if outside.any() else None
+    time_err = float(np.max(np.abs(measured[outside] - t_closed[outside]))) if outside.any() else None
+    inside_drift = float(np.max(np.abs(Hc[:, ~outside] - H0[~outside]))) if (~outside).any() else None
+    orbit_th, orbit_om = Tp.limit_orbit(c, p)
+    # the Dirac-GAN beside it: same clip, the same starts' (θ0, ω0) as (θ0 - θ*, ψ0)
+    ts = Tp.theta_star(p)
+    dirac = Dg.flow(th0 - ts, om0, T=T, h=max(h, 1e-3), clip=c)
+    summary = {
+        "task": "twopoint", "p": p, "clip": c, "flow_h": h, "starts": len(starts),
+        "starts_outside": int(outside.sum()), "theta_star": ts,
+        "twopoint_integral_drift": float(np.max(np.abs(Hf / Hf[0] - 1))),
+        "twopoint_limit_level": level_c,
+        "twopoint_limit_error": lim_err,
+        "twopoint_time_error": time_err,
+        "twopoint_inside_drift": inside_drift,
+        "twopoint_time_to_limit": float(measured[0]),
+        "twopoint_time_closed_form": float(t_closed[0]),
+        "twopoint_limit_theta_range": [float(orbit_th.min()), float(orbit_th.max())],
+        "wall_s": round(time.perf_counter() - t_start, 3),
+    }
+    every = max(1, len(free.t) // 4000)
+    run.save_arrays("twopoint", t=free.t[::every], flow_theta=free.theta[::every], flow_omega=free.psi[::every],
+                    clip_theta=clipped.theta[::every], clip_omega=clipped.psi[::every],
+                    limit_theta=orbit_th, limit_omega=orbit_om, time=measured, time_closed_form=t_closed,
+                    H0=H0, level=np.array(level_c))
+    wgan_plots.twopoint_portrait(run, p, c, clipped, dirac, orbit_th, orbit_om, outside, every)
+    run.save_summary(summary)
+    return summary
+
+
+# ----------------------------------------------------------------------------------------
+# the vanishing gradient: JS vs W1 on parallel lines
+# ----------------------------------------------------------------------------------------
+def _run_vanishing(cfg: DictConfig, run) -> dict[str, Any]:
+    import pandas as pd
+    import torch
+
+    from wgf_cli.experiments import wgan_plots
+    from wgf_cli.gan import parallel_lines as Pl
+    from wgf_cli.run import atomic_write
+
+    t_start = time.perf_counter()
+    if int(cfg.threads) > 0:
+        torch.set_num_threads(int(cfg.threads))
+    v = cfg.vanishing
+    lam = float(v.gp_lambda)
+    thetas = [float(t) for t in v.thetas]
+    rows = []
+    with run.progress(2 * len(thetas), "vanishing: critics") as bar:
+        for k, th in enumerate(thetas):
+            row: dict[str, Any] = {"theta": th, "js": float(Pl.js_divergence(th)), "w1": float(Pl.w1_distance(th)),
+                                   "w1_gp_value": float(Pl.w1_gp_value(th, lam)),
+                                   "w1_gp_slope": float(np.sign(th) * Pl.w1_gp_slope(th, lam))}
+            for kind in ("gan", "wgan_gp"):
+                r = Pl.train_critic(th, kind, steps=int(v.steps), batch=int(v.batch), hidden=int(v.hidden),
+                                    lr=float(v.lr), lam=lam, seed=int(cfg.seed) + k)
+                row[f"{kind}_estimate"], row[f"{kind}_grad"] = r.estimate, r.generator_grad
+                bar.advance(1)
+            rows.append(row)
+            run.log_metrics(k, **row)
+    df = pd.DataFrame(rows)
+    atomic_write(run.dir / "vanishing.csv", df.to_csv(index=False))
+    nz = df[df.theta != 0]
+    zero = df[df.theta == 0]
+    summary = {
+        "task": "vanishing", "thetas": thetas, "gp_lambda": lam, "steps": int(v.steps),
+        "js_closed_form": Pl.LOG2,
+        "js_trained_max_error": float((nz.gan_estimate - Pl.LOG2).abs().max()),
+        "js_trained_at_zero": float(zero.gan_estimate.iloc[0]) if len(zero) else None,
+        "gan_grad_max": float(nz.gan_grad.abs().max()),
+        "w1_trained_max_rel_error": float(((nz.wgan_gp_estimate - nz.w1_gp_value) / nz.w1_gp_value).abs().max()),
+        "wgan_grad_max_rel_error": float(((nz.wgan_gp_grad - nz.w1_gp_slope) / nz.w1_gp_slope).abs().max()),
+        "wgan_grad_min": float(nz.wgan_gp_grad.abs().min()),
+        "wall_s": round(time.perf_counter() - t_start, 3),
+    }
+    wgan_plots.vanishing_plot(run, df, lam)
     run.save_summary(summary)
     return summary
