@@ -258,9 +258,10 @@ def vanishing_plot(run, df, lam) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     th = np.linspace(df.theta.min(), df.theta.max(), 401)
     ax = axes[0]
-    js = np.where(th == 0, 0.0, np.log(2))
-    ax.plot(th, js, color="tab:red", lw=1.5, label="JS (closed form): log 2 for θ ≠ 0")
-    ax.plot([0], [0], "o", color="tab:red", mfc="white")
+    neg, pos = th[th < 0], th[th > 0]
+    for half, label in ((neg, "JS (closed form): log 2 for θ ≠ 0, 0 at θ = 0"), (pos, None)):
+        ax.plot(half, np.full_like(half, np.log(2)), color="tab:red", lw=1.5, label=label)
+    ax.plot([0], [0], "o", color="tab:red", ms=5)
     ax.plot(th, np.abs(th), color="tab:blue", lw=1.5, label="W1 = |θ| (closed form)")
     ax.plot(th, np.abs(th) + th**2 / (2 * lam), color="tab:blue", lw=0.8, ls="--",
             label=f"WGAN-GP optimum |θ| + θ²/(2λ), λ={lam:g}")
@@ -271,7 +272,10 @@ def vanishing_plot(run, df, lam) -> None:
     ax.legend(fontsize=7)
     ax = axes[1]
     ax.plot(th, np.zeros_like(th), color="tab:red", lw=1.5, label="d JS / dθ = 0 (closed form)")
-    ax.plot(th[th != 0], np.sign(th[th != 0]), color="tab:blue", lw=1.5, label="d W1 / dθ = sign θ (closed form)")
+    for half, label in ((neg, "d W1 / dθ = sign θ (closed form)"), (pos, None)):
+        ax.plot(half, np.sign(half), color="tab:blue", lw=1.5, label=label)
+        ax.plot(half, np.sign(half) * (1 + np.abs(half) / (2 * lam)), color="tab:blue", lw=0.8, ls="--",
+                label=None if label is None else "penalised optimum: sign θ (1 + |θ|/(2λ))")
     ax.plot(df.theta, df.gan_grad, "s", color="tab:red", label="through the trained discriminator")
     ax.plot(df.theta, df.wgan_gp_grad, "o", color="tab:blue", label="through the trained WGAN-GP critic")
     ax.set_xlabel("θ")
