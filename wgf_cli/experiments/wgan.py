@@ -82,14 +82,17 @@ SUMMARY_KEYS = {
     "clip_time_error": "dirac: max |measured - closed-form| time to reach the cycle over those starts",
     "twopoint_integral_drift": "twopoint: max relative change of H = w^2/2 + V(theta) along the RK4 flow",
     "twopoint_limit_level": "twopoint: the limit orbit's level H_c = c^2/2 + V(theta*) (closed form)",
-    "twopoint_limit_error": "twopoint: max |H - H_c| after the closed-form arrival time, starts outside the limit orbit",
+    "twopoint_limit_error": "twopoint: max |H - H_c| after the closed-form arrival time, starts outside "
+                            "the limit orbit",
     "twopoint_time_error": "twopoint: max |measured - closed-form| time to reach the limit orbit",
     "twopoint_inside_drift": "twopoint: max |H - H0| of the starts inside the limit orbit (never clipped)",
     "js_trained_max_error": "vanishing: max over theta != 0 of |trained JS estimate - log 2|",
     "js_trained_at_zero": "vanishing: the trained JS estimate at theta = 0 (closed form 0)",
     "gan_grad_max": "vanishing: max over theta != 0 of |d/dtheta| of the trained GAN objective (closed form 0)",
-    "w1_trained_max_rel_error": "vanishing: max relative error of the WGAN-GP critic's E_P f - E_Q f against |theta| + theta^2/(2 lambda)",
-    "wgan_grad_max_rel_error": "vanishing: max relative error of its generator gradient against sign(theta)(1 + |theta|/(2 lambda))",
+    "w1_trained_max_rel_error": "vanishing: max relative error of the WGAN-GP critic's E_P f - E_Q f "
+                                "against |theta| + theta^2/(2 lambda)",
+    "wgan_grad_max_rel_error": "vanishing: max relative error of its generator gradient against "
+                               "sign(theta)(1 + |theta|/(2 lambda))",
     "wgan_grad_min": "vanishing: min over theta != 0 of |generator gradient| through the WGAN-GP critic",
 }
 
@@ -122,7 +125,8 @@ def _heldout_claims(where: str, n_modes: int, hq: float, hq_worst: float, rkl: f
     return [Claim("heldout", "==", True, f"{where}: scored on seeds the protocol was not chosen on"),
             Claim("modes_covered_worst", ">=", n_modes, f"{where}: {n_modes}/{n_modes} modes on every held-out seed"),
             Claim("hq_fraction", ">=", hq, f"{where}: >= {hq:.0%} high-quality samples, mean over held-out seeds"),
-            Claim("hq_fraction_worst", ">=", hq_worst, f"{where}: >= {hq_worst:.0%} high-quality samples on the worst held-out seed"),
+            Claim("hq_fraction_worst", ">=", hq_worst,
+                  f"{where}: >= {hq_worst:.0%} high-quality samples on the worst held-out seed"),
             Claim("reverse_kl", "<=", rkl, f"{where}: reverse KL <= {rkl}, mean over held-out seeds")]
 
 
@@ -149,10 +153,12 @@ PRESETS = [
            "the clipped limit orbit H = c^2/2 + V(theta*) and the time to reach it, against the closed forms.",
            ["twopoint_integral_drift", "twopoint_limit_level", "twopoint_limit_error", "twopoint_time_error",
             "twopoint_inside_drift", "twopoint_time_to_limit", "twopoint_time_closed_form"],
-           [Claim("twopoint_integral_drift", "<=", 1e-6, "two-point GAN: the flow conserves H = omega^2/2 + cosh(theta)"),
+           [Claim("twopoint_integral_drift", "<=", 1e-6,
+                  "two-point GAN: the flow conserves H = omega^2/2 + cosh(theta)"),
             Claim("twopoint_limit_error", "<=", 1e-6,
                   "clipped critic: every orbit outside ends on the level set H = c^2/2 + V(theta*)"),
-            Claim("twopoint_time_error", "<=", 1e-3, "time to reach the limit orbit = closed form (slide) + quadrature"),
+            Claim("twopoint_time_error", "<=", 1e-3,
+                  "time to reach the limit orbit = closed form (slide) + quadrature"),
             Claim("twopoint_inside_drift", "<=", 1e-9, "orbits inside the limit orbit never feel the clipping")],
            ["twopoint.png"], toy=["twopoint.flow_h=0.005", "twopoint.time=1.0"]),
     Preset("wgan_vanishing", "Parallel lines at distance theta: JS = log 2 for theta != 0 (zero gradient) "
@@ -165,7 +171,8 @@ PRESETS = [
                   "trained WGAN-GP critic: E_P f - E_Q f = |theta| + theta^2/(2 lambda) (the penalised optimum)"),
             Claim("wgan_grad_max_rel_error", "<=", 0.05,
                   "its generator gradient = sign(theta)(1 + |theta|/(2 lambda))"),
-            Claim("wgan_grad_min", ">=", 0.9, "the Wasserstein gradient does not vanish (closed form |sign theta| = 1)")],
+            Claim("wgan_grad_min", ">=", 0.9,
+                  "the Wasserstein gradient does not vanish (closed form |sign theta| = 1)")],
            ["vanishing.png"], toy=["vanishing.steps=20", "vanishing.thetas=[0.0,1.0]"]),
     Preset("wgan_ring8_gp", "WGAN-GP on the WGAN-GP 8 Gaussians: every mode, small exact W1.",
            ["final_w1", "final_w2", "critic_w1_estimate", "modes_covered", "hq_fraction", "reverse_kl",
