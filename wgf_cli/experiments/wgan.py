@@ -108,8 +108,8 @@ _SEEDS5 = ["seeds=[0,1,2,3,4]"]
 #: the PacGAN table: the presets' CPU protocol (3 x 128, 4,000 / 5,000 iterations, lambda = 1, Adam
 #: decaying linearly to 0) over 5 seeds; the claims are the PacGAN table's targets (docs/wgan.md)
 _PACGAN_FULL = [*_SEEDS5]
-_PACGAN_KEYS = ["modes_covered", "modes_covered_se", "hq_fraction", "hq_fraction_se", "reverse_kl",
-                "reverse_kl_se", "final_w1", "seeds", "wall_s"]
+_PACGAN_KEYS = ["heldout", "modes_covered", "modes_covered_se", "modes_covered_worst", "hq_fraction",
+                "hq_fraction_se", "hq_fraction_worst", "reverse_kl", "reverse_kl_se", "final_w1", "seeds", "wall_s"]
 
 
 #: held-out seeds of the presets whose protocol was chosen on seeds 0-9 (quick profile: the
