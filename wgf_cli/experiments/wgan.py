@@ -105,15 +105,13 @@ _TOY_TRAIN = ["iterations=20", "eval.every=10", "eval.samples=200", "eval.track_
 
 _WIDE = ["model.generator.hidden=512", "model.critic.hidden=512"]
 _SEEDS5 = ["seeds=[0,1,2,3,4]"]
-#: the PacGAN table: the presets' CPU protocol (3 x 128, 4,000 / 5,000 iterations, lambda = 1, Adam
-#: decaying linearly to 0) over 5 seeds; the claims are the PacGAN table's targets (docs/wgan.md)
-_PACGAN_FULL = [*_SEEDS5]
+#: the keys the report quotes for the PacGAN-data presets
 _PACGAN_KEYS = ["heldout", "modes_covered", "modes_covered_se", "modes_covered_worst", "hq_fraction",
                 "hq_fraction_se", "hq_fraction_worst", "reverse_kl", "reverse_kl_se", "final_w1", "seeds", "wall_s"]
 
 
-#: held-out seeds of the presets whose protocol was chosen on seeds 0-9 (quick profile: the
-#: preset's own first two; full: all ten)
+#: held-out seeds 10-19 of the PacGAN presets, whose protocol was chosen on development seeds
+#: (quick profile: the preset's own first two; full: all ten)
 _HELDOUT_FULL = ["seeds=[10,11,12,13,14,15,16,17,18,19]"]
 _HELDOUT_KEYS = ["heldout", "scored_seeds", "modes_covered", "modes_covered_worst", "hq_fraction",
                  "hq_fraction_se", "hq_fraction_worst", "reverse_kl", "reverse_kl_se", "reverse_kl_worst",
@@ -123,19 +121,14 @@ _HELDOUT_KEYS = ["heldout", "scored_seeds", "modes_covered", "modes_covered_wors
 
 def _heldout_claims(where: str, n_modes: int, hq: float, hq_worst: float, rkl: float) -> list[Claim]:
     """The held-out claims; thresholds near the measured 10-seed values (docs/wgan.md): on the
-    ring the worst of seeds 10-19 has 92.3 % high-quality samples, below the 93 % target."""
+    ring the worst of seeds 10-19 has 92.3 % high-quality samples, below the 93 % target; on
+    the grid 93.2 %."""
     return [Claim("heldout", "==", True, f"{where}: scored on seeds the protocol was not chosen on"),
             Claim("modes_covered_worst", ">=", n_modes, f"{where}: {n_modes}/{n_modes} modes on every held-out seed"),
             Claim("hq_fraction", ">=", hq, f"{where}: >= {hq:.0%} high-quality samples, mean over held-out seeds"),
             Claim("hq_fraction_worst", ">=", hq_worst,
                   f"{where}: >= {hq_worst:.0%} high-quality samples on the worst held-out seed"),
             Claim("reverse_kl", "<=", rkl, f"{where}: reverse KL <= {rkl}, mean over held-out seeds")]
-
-
-def _pacgan_claims(where: str, modes: float, n_modes: int) -> list[Claim]:
-    return [Claim("modes_covered", ">=", modes, f"PacGAN {where}: >= {modes}/{n_modes} modes covered"),
-            Claim("hq_fraction", ">=", 0.95, f"PacGAN {where}: >= 95% high-quality samples (3 std)"),
-            Claim("reverse_kl", "<=", 0.07, f"PacGAN {where}: reverse KL <= 0.07")]
 
 
 #: ``conf/experiment/`` presets of ``wgf wgan`` with the claims ``make reproduce`` checks (on
@@ -191,9 +184,10 @@ PRESETS = [
            ["samples.png", "metrics.png"], toy=_TOY_TRAIN, full=_HELDOUT_FULL),
     Preset("wgan_grid25_pacgan", "PacGAN 2D-grid protocol with WGAN-GP on standardized "
            "coordinates: 3 x 128 MLPs, batch 512, 5,000 iterations, lambda = 1, Adam 3e-3 decaying "
-           "to 0. Quick profile: seed 0; full: the 5-seed table.",
-           _PACGAN_KEYS, _pacgan_claims("grid", 24.5, 25),
-           ["samples.png", "metrics.png"], toy=_TOY_TRAIN, full=_PACGAN_FULL),
+           "to 0, chosen on seeds 0-4, scored on the generator's weight average (EMA 0.999, chosen "
+           "on ring seeds 5-6). Held-out seeds: quick profile 10-11, full 10-19.",
+           _HELDOUT_KEYS, _heldout_claims("grid", 25, 0.93, 0.93, 0.01),
+           ["samples.png", "metrics.png"], toy=_TOY_TRAIN, full=_HELDOUT_FULL),
     Preset("wgan_ring8_pacgan_vanilla", "The PacGAN ring data with the vanilla minimax GAN and "
            "PacGAN's GAN optimizer (Adam 1e-4, beta1 0.8, batch 100, 2,000 iterations; 3 x 128 MLPs): "
            "mode collapse.",
