@@ -86,6 +86,65 @@ def test_dirac_preset_matches_the_closed_forms(tmp_path):
     assert (tmp_path / "plots/phase_portrait.png").exists() and (tmp_path / "dirac.npz").exists()
 
 
+def test_twopoint_preset_matches_the_closed_forms(tmp_path):
+    res = wgan("experiment=wgan_twopoint", "twopoint.flow_h=0.002", "-q", f"hydra.run.dir={tmp_path}")
+    assert res.exit_code == 0, res.output
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["twopoint_integral_drift"] < 1e-9
+    np.testing.assert_allclose(s["twopoint_limit_level"], 0.5 * 0.3**2 + 1.0, rtol=1e-12)  # c²/2 + cosh 0
+    assert s["twopoint_limit_error"] < 1e-6 and s["twopoint_time_error"] < 1e-3
+    assert s["starts_outside"] == 4 and s["twopoint_inside_drift"] < 1e-9
+    assert (tmp_path / "plots/twopoint.png").exists() and (tmp_path / "twopoint.npz").exists()
+
+
+def test_vanishing_task_small(tmp_path):
+    res = wgan("experiment=wgan_vanishing", "vanishing.steps=300", "vanishing.thetas=[0.0,1.0]", "-q",
+               f"hydra.run.dir={tmp_path}")
+    assert res.exit_code == 0, res.output
+    s = json.loads((tmp_path / "summary.json").read_text())
+    df = pd.read_csv(tmp_path / "vanishing.csv")
+    assert df["theta"].tolist() == [0.0, 1.0]
+    np.testing.assert_allclose(df["js"], [0.0, np.log(2)])
+    assert s["js_trained_max_error"] < 1e-3 and s["gan_grad_max"] < 1e-3
+    assert s["wgan_grad_min"] > 0.8
+    assert (tmp_path / "plots/vanishing.png").exists()
+
+
+def test_ema_and_held_out_seeds_in_the_summary(tmp_path):
+    res = wgan(*TINY, "seeds=[3,4]", "dev_seeds=[0,1,2]", "ema.decay=0.9", "ema.compare=[0.5]", "-q",
+               f"hydra.run.dir={tmp_path}")
+    assert res.exit_code == 0, res.output
+    s = json.loads((tmp_path / "summary.json").read_text())
+    table = pd.read_csv(tmp_path / "seeds.csv")
+    assert s["heldout"] is True and s["scored_seeds"] == [3, 4] and s["dev_seeds"] == [0, 1, 2]
+    assert s["ema"] == 0.9
+    for prefix in ("", "raw_", "ema0.5_"):
+        np.testing.assert_allclose(s[f"{prefix}hq_fraction"], table[f"{prefix}hq_fraction"].mean(), rtol=1e-12)
+        assert s[f"{prefix}hq_fraction_worst"] == table[f"{prefix}hq_fraction"].min()
+        assert s[f"{prefix}final_w1_worst"] == table[f"{prefix}w1"].max()
+    # a scored seed among the development seeds: not held out
+    res = wgan(*TINY, "seeds=[1,4]", "dev_seeds=[0,1,2]", "-q", f"hydra.run.dir={tmp_path / 'b'}")
+    assert json.loads((tmp_path / "b/summary.json").read_text())["heldout"] is False
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["ema.decay=1.0"], "ema.decay must be 0 (off) or in (0, 1)"),
+    (["ema.compare=[0.9,1.5]"], "ema.compare must be a list of decays in (0, 1)"),
+    (["dev_seeds=[-1]"], "dev_seeds must be null or a list of integers >= 0"),
+    (["task=twopoint", "twopoint.clip=0"], "twopoint.clip must be > 0"),
+    (["task=twopoint", "twopoint.starts=[[0.0,0.5]]"], "|omega0| > twopoint.clip"),
+    (["task=twopoint", "twopoint.p=1.0"], "twopoint.p must be in (0, 1)"),
+    (["task=vanishing", "vanishing.thetas=[0.0]"], "at least one != 0"),
+    (["task=vanishing", "vanishing.gp_lambda=-1"], "vanishing.gp_lambda must be > 0"),
+])
+def test_bad_new_input_one_line_exit_2(args, message, tmp_path):
+    res = runner.invoke(app, ["wgan", *args, f"hydra.run.dir={tmp_path / 'r'}"])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("wgf: error:") and message in lines[0], res.output
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["loss=lsgan"], "lsgan"),
     (["loss=wgan_clip", "loss.clip=0"], "loss.clip must be > 0"),

@@ -139,3 +139,27 @@ def test_cuda_matches_cpu_for_the_penalty_and_runs_steps():
     for _ in range(3):
         tr.step()
     assert tr.sample(tr.noise(10)).device.type == "cuda"
+
+
+def test_generator_ema_is_the_warmed_up_average_and_leaves_training_alone():
+    plain, avg = _trainer("wgan_gp", 5), _trainer("wgan_gp", 5, ema=(0.9, 0.5))
+    G0 = copy.deepcopy(avg.G)
+    expected = [flat_parameters(G0).clone() for _ in range(2)]
+    for t in range(12):
+        plain.step()
+        avg.step()
+        for k, d in enumerate((0.9, 0.5)):
+            beta = min(d, (1 + t) / (10 + t))
+            expected[k] = beta * expected[k] + (1 - beta) * flat_parameters(avg.G)
+    # the averages never feed back: the trained generator is the one trained without them
+    torch.testing.assert_close(flat_parameters(avg.G), flat_parameters(plain.G), rtol=0, atol=0)
+    for k in range(2):
+        torch.testing.assert_close(flat_parameters(avg.G_ema[k]), expected[k], rtol=1e-5, atol=1e-6)
+    z = avg.noise(7)
+    torch.testing.assert_close(avg.sample(z, ema=1), avg.G_ema[1](z))
+    state = avg.state_dict()
+    other = _trainer("wgan_gp", 6, ema=(0.9, 0.5))
+    other.load_state_dict(state)
+    torch.testing.assert_close(flat_parameters(other.G_ema[0]), flat_parameters(avg.G_ema[0]))
+    with pytest.raises(ValueError, match="ema"):
+        TrainConfig(ema=(1.0,))

@@ -216,3 +216,87 @@ def phase_portrait(run, c, h, free, clipped, sim, alt, measured, every) -> None:
     ax.legend(fontsize=7, loc="upper right")
     ax.set_title(r"$\psi$ clipped to $[-c, c]$: orbits outside radius c reach the cycle")
     run.save_plot(fig, "phase_portrait")
+
+
+def twopoint_portrait(run, p, c, clipped, dirac, orbit_th, orbit_om, outside, every) -> None:
+    """Left: the Dirac-GAN with ψ clipped (circles, limit circle of radius c).  Right: the
+    two-point GAN: contours of H = ω²/2 + V(θ), the clipped limit orbit H = H_c, the box."""
+    from wgf_cli.gan import twopoint as Tp
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    ts = Tp.theta_star(p)
+    lim_th = 1.1 * max(np.abs(clipped.theta - ts).max(), np.abs(dirac.theta).max(), 1.0)
+    lim_om = 1.3 * max(np.abs(clipped.psi).max(), c)
+    for ax, title in zip(axes, [r"Dirac-GAN: $\theta^2+\psi^2$, $\psi$ clipped to $[-c, c]$",
+                                r"two-point GAN: $H=\omega^2/2+V(\theta)$, $\omega$ clipped"], strict=True):
+        ax.axhspan(c, lim_om, color="0.9")
+        ax.axhspan(-lim_om, -c, color="0.9")
+        ax.set_ylim(-lim_om, lim_om)
+        ax.set_title(title, fontsize=10)
+    ax = axes[0]
+    g_th = np.linspace(-lim_th, lim_th, 300)
+    g_om = np.linspace(-lim_om, lim_om, 200)
+    TH, OM = np.meshgrid(g_th, g_om)
+    ax.contour(TH, OM, TH**2 + OM**2, levels=14, colors="0.7", linewidths=0.6)
+    t = np.linspace(0, 2 * np.pi, 200)
+    ax.plot(c * np.cos(t), c * np.sin(t), "r--", lw=1.5, label=f"limit cycle: radius c={c:g}")
+    for j in range(dirac.theta.shape[1]):
+        ax.plot(dirac.theta[::every, j], dirac.psi[::every, j], lw=1, color=f"C{j}")
+        ax.plot(dirac.theta[0, j], dirac.psi[0, j], "o", ms=4, color=f"C{j}")
+    ax.set_xlim(-lim_th, lim_th)
+    ax.set_xlabel(r"$\theta$ (generator: $\delta_\theta$)")
+    ax.set_ylabel(r"$\psi$ (critic $\psi x$)")
+    ax.legend(fontsize=7, loc="upper right")
+    ax = axes[1]
+    g_th = np.linspace(ts - lim_th, ts + lim_th, 300)
+    TH, OM = np.meshgrid(g_th, g_om)
+    H = Tp.first_integral(TH, OM, p)
+    levels = np.quantile(H, np.linspace(0.02, 0.9, 16))
+    ax.contour(TH, OM, H, levels=np.unique(levels), colors="0.7", linewidths=0.6)
+    ax.plot(orbit_th, orbit_om, "r--", lw=1.5, label=rf"limit orbit $H = c^2/2 + V(\theta^*)$, c={c:g}")
+    for j in range(clipped.theta.shape[1]):
+        ax.plot(clipped.theta[::every, j], clipped.psi[::every, j], lw=1, color=f"C{j}",
+                ls="-" if outside[j] else ":")
+        ax.plot(clipped.theta[0, j], clipped.psi[0, j], "o", ms=4, color=f"C{j}")
+    ax.plot([ts], [0], "k*", ms=8)
+    ax.set_xlim(ts - lim_th, ts + lim_th)
+    ax.set_xlabel(r"$\theta$ (generator: $w(\theta)\delta_{-1} + (1-w(\theta))\delta_{+1}$)")
+    ax.set_ylabel(r"$\omega$ (critic $\omega x$)")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"clipped critics: every orbit outside the limit orbit reaches it in finite time (p={p:g})")
+    run.save_plot(fig, "twopoint")
+
+
+def vanishing_plot(run, df, lam) -> None:
+    """JS and W1 between the segments at distance θ (closed form, trained) and the generator
+    gradient each gives."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    th = np.linspace(df.theta.min(), df.theta.max(), 401)
+    ax = axes[0]
+    neg, pos = th[th < 0], th[th > 0]
+    for half, label in ((neg, "JS (closed form): log 2 for θ ≠ 0, 0 at θ = 0"), (pos, None)):
+        ax.plot(half, np.full_like(half, np.log(2)), color="tab:red", lw=1.5, label=label)
+    ax.plot([0], [0], "o", color="tab:red", ms=5)
+    ax.plot(th, np.abs(th), color="tab:blue", lw=1.5, label="W1 = |θ| (closed form)")
+    ax.plot(th, np.abs(th) + th**2 / (2 * lam), color="tab:blue", lw=0.8, ls="--",
+            label=f"WGAN-GP optimum |θ| + θ²/(2λ), λ={lam:g}")
+    ax.plot(df.theta, df.gan_estimate, "s", color="tab:red", label="trained discriminator: (value + log 4)/2")
+    ax.plot(df.theta, df.wgan_gp_estimate, "o", color="tab:blue", label="trained WGAN-GP critic: E_P f - E_Q f")
+    ax.set_xlabel("θ (distance between the lines)")
+    ax.set_title("divergence between P_0 and P_θ")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    ax.plot(th, np.zeros_like(th), color="tab:red", lw=1.5, label="d JS / dθ = 0 (closed form)")
+    for half, label in ((neg, "d W1 / dθ = sign θ (closed form)"), (pos, None)):
+        ax.plot(half, np.sign(half), color="tab:blue", lw=1.5, label=label)
+        ax.plot(half, np.sign(half) * (1 + np.abs(half) / (2 * lam)), color="tab:blue", lw=0.8, ls="--",
+                label=None if label is None else "penalised optimum: sign θ (1 + |θ|/(2λ))")
+    ax.plot(df.theta, df.gan_grad, "s", color="tab:red", label="through the trained discriminator")
+    ax.plot(df.theta, df.wgan_gp_grad, "o", color="tab:blue", label="through the trained WGAN-GP critic")
+    ax.set_xlabel("θ")
+    ax.set_title("gradient the generator receives")
+    ax.legend(fontsize=7)
+    fig.suptitle("parallel lines: the original GAN's gradient vanishes, the Wasserstein gradient does not")
+    run.save_plot(fig, "vanishing")

@@ -8,8 +8,13 @@ Plain PyTorch (POT / GeomLoss for optimal transport), no CLI or config code:
 - :mod:`~wgf_cli.gan.models`: MLP generator and critic;
 - :mod:`~wgf_cli.gan.losses`: minimax / non-saturating GAN, WGAN with clipping, WGAN-GP
   (per-sample gradient penalty), and the critic-free debiased Sinkhorn loss;
-- :mod:`~wgf_cli.gan.trainer`: the alternating training loop (n_critic, WGAN warm-up);
+- :mod:`~wgf_cli.gan.trainer`: the alternating training loop (n_critic, WGAN warm-up, generator
+  weight averages);
 - :mod:`~wgf_cli.gan.metrics`: exact W1/W2 (POT), PacGAN mode metrics, clipping statistics,
   oscillation detection from a spectrum;
-- :mod:`~wgf_cli.gan.dirac`: the Dirac-GAN pendulum and its closed forms.
+- :mod:`~wgf_cli.gan.dirac`: the Dirac-GAN pendulum and its closed forms;
+- :mod:`~wgf_cli.gan.twopoint`: the two-point GAN (a generator of weights on δ₋₁ and δ₊₁
+  against a clipped linear critic): first integral, limit orbit, time to reach it;
+- :mod:`~wgf_cli.gan.parallel_lines`: JS against W1 between segments at distance θ, closed
+  form and trained critics (the vanishing gradient of the original GAN).
 """

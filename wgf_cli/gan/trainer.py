@@ -6,6 +6,12 @@ original WGAN warm-up, 100 critic steps for the first 25 generator iterations an
 ``wgan_gp`` adds the per-sample gradient penalty; ``sinkhorn`` has no critic and takes one
 generator step on the debiased Sinkhorn divergence to a fresh data batch.
 
+``ema`` keeps exponential moving averages of the generator's weights (one per decay ``β``),
+updated after every generator step with ``p_avg ← β_t p_avg + (1 − β_t) p`` and the usual
+warm-up ``β_t = min(β, (1 + t) / (10 + t))`` (t = generator steps taken).  The averages never
+feed back into training: the trained generator and its averages can be scored side by side
+on the same run (:meth:`GANTrainer.sample` with ``ema=``).
+
 Randomness comes from three explicit CPU generators (data batches, latent noise, penalty
 interpolation weights), so a seed gives the same run on the CPU, and the same batches on
 every device.
@@ -45,8 +51,11 @@ class TrainConfig:
     iterations: int = 0  # the length of the linear decay
     sinkhorn_blur: float = 0.05
     sinkhorn_p: int = 2
+    ema: tuple[float, ...] = ()  # decays of generator weight averages (EMA), each in (0, 1)
 
     def __post_init__(self) -> None:
+        if not all(0.0 < d < 1.0 for d in self.ema):
+            raise ValueError(f"ema decays must be in (0, 1), got {list(self.ema)}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.n_critic < 1:
@@ -116,6 +125,8 @@ class GANTrainer:
         else:
             self.sinkhorn = SinkhornLoss(cfg.sinkhorn_p, cfg.sinkhorn_blur)
         self.iteration = 0
+        #: generator weight averages, one per ``cfg.ema`` decay (frozen copies of ``generator``)
+        self.G_ema = [copy.deepcopy(generator).requires_grad_(False) for _ in cfg.ema]
         self.schedulers = []
         if cfg.lr_decay == "linear":
             opts = [self.opt_g] + ([self.opt_c] if self.has_critic else [])
@@ -131,8 +142,20 @@ class GANTrainer:
         return self.data.sample(count, self.gen_data, self.device, self.dtype)
 
     @torch.no_grad()
-    def sample(self, z: torch.Tensor) -> torch.Tensor:
-        return self.G(z)
+    def sample(self, z: torch.Tensor, ema: int | None = None) -> torch.Tensor:
+        """``G(z)``; with ``ema=k`` the ``k``-th weight average ``cfg.ema[k]`` instead."""
+        return (self.G if ema is None else self.G_ema[ema])(z)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """One EMA update of every generator average (called after each generator step)."""
+        t = self.iteration
+        for decay, avg in zip(self.cfg.ema, self.G_ema, strict=True):
+            beta = min(decay, (1.0 + t) / (10.0 + t))
+            for pa, p in zip(avg.parameters(), self.G.parameters(), strict=True):
+                pa.mul_(beta).add_(p.detach(), alpha=1.0 - beta)
+            for ba, b in zip(avg.buffers(), self.G.buffers(), strict=True):
+                ba.copy_(b)
 
     # -- steps ----------------------------------------------------------------------
     def critic_step(self) -> tuple[float, float | None, float | None]:
@@ -182,6 +205,7 @@ class GANTrainer:
             for _ in range(st.critic_steps):
                 st.critic_loss, st.penalty, st.grad_norm = self.critic_step()
         st.generator_loss = self.generator_step()
+        self.update_ema()
         self.iteration += 1
         for sch in self.schedulers:
             sch.step()
@@ -192,7 +216,8 @@ class GANTrainer:
         """A deep copy of the models, optimizers, RNG states and iteration count."""
         state = {"G": self.G.state_dict(), "opt_g": self.opt_g.state_dict(), "iteration": self.iteration,
                  "schedulers": [sch.state_dict() for sch in self.schedulers],
-                 "rng": [g.get_state() for g in (self.gen_data, self.gen_noise, self.gen_gp)]}
+                 "rng": [g.get_state() for g in (self.gen_data, self.gen_noise, self.gen_gp)],
+                 "G_ema": [avg.state_dict() for avg in self.G_ema]}
         if self.has_critic:
             state.update(D=self.D.state_dict(), opt_c=self.opt_c.state_dict())
         return copy.deepcopy(state)
@@ -203,6 +228,8 @@ class GANTrainer:
         self.iteration = int(state["iteration"])
         for sch, st in zip(self.schedulers, state.get("schedulers", []), strict=False):
             sch.load_state_dict(st)
+        for avg, st in zip(self.G_ema, state.get("G_ema", []), strict=False):
+            avg.load_state_dict(st)
         for g, s in zip((self.gen_data, self.gen_noise, self.gen_gp), state["rng"], strict=True):
             g.set_state(s)
         if self.has_critic:

@@ -1,0 +1,40 @@
+"""The vanishing gradient on parallel lines: closed forms, and trained critics against them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from wgf_cli.gan import parallel_lines as P
+
+
+def test_closed_forms():
+    th = np.array([-2.0, -0.1, 0.0, 1e-3, 3.0])
+    np.testing.assert_array_equal(P.js_divergence(th), [math.log(2)] * 2 + [0.0] + [math.log(2)] * 2)
+    np.testing.assert_array_equal(P.w1_distance(th), np.abs(th))
+
+
+@pytest.mark.parametrize("theta", [0.3, 2.0])
+def test_gp_optimum_maximises_the_penalised_value(theta):
+    lam = 10.0
+    k = np.linspace(0.5, 1.5, 200_001)
+    best = k[np.argmax(k * theta - lam * (k - 1) ** 2)]
+    np.testing.assert_allclose(P.w1_gp_slope(theta, lam), best, atol=1e-5)
+    np.testing.assert_allclose(P.w1_gp_value(theta, lam), best * theta, atol=1e-5)
+
+
+@pytest.mark.parametrize("theta", [-1.0, 0.5])
+def test_trained_critics_match_the_closed_forms(theta):
+    gan = P.train_critic(theta, "gan", steps=300)
+    assert abs(gan.estimate - math.log(2)) < 1e-3
+    assert abs(gan.generator_grad) < 1e-3  # the JS gradient vanishes
+    w = P.train_critic(theta, "wgan_gp", steps=300)
+    np.testing.assert_allclose(w.estimate, P.w1_gp_value(theta, 10.0), rtol=0.05)
+    np.testing.assert_allclose(w.generator_grad, np.sign(theta) * P.w1_gp_slope(theta, 10.0), rtol=0.05)
+
+
+def test_bad_kind():
+    with pytest.raises(ValueError, match="kind"):
+        P.train_critic(1.0, "lsgan", steps=1)
