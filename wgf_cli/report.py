@@ -144,7 +144,8 @@ def _claims_table(claims: list[dict[str, Any]]) -> list[str]:
     lines = ["| run | claim | measured | threshold | result |", "|---|---|---|---|---|"]
     for c in claims:
         value, threshold = fmt_pair(c["value"], c["threshold"])
-        lines.append(f"| {c['run']} | {c['text']} (`{c['key']}`) | {value} | {c['op']} {threshold} | "
+        text = str(c["text"]).replace("|", "\\|")  # a pipe in the text would end the cell
+        lines.append(f"| {c['run']} | {text} (`{c['key']}`) | {value} | {c['op']} {threshold} | "
                      f"{'pass' if c['passed'] else '**FAIL**'} |")
     return lines
 
