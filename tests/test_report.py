@@ -366,3 +366,14 @@ def test_report_figures_have_room_and_labels():
             assert any(a.get_xlabel() for a in ax.get_shared_x_axes().get_siblings(ax)), (name, ax.get_title())
             assert ax.get_ylabel() or name == "grid_snapshots.png" and ax is not fig.axes[0], (name, ax.get_title())
         plt.close(fig)
+
+
+def test_pipe_in_claim_text_stays_in_its_cell(tmp_path):
+    """A claim text with ``|theta|`` keeps five cells in Markdown (escaped) and in HTML."""
+    from wgf_cli.report import _claims_table, to_html
+
+    lines = _claims_table([{"run": "r", "text": "W1 = |theta|", "key": "k", "value": 0.1, "op": "<=",
+                            "threshold": 0.2, "passed": True}])
+    assert len(re.split(r"(?<!\\)\|", lines[2].strip().strip("|"))) == 5
+    page = to_html("\n".join(lines), tmp_path)
+    assert "<td>W1 = |theta| (<code>k</code>)</td>" in page and page.count("<td>") == 5

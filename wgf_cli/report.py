@@ -261,7 +261,8 @@ def to_html(md: str, base: Path) -> str:
     def flush_table() -> None:
         if not table:
             return
-        rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table]
+        rows = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+                for line in table]
         head, body = rows[0], rows[2:]
         out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>")
         for r in body:
