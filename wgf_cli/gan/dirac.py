@@ -52,18 +52,18 @@ def exact_flow(theta0, psi0, t) -> tuple[np.ndarray, np.ndarray]:
     return th * np.cos(t) + ps * np.sin(t), ps * np.cos(t) - th * np.sin(t)
 
 
-def flow(theta0, psi0, T: float, h: float, clip: float | None = None) -> Trajectory:
-    """The continuous flow integrated with RK4 (step ``h``, up to time ``T``).
+def projected_rk4(field, theta0, psi0, T: float, h: float, clip: float | None = None) -> Trajectory:
+    """RK4 integration of ``(θ', ψ') = field(θ, ψ)`` up to time ``T`` (step ``h``).
 
-    With ``clip`` the flow is projected: the vector field uses the clipped ``ψ`` and ``ψ`` is
-    projected onto ``[−clip, clip]`` after every step (``on_boundary`` records where it was).
+    With ``clip`` the second variable is projected onto ``[−clip, clip]`` before it enters the
+    field and after every step (``on_boundary`` records where a step pushed it out).
     """
     th, ps = (a.copy() for a in _as_batch(theta0, psi0))
     steps = int(round(T / h))
     proj = (lambda p: np.clip(p, -clip, clip)) if clip is not None else (lambda p: p)
 
     def f(a, b):
-        return proj(b), -a
+        return field(a, proj(b))
 
     ps = proj(ps)
     out_t, out_p = [th.copy()], [ps.copy()]
@@ -81,6 +81,15 @@ def flow(theta0, psi0, T: float, h: float, clip: float | None = None) -> Traject
         out_t.append(th)
         out_p.append(ps)
     return Trajectory(np.arange(steps + 1) * h, np.stack(out_t), np.stack(out_p), np.stack(bnd))
+
+
+def flow(theta0, psi0, T: float, h: float, clip: float | None = None) -> Trajectory:
+    """The continuous flow integrated with RK4 (step ``h``, up to time ``T``).
+
+    With ``clip`` the flow is projected: the vector field uses the clipped ``ψ`` and ``ψ`` is
+    projected onto ``[−clip, clip]`` after every step (``on_boundary`` records where it was).
+    """
+    return projected_rk4(lambda a, b: (b, -a), theta0, psi0, T, h, clip)
 
 
 def simultaneous(theta0, psi0, h: float, steps: int, clip: float | None = None) -> Trajectory:

@@ -42,7 +42,7 @@ import math
 
 import numpy as np
 
-from wgf_cli.gan.dirac import Trajectory, _as_batch
+from wgf_cli.gan.dirac import Trajectory, projected_rk4
 
 
 def weight(theta):
@@ -112,27 +112,7 @@ def flow(theta0, omega0, T: float, h: float, p: float = 0.5, clip: float | None 
     projected onto ``[−clip, clip]`` after every step and the field uses the clipped ``ω``
     (``on_boundary`` records where the step pushed ``ω`` out of the box)."""
     _check_p(p)
-    th, om = (a.copy() for a in _as_batch(theta0, omega0))
-    steps = int(round(T / h))
-    proj = (lambda o: np.clip(o, -clip, clip)) if clip is not None else (lambda o: o)
-
-    def f(a, b):
-        return vector_field(a, proj(b), p)
-
-    om = proj(om)
-    out_t, out_o, bnd = [th.copy()], [om.copy()], [np.zeros_like(th, dtype=bool)]
-    for _ in range(steps):
-        k1 = f(th, om)
-        k2 = f(th + 0.5 * h * k1[0], om + 0.5 * h * k1[1])
-        k3 = f(th + 0.5 * h * k2[0], om + 0.5 * h * k2[1])
-        k4 = f(th + h * k3[0], om + h * k3[1])
-        th = th + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
-        new = om + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])
-        om = proj(new)
-        bnd.append(np.abs(new - om) > 1e-13 * (clip or 1.0))
-        out_t.append(th)
-        out_o.append(om)
-    return Trajectory(np.arange(steps + 1) * h, np.stack(out_t), np.stack(out_o), np.stack(bnd))
+    return projected_rk4(lambda a, b: vector_field(a, b, p), theta0, omega0, T, h, clip)
 
 
 def limit_orbit(c: float, p: float = 0.5, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
