@@ -15,11 +15,11 @@ Tensor = torch.Tensor
 _SLICE_CHUNK = 1 << 20
 
 
-def directions(dim: int, n: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> Tensor:
+def directions(dim: int, n: int, seed: int = 0) -> Tensor:
     """``n`` fixed random unit vectors of ``R^dim`` (rows), reproducible from ``seed``."""
     gen = torch.Generator().manual_seed(seed)
     d = torch.randn(n, dim, generator=gen, dtype=torch.float64)
-    return (d / d.norm(dim=1, keepdim=True)).to(dtype)
+    return d / d.norm(dim=1, keepdim=True)
 
 
 def w2_squared_same_support(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -58,8 +58,6 @@ def sliced_w2(points: np.ndarray, a: np.ndarray, b: np.ndarray, *, n_projections
     measures live on the same points, so each direction needs one sort of the projections;
     directions are processed in chunks so that memory stays O(chunk).
     """
-    a = a / a.sum()
-    b = b / b.sum()
     dirs = directions(points.shape[1], n_projections, seed).numpy()
     rows = max(1, _SLICE_CHUNK // max(1, points.shape[0]))
     total = 0.0
@@ -82,7 +80,6 @@ def grid_w2(grid: Grid, p: torch.Tensor, q: torch.Tensor, *, n_projections: int 
     pts = grid.points().detach().cpu().numpy().astype(np.float64)
     a = np.clip(p.detach().reshape(-1).cpu().numpy().astype(np.float64), 0, None)
     b = np.clip(q.detach().reshape(-1).cpu().numpy().astype(np.float64), 0, None)
-    a, b = a / a.sum(), b / b.sum()
     if grid.dim == 1:
         x = pts[:, 0]  # cell centres are sorted
         return math.sqrt(max(float(w2_squared_same_support(x, a, b)), 0.0))
