@@ -17,10 +17,12 @@ def _plt():
 
 
 def make_train_plots(run, cfg, data, results, ref) -> None:
+    """The figures of ``task=train`` from the seeds' :class:`~wgf_cli.gan.protocol.SeedResult`
+    (samples, critic weights and clouds, oscillation: the first seed; metrics: all)."""
     first = results[0]
     _samples(run, cfg, data, first, ref)
     _metrics(run, results)
-    if "weights" in first:
+    if first.weights is not None:
         _weights(run, cfg, first)
         _clouds(run, cfg, data, first)
     _oscillation(run, data, first)
@@ -28,7 +30,7 @@ def make_train_plots(run, cfg, data, results, ref) -> None:
 
 def _samples(run, cfg, data, res, ref) -> None:
     plt = _plt()
-    snaps = res["snaps"]
+    snaps = res.snaps
     R = float(cfg.output.plot_range)
     fig, axes = plt.subplots(1, len(snaps), figsize=(3.8 * len(snaps), 3.6), squeeze=False,
                              layout="constrained")
@@ -56,7 +58,7 @@ def _samples(run, cfg, data, res, ref) -> None:
                 tw.set_ylabel("critic D(x)", color="tab:blue")
         ax.set_title(f"iteration {snap['iter']}")
     axes[0][0].legend(loc="lower left", fontsize=7, markerscale=3)
-    fig.suptitle(f"{cfg.loss.name} on {data.name}: generated samples and critic (seed {res['seed']})")
+    fig.suptitle(f"{cfg.loss.name} on {data.name}: generated samples and critic (seed {res.seed})")
     run.save_plot(fig, "samples")
 
 
@@ -65,7 +67,7 @@ def _metrics(run, results) -> None:
     panels = [("w1", "W1 (exact)"), ("w2", "W2 (exact)"), ("critic_w1_estimate", "critic estimate"),
               ("modes_covered", "modes covered"), ("hq_fraction", "high-quality fraction"),
               ("reverse_kl", "reverse KL"), ("clip_boundary_fraction", "params at +-c")]
-    present = [(k, t) for k, t in panels if any(r.get(k) is not None for r in results[0]["rows"])]
+    present = [(k, t) for k, t in panels if any(r.get(k) is not None for r in results[0].rows)]
     groups = [["w1", "w2", "critic_w1_estimate"], ["modes_covered"], ["hq_fraction"], ["reverse_kl"],
               ["clip_boundary_fraction"]]
     groups = [[k for k in g if k in dict(present)] for g in groups]
@@ -78,8 +80,8 @@ def _metrics(run, results) -> None:
     for ax, group in zip(axes[0], groups, strict=True):
         for key in group:
             for i, res in enumerate(results):
-                it = [r["iter"] for r in res["rows"]]
-                v = [np.nan if r.get(key) is None else r[key] for r in res["rows"]]
+                it = [r["iter"] for r in res.rows]
+                v = [np.nan if r.get(key) is None else r[key] for r in res.rows]
                 ax.plot(it, v, lw=1, label=names[key] if i == 0 else None,
                         color=f"C{group.index(key)}", alpha=1.0 if len(results) == 1 else 0.6)
         ax.set_xlabel("iteration")
@@ -94,7 +96,7 @@ def _metrics(run, results) -> None:
 
 def _weights(run, cfg, res) -> None:
     plt = _plt()
-    w = res["weights"]
+    w = res.weights
     fig, ax = plt.subplots(figsize=(5, 3.2))
     c = float(cfg.loss.clip) if cfg.loss.name == "wgan_clip" else None
     ax.hist(w, bins=101, color="tab:blue", range=(-c * 1.05, c * 1.05) if c else None, histtype="stepfilled")
@@ -113,7 +115,7 @@ def _weights(run, cfg, res) -> None:
 
 def _clouds(run, cfg, data, res) -> None:
     plt = _plt()
-    snaps = [s for s in res["snaps"] if "cloud" in s]
+    snaps = [s for s in res.snaps if "cloud" in s]
     fig, axes = plt.subplots(2, len(snaps), figsize=(3.4 * len(snaps), 6.6), squeeze=False,
                              layout="constrained")
     c = float(cfg.loss.clip) if cfg.loss.name == "wgan_clip" else None
@@ -151,8 +153,8 @@ def _clouds(run, cfg, data, res) -> None:
 
 def _oscillation(run, data, res) -> None:
     plt = _plt()
-    tr = res["track"]
-    osc = res["oscillation"]
+    tr = res.track
+    osc = res.oscillation
     n = 3 if len(tr.get("hist", [])) else 2
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.2), layout="constrained")
     for j in range(tr["mean"].shape[1]):
