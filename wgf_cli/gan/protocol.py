@@ -103,6 +103,7 @@ class ProtocolConfig:
 
     @property
     def iterations(self) -> int:
+        """Generator iterations of the run (``train.iterations``)."""
         return self.train.iterations
 
     def generators(self) -> tuple[int | None, dict[str, int | None]]:
