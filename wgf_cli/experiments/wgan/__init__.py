@@ -21,6 +21,11 @@ closed forms (``twopoint.npz``, ``plots/twopoint.png``).
 ``task=vanishing`` puts the closed-form JS divergence and W1 distance between two segments at
 distance θ next to trained discriminators / WGAN-GP critics and the generator gradients they
 give (``vanishing.csv``, ``plots/vanishing.png``).
+
+``task=twospecies`` treats the WGAN as two interacting particle populations (generator
+particles, critic neurons): the distance of finite-width runs to a large-width reference and
+its rate in the width, and the critic's speed against oscillation (``twospecies.npz``,
+``plots/twospecies.png``).
 """
 
 from __future__ import annotations
@@ -40,11 +45,12 @@ from wgf_cli.experiments.wgan.dirac import (
 )
 from wgf_cli.experiments.wgan.presets import HEADLINE, PRESETS, SUMMARY_KEYS
 from wgf_cli.experiments.wgan.train import ACTIVATIONS, DATASETS, LOSSES, OPTIMIZERS, run_train, validate_train
+from wgf_cli.experiments.wgan.twospecies import run_twospecies, validate_twospecies
 
 __all__ = ["ACTIVATIONS", "DATASETS", "HEADLINE", "LOSSES", "OPTIMIZERS", "PRESETS", "SUMMARY_KEYS", "TASKS",
            "run", "validate"]
 
-TASKS = ["train", "dirac", "twopoint", "vanishing"]
+TASKS = ["train", "dirac", "twopoint", "vanishing", "twospecies"]
 
 
 def validate(cfg: DictConfig) -> None:
@@ -54,11 +60,11 @@ def validate(cfg: DictConfig) -> None:
     C.choice(cfg, "dtype", ["float32", "float64"])
     C.integer(cfg, "threads", minimum=0)
     task = C.choice(cfg, "task", TASKS)
-    {"twopoint": validate_twopoint, "vanishing": validate_vanishing, "dirac": validate_dirac,
-     "train": validate_train}[task](cfg)
+    {"twospecies": validate_twospecies, "twopoint": validate_twopoint, "vanishing": validate_vanishing,
+     "dirac": validate_dirac, "train": validate_train}[task](cfg)
 
 
 def run(cfg: DictConfig, run) -> dict[str, Any]:
     """Run the task of ``cfg``; returns the summary (also written to ``summary.json``)."""
-    return {"dirac": run_dirac, "twopoint": run_twopoint, "vanishing": run_vanishing,
+    return {"twospecies": run_twospecies, "dirac": run_dirac, "twopoint": run_twopoint, "vanishing": run_vanishing,
             "train": run_train}[str(cfg.task)](cfg, run)

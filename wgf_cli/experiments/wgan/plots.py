@@ -302,3 +302,53 @@ def vanishing_plot(run, df, lam) -> None:
     ax.legend(fontsize=7)
     fig.suptitle("parallel lines: the original GAN's gradient vanishes, the Wasserstein gradient does not")
     run.save_plot(fig, "vanishing")
+
+
+def twospecies_figure(run, base, study, speeds) -> None:
+    """Width study (W2 curves per width, distance to the reference against the width with the
+    fitted rate) and critic-speed study (W2 curves and generator means per critic speed)."""
+    from wgf_cli.gan.two_species import data_quadrature
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2), layout="constrained")
+    ax = axes[0]
+    for k, (m, r) in enumerate(sorted(study.runs.items())):
+        ax.plot(r.times, r.w2, color=plt.cm.viridis(k / max(1, len(study.runs) - 1)), lw=1, label=f"m = {m}")
+    ax.plot(study.reference.times, study.reference.w2, "k--", lw=1.5, label=f"reference m = {study.reference_width}")
+    ax.set_xlabel("t")
+    ax.set_ylabel(r"$W_2(\mu_t, \nu)$")
+    ax.set_title("training curves by width (first seed)", fontsize=10)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    w = np.asarray(study.widths, float)
+    for j in range(study.distances.shape[1]):
+        ax.plot(w, study.distances[:, j], "o", color="0.6", ms=3, label="seeds" if j == 0 else None)
+    ax.plot(w, study.distances.mean(1), "ko", ms=5, label="mean over seeds")
+    fit = np.exp(np.log(study.distances.mean(1)).mean() + study.slope * (np.log(w) - np.log(w).mean()))
+    ax.plot(w, fit, "r-", lw=1.2, label=f"slope {study.slope:.2f} [{study.slope_ci[0]:.2f}, {study.slope_ci[1]:.2f}]")
+    ax.plot(w, fit[0] * (w / w[0]) ** -0.5, "b:", lw=1, label="$m^{-1/2}$ (CLT)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(w, [str(int(v)) for v in w])
+    ax.minorticks_off()
+    ax.set_xlabel("generator width m (critic n = ratio m)")
+    ax.set_ylabel("RMS distance of the curves to the reference")
+    ax.set_title("distance to the mean-field limit", fontsize=10)
+    ax.legend(fontsize=7)
+    ax = axes[2]
+    for k, r in enumerate(speeds):
+        ax.plot(r.run.times, r.run.w2, color=f"C{k}", lw=1, label=rf"$\eta$ = {r.critic_speed:g}")
+    ax.set_xlabel("t")
+    ax.set_ylabel(r"$W_2(\mu_t, \nu)$")
+    ax.set_title(r"critic speed $\eta$: slow oscillates, fast settles", fontsize=10)
+    ax.legend(fontsize=7)
+    ax = axes[3]
+    y = data_quadrature(base)
+    ax.hist(y, bins=60, density=True, color="0.8", label=r"data $\nu$")
+    ax.hist(study.reference.particles, bins=60, density=True, histtype="step", color="k",
+            label=f"generator at T, m = {study.reference_width}")
+    ax.set_xlabel("x")
+    ax.set_title("generated distribution at the end", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.suptitle("WGAN as two particle populations: the mean-field limit in the widths")
+    run.save_plot(fig, "twospecies")

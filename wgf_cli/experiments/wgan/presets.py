@@ -46,6 +46,21 @@ SUMMARY_KEYS = {
                             "the limit orbit",
     "twopoint_time_error": "twopoint: max |measured - closed-form| time to reach the limit orbit",
     "twopoint_inside_drift": "twopoint: max |H - H0| of the starts inside the limit orbit (never clipped)",
+    "twospecies_slope": "twospecies: fitted exponent of the RMS curve distance to the reference ~ C m^slope",
+    "twospecies_slope_ci_low": "twospecies: its 95 % bootstrap interval over seeds (low)",
+    "twospecies_slope_ci_high": "twospecies: its 95 % bootstrap interval over seeds (high)",
+    "twospecies_slope_reg_ci_low": "twospecies: the regression t-interval on the per-seed points (low)",
+    "twospecies_slope_reg_ci_high": "twospecies: the regression t-interval on the per-seed points (high)",
+    "twospecies_clt_in_ci": "twospecies: -1/2 (the initial particles' CLT rate) lies in the bootstrap interval",
+    "twospecies_distance_by_width": "twospecies: mean over seeds of the RMS curve distance, per width",
+    "twospecies_reference_w2_final": "twospecies: W2(mu_T, data) of the reference",
+    "speed_w2_final": "twospecies: W2(mu_T, data) per critic speed", "speed_amplitude":
+    "twospecies: oscillation amplitude of the generator's mean and std (second half) per critic speed",
+    "speed_settle_time": "twospecies: first time W2 stays within 1 % of its final value, per critic speed",
+    "speed_slowest_amplitude": "twospecies: the amplitude at the slowest critic",
+    "speed_slowest_w2_late_range": "twospecies: max - min of W2 over the second half, slowest critic",
+    "speed_fastest_amplitude": "twospecies: the amplitude at the fastest critic",
+    "speed_fastest_w2_late_range": "twospecies: max - min of W2 over the second half, fastest critic",
     "js_trained_max_error": "vanishing: max over theta != 0 of |trained JS estimate - log 2|",
     "js_trained_at_zero": "vanishing: the trained JS estimate at theta = 0 (closed form 0)",
     "gan_grad_max": "vanishing: max over theta != 0 of |d/dtheta| of the trained GAN objective (closed form 0)",
@@ -57,7 +72,8 @@ SUMMARY_KEYS = {
 }
 
 #: summary keys shown (first present) per job in the sweep table
-HEADLINE = ["modes_covered", "final_w1", "clip_time_error", "twopoint_time_error", "gan_grad_max"]
+HEADLINE = ["modes_covered", "final_w1", "clip_time_error", "twopoint_time_error", "gan_grad_max",
+            "twospecies_slope"]
 
 _TOY_TRAIN = ["iterations=20", "eval.every=10", "eval.samples=200", "eval.track_every=2",
               "model.generator.hidden=16", "model.critic.hidden=16", "batch_size=32", "output.grid=16",
@@ -116,6 +132,24 @@ PRESETS = [
                   "time to reach the limit orbit = closed form (slide) + quadrature"),
             Claim("twopoint_inside_drift", "<=", 1e-9, "orbits inside the limit orbit never feel the clipping")],
            ["twopoint.png"], toy=["twopoint.flow_h=0.005", "twopoint.time=1.0"]),
+    Preset("wgan_two_species", "WGAN as two interacting particle populations (generator particles, critic "
+           "neurons) in the mean-field scaling: the distance of finite-width training curves to a large-width "
+           "reference shrinks with a fitted rate (CLT: m^-1/2), and a slow critic oscillates where a fast one "
+           "settles.",
+           ["twospecies_slope", "twospecies_slope_ci_low", "twospecies_slope_ci_high", "twospecies_clt_in_ci",
+            "speed_slowest_amplitude", "speed_fastest_w2_late_range", "wall_s"],
+           [Claim("twospecies_slope_ci_high", "<", 0.0,
+                  "finite-width curves approach the large-width reference (the rate's 95 % interval is below 0)"),
+            Claim("twospecies_clt_in_ci", "==", True,
+                  "the fitted rate's 95 % interval holds the CLT rate -1/2 of the initial particles"),
+            Claim("speed_slowest_amplitude", ">=", 0.05,
+                  "slow critic (eta = 0.1): the generator oscillates around the data"),
+            Claim("speed_fastest_w2_late_range", "<=", 1e-3,
+                  "fast critic (eta = 10): W2 to the data settles")],
+           ["twospecies.png"], toy=["twospecies.widths=[8,16]", "twospecies.seeds=2",
+                                    "twospecies.reference_width=64", "twospecies.speeds=[0.5,5.0]",
+                                    "twospecies.speed_width=16", "twospecies.speed_time=4.0",
+                                    "twospecies.time=2.0", "twospecies.dt=0.1", "twospecies.data_points=64"]),
     Preset("wgan_vanishing", "Parallel lines at distance theta: JS = log 2 for theta != 0 (zero gradient) "
            "against W1 = |theta|, in closed form and through trained discriminators / WGAN-GP critics.",
            ["js_trained_max_error", "js_trained_at_zero", "gan_grad_max", "w1_trained_max_rel_error",
