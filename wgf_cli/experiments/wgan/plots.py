@@ -330,7 +330,7 @@ def twospecies_figure(run, base, study, speeds) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(w, [str(int(v)) for v in w])
-    ax.minorticks_off()
+    ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set_xlabel("generator width m (critic n = ratio m)")
     ax.set_ylabel("RMS distance of the curves to the reference")
     ax.set_title("distance to the mean-field limit", fontsize=10)
