@@ -68,6 +68,9 @@ def test_w2_1d_weighted_matches_the_quantile_formula():
     ref = _quantile_w2sq(x, wx, y, wy)
     np.testing.assert_allclose(w2_1d(x, y, wx, wy, squared=True), ref, rtol=1e-10)
     np.testing.assert_allclose(w2_1d(x, y, wx, wy), math.sqrt(ref), rtol=1e-10)
+    got = w2_1d(*(torch.tensor(t) for t in (x, y, wx, wy)), squared=True)  # POT's torch backend
+    assert isinstance(got, torch.Tensor) and got.dtype == D64
+    np.testing.assert_allclose(float(got), ref, rtol=1e-10)
     # the exact solver on the same weighted problem
     np.testing.assert_allclose(w2(np.c_[x, 0 * x], np.c_[y, 0 * y], wx, wy, squared=True), ref, rtol=1e-10)
     # two weightings of one support: the merge formula, any total mass

@@ -150,11 +150,11 @@ def w2_squared_same_support(x: np.ndarray, a: np.ndarray, b: np.ndarray, p: int 
 
 def _wpp_1d(u: Array, v: Array | None, a: Array | None, b: Array | None, p: int) -> Array:
     """``W_p^p`` per column between values ``u`` (n, ...) and ``v`` (m, ...); see :func:`w2_1d`."""
+    if v is None and (a is None or b is None):
+        raise ValueError("two weightings of the same points need both a and b")
     if not _is_torch(u, v, a, b):
         u, v, a, b = _f64(u), _f64(v), _f64(a), _f64(b)
         if v is None:  # two weightings of the same points: one merge of the levels
-            if a is None or b is None:
-                raise ValueError("two weightings of the same points need both a and b")
             order = np.argsort(u, axis=0)
             x = np.take_along_axis(u, order, axis=0)
             a = a[order] if a.ndim < u.ndim else np.take_along_axis(a, order, axis=0)
@@ -166,6 +166,8 @@ def _wpp_1d(u: Array, v: Array | None, a: Array | None, b: Array | None, p: int)
         u, v, a, b = (None if t is None else torch.as_tensor(t, dtype=ref.dtype, device=ref.device)
                       for t in (u, v, a, b))
         v = u if v is None else v
+        if u.ndim == 1:  # one column: POT's torch path transposes, and warns on 1-D tensors
+            return _wpp_1d(u[:, None], v[:, None], a, b, p)[0]
     import ot
 
     return ot.wasserstein_1d(u, v, a, b, p=p)
