@@ -1,7 +1,7 @@
 """The cloud loss of `wgf gdelt-train`: our converged Sinkhorn divergence vs GeomLoss.
 
 Day clouds are small (K = 6-10 weighted points on a 384-d sphere) and come in batches.  For
-each (batch, K) this times forward + backward of ``wgf_cli.ot.clouds.sinkhorn_divergence``
+each (batch, K) this times forward + backward of ``wgf_cli.ot.pointcloud.sinkhorn_divergence``
 (iters=20, blur=0.3: the training setting) and of GeomLoss ``SamplesLoss("sinkhorn", p=2, blur=0.3,
 scaling=0.5, debias=True, backend="tensorized")`` in alternating rounds, and reports the
 time ratio and each one's value and gradient error against a converged reference (ours with
@@ -16,7 +16,7 @@ import common
 import torch
 from geomloss import SamplesLoss
 
-from wgf_cli.ot.clouds import sinkhorn_divergence
+from wgf_cli.ot.pointcloud import sinkhorn_divergence
 
 BLUR = 0.3
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.special import logsumexp
 
-from wgf_cli.ot.clouds import sinkhorn_divergence
+from wgf_cli.ot.pointcloud import sinkhorn_divergence
 
 
 def _clouds(seed, b=3, n=5, m=4, d=6, dtype=torch.float64):

@@ -1,4 +1,4 @@
-"""Grid W2 (wgf_cli.ot.metrics) against POT and closed forms.
+"""Grid W2 (wgf_cli.ot.metrics, through wgf_cli.ot.pointcloud) against POT and closed forms.
 
 Stated tolerances: the quantile formula is exact, so against POT's ``wasserstein_1d`` on the
 same projections the sliced distance agrees to 1e-10 relative (float64 rounding of cumulative
@@ -14,7 +14,8 @@ import torch
 
 from wgf_cli.flows import initial
 from wgf_cli.ot.grid import Grid
-from wgf_cli.ot.metrics import directions, grid_w2, sliced_w2, w2_squared_same_support
+from wgf_cli.ot.metrics import grid_w2
+from wgf_cli.ot.pointcloud import directions, sliced_w2, w2_squared_same_support
 
 DT = torch.float64
 
@@ -45,7 +46,7 @@ def test_sliced_matches_pot_per_direction(dim):
     q = initial.gaussian(grid, [0.55] * dim, 0.15)
     pts = grid.points()
     a, b = p.reshape(-1) / p.sum(), q.reshape(-1) / q.sum()
-    ours = sliced_w2(pts.numpy(), a.numpy(), b.numpy(), n_projections=16, seed=3)
+    ours = sliced_w2(pts.numpy(), None, a.numpy(), b.numpy(), n_projections=16, seed=3)
     dirs = directions(dim, 16, seed=3).numpy()
     proj = pts.numpy() @ dirs.T
     ref = np.sqrt(np.mean([ot.wasserstein_1d(proj[:, k], proj[:, k], a.numpy(), b.numpy(), p=2)

@@ -12,7 +12,7 @@ from wgf_cli.forecast import scores as M
 from wgf_cli.forecast import text as F
 from wgf_cli.forecast.baselines import Prediction
 from wgf_cli.forecast.data import GdeltBuild, SequenceData
-from wgf_cli.ot.clouds import sinkhorn_divergence
+from wgf_cli.ot.pointcloud import sinkhorn_divergence
 
 LABELS = {"model": "transformer", "gru": "GRU", "persistence": "persistence",
           "moving_average": "moving average", "climatology": "climatology", "oracle": "oracle",

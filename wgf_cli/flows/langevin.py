@@ -14,7 +14,7 @@ the pieces of that check:
 * :func:`simulate_langevin` integrates the SDE by Euler-Maruyama with reflecting walls at
   the grid box (the Lagrangian counterpart of the no-flux grid);
 * :func:`particle_grid_distance` measures a cloud against a grid measure (sliced 2-Wasserstein
-  in 2-D and 3-D, exact 2-Wasserstein in 1-D, both by POT);
+  in 2-D and 3-D, exact 2-Wasserstein in 1-D, both from :mod:`wgf_cli.ot.pointcloud`);
 * :func:`sampling_error` gives the null distribution of that distance: the distance that
   ``count`` exact i.i.d. samples from the grid measure itself show;
 * :func:`agrees` applies the rule.
@@ -45,11 +45,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import ot
 import torch
 
 from wgf_cli.flows.energies import Energy
 from wgf_cli.ot.grid import Grid
+from wgf_cli.ot.pointcloud import pot_directions, sliced_w2, w2_1d
 
 Tensor = torch.Tensor
 
@@ -243,24 +243,22 @@ def particle_grid_distance(
     """Distance between the particle cloud ``x`` (uniform weights) and the grid measure ``p``.
 
     The grid measure is the discrete measure on the cell centres with weights ``p / p.sum()``
-    (cells with no mass dropped).  In 1-D this is the exact 2-Wasserstein distance
-    (``ot.wasserstein_1d`` with ``p=2``); in 2-D and 3-D the sliced 2-Wasserstein distance
-    ``sqrt(mean_theta W2^2(theta_# mu, theta_# nu))`` over ``n_projections`` random
-    directions drawn by POT from ``seed`` (``ot.sliced_wasserstein_distance``), computed in
-    float64.  With a fixed ``seed`` the directions are fixed, so distances computed with
-    the same ``seed`` and ``n_projections`` are comparable (as :func:`sampling_error` needs).
+    (cells with no mass dropped).  In 1-D this is the exact 2-Wasserstein distance (the
+    quantile formula, :func:`~wgf_cli.ot.pointcloud.w2_1d`); in 2-D and 3-D the sliced
+    2-Wasserstein distance ``sqrt(mean_theta W2^2(theta_# mu, theta_# nu))``
+    (:func:`~wgf_cli.ot.pointcloud.sliced_w2`) over ``n_projections`` random directions drawn
+    as POT's ``ot.sliced_wasserstein_distance`` draws them from ``seed``
+    (:func:`~wgf_cli.ot.pointcloud.pot_directions`), computed in float64.  With a fixed
+    ``seed`` the directions are fixed, so distances computed with the same ``seed`` and
+    ``n_projections`` are comparable (as :func:`sampling_error` needs).
     """
     X_t, b = _grid_support(grid, p)
     X_s = torch.as_tensor(x).detach().to("cpu", torch.float64).numpy()
     if X_s.ndim != 2 or X_s.shape[1] != grid.dim or X_s.shape[0] < 1:
         raise ValueError(f"x must have shape (N, {grid.dim}), got {tuple(X_s.shape)}")
-    a = np.full(X_s.shape[0], 1.0 / X_s.shape[0])
     if grid.dim == 1:
-        w2sq = ot.wasserstein_1d(X_s[:, 0], X_t[:, 0], a, b, p=2)
-        return float(math.sqrt(max(float(w2sq), 0.0)))
-    return float(
-        ot.sliced_wasserstein_distance(X_s, X_t, a, b, n_projections=n_projections, seed=seed)
-    )
+        return w2_1d(X_s[:, 0], X_t[:, 0], None, b)
+    return sliced_w2(X_s, X_t, None, b, projections=pot_directions(grid.dim, n_projections, seed))
 
 
 @dataclass

@@ -31,7 +31,7 @@ embedding is added, the calendar is known in advance):
   residual), negative binomial with mean ``mu`` and variance
   ``mu + alpha mu^2`` (or Poisson, ``count_dist="poisson"``);
 - the day's cloud: K unit vectors on the sphere with softmax weights, trained with the
-  debiased Sinkhorn divergence (:func:`wgf_cli.ot.clouds.sinkhorn_divergence`); after a
+  debiased Sinkhorn divergence (:func:`wgf_cli.ot.pointcloud.sinkhorn_divergence`); after a
   trainer's cloud phase by a copy of the network of its own (``cloud_branch``).
 """
 

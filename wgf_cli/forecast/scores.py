@@ -13,7 +13,7 @@ occurrence probabilities ``o_r = P(n_r > 0)``:
   diagram and the expected calibration error over equal-width bins);
 - ROUGE-1/2/L F1 between forecast and actual phrase lists (:func:`rouge`);
 - Sinkhorn divergence between forecast and actual clouds
-  (:func:`wgf_cli.ot.clouds.sinkhorn_divergence`);
+  (:func:`wgf_cli.ot.pointcloud.sinkhorn_divergence`);
 - on synthetic builds, ``KL(oracle || p)`` (:func:`mean_kl`): the expected excess log loss
   over the exact forecast, free of the sampling noise of the test days' events.
 

@@ -39,7 +39,7 @@ from torch import nn
 
 from wgf_cli.forecast.data import BatchDataset, SequenceData, epoch_batches
 from wgf_cli.forecast.model import Forecaster, count_nll, occurrence_probs
-from wgf_cli.ot.clouds import sinkhorn_divergence
+from wgf_cli.ot.pointcloud import sinkhorn_divergence
 
 
 @dataclass

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wgf_cli.ot.pointcloud import geomloss_sinkhorn
+
 LOSSES = ["gan", "gan_ns", "wgan_clip", "wgan_gp", "sinkhorn"]
 WASSERSTEIN = ("wgan_clip", "wgan_gp")
 
@@ -98,16 +100,15 @@ def clip_(critic: nn.Module, c: float) -> None:
 
 
 class SinkhornLoss:
-    """Debiased Sinkhorn divergence ``S_ε`` (GeomLoss ``SamplesLoss``, tensorized backend).
+    """Debiased Sinkhorn divergence ``S_ε`` between generated and data samples.
 
-    ``blur`` is ε^(1/p); ``scaling`` the ε-scaling ratio.
+    GeomLoss's ``SamplesLoss`` (tensorized backend) through
+    :func:`wgf_cli.ot.pointcloud.geomloss_sinkhorn`: cost ``|x − y|^p / p``, ``blur`` is
+    ε^(1/p) and ``scaling`` the ε-scaling ratio.
     """
 
     def __init__(self, p: int = 2, blur: float = 0.05, scaling: float = 0.8) -> None:
-        from geomloss import SamplesLoss
-
-        self.fn = SamplesLoss("sinkhorn", p=p, blur=blur, scaling=scaling, debias=True,
-                              backend="tensorized")
+        self.fn = geomloss_sinkhorn(p=p, blur=blur, scaling=scaling)
 
     def __call__(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         return self.fn(fake, real)

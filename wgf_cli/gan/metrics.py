@@ -2,7 +2,8 @@
 and oscillation detection.
 
 - :func:`wasserstein`: exact W1 / W2 between two empirical measures with POT's network simplex
-  (``ot.emd2``; CPU, float64); in 1-D by sorting (``ot.wasserstein_1d``), which is exact too.
+  (``ot.emd2``; CPU, float64); in 1-D by sorting, which is exact too
+  (:func:`wgf_cli.ot.pointcloud.w2`).
 - :func:`mode_metrics`: the PacGAN / VEEGAN mode metrics -- each sample goes to its nearest
   mode in standardized distance ``‖x − c_k‖ / σ``; it is *high quality* when that distance is
   below ``threshold`` (3 std); a mode is *covered* when at least ``min_count`` high-quality
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from wgf_cli.gan.models import linear_layers
+from wgf_cli.ot.pointcloud import w2
 
 
 def _np(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -34,20 +36,21 @@ def _np(x: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def wasserstein(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, p: int = 1) -> float:
-    """Exact ``W_p`` (p = 1 or 2) between the uniform empirical measures on ``x`` and ``y``."""
-    import ot
+    """Exact ``W_p`` between the uniform empirical measures on ``x`` and ``y``.
 
+    :func:`wgf_cli.ot.pointcloud.w2` on float64 NumPy copies (CPU), whatever the inputs' device.
+
+    Args:
+        x: ``(n, d)`` samples (or ``(n,)`` on the line).
+        y: ``(m, d)`` samples.
+        p: 1 or 2.
+
+    Returns:
+        The distance, a float.
+    """
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p}")
-    a, b = _np(x), _np(y)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"dimensions differ: {a.shape[1]} vs {b.shape[1]}")
-    if a.shape[1] == 1:
-        return float(ot.wasserstein_1d(a[:, 0], b[:, 0], p=p)) ** (1.0 / p)
-    M = ot.dist(a, b, metric="euclidean" if p == 1 else "sqeuclidean")
-    value = float(ot.emd2(np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), M,
-                          numItermax=10_000_000))
-    return value if p == 1 else math.sqrt(max(value, 0.0))
+    return w2(_np(x), _np(y), p=p)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Distances between neuron measures, through POT.
+"""Distances between neuron measures (:mod:`wgf_cli.ot.pointcloud`).
 
 Neurons never change the sign of their output weight (``alpha`` fixed), so a coupling of two
 neuron measures only moves mass within a sign: with sign masses ``p_s`` (equal for both
@@ -6,7 +6,7 @@ measures),
 
     W2^2(mu, nu) = sum_s p_s W2^2(mu_s / p_s, nu_s / p_s),
 
-and the same composition is used for the sliced distance.  ``ot.emd`` runs on the CPU (float64
+and the same composition is used for the sliced distance.  Both run on the CPU (float64
 NumPy), whatever the device of the inputs.  Grid measures enter as weighted supports (the cell
 centres with non-negligible mass).
 """
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+from wgf_cli.ot import pointcloud as pc
 
 Tensor = torch.Tensor
 
@@ -48,25 +50,49 @@ def _per_sign(a: dict, b: dict, fn) -> float:
 
 def w2(points_a: Tensor, weights_a: Tensor, signs_a: Tensor, points_b: Tensor, weights_b: Tensor,
        signs_b: Tensor, *, max_pairs: int = EMD_MAX_PAIRS) -> float:
-    """Exact W2 (``ot.emd2`` per sign) between two weighted neuron measures; ``nan`` when a sign
-    has more than ``max_pairs`` support pairs."""
-    import ot
+    """Exact W2 between two weighted neuron measures, composed over the output signs.
+
+    Per sign :func:`wgf_cli.ot.pointcloud.w2` (``ot.emd2``, float64 NumPy).
+
+    Args:
+        points_a, weights_a, signs_a: the first measure (support ``(n, d)``, weights and
+            output signs ``(n,)``).
+        points_b, weights_b, signs_b: the second measure.
+        max_pairs: the largest support-pair count per sign solved exactly.
+
+    Returns:
+        The distance; ``nan`` when a sign has more than ``max_pairs`` support pairs.
+    """
 
     def fn(Pa, wa, Pb, wb):
         if Pa.shape[0] * Pb.shape[0] > max_pairs:
             return float("nan")
-        return ot.emd2(wa, wb, ot.dist(Pa, Pb), numItermax=10_000_000)
+        return pc.w2(Pa, Pb, wa, wb, squared=True)
 
     return _per_sign(_split(points_a, weights_a, signs_a), _split(points_b, weights_b, signs_b), fn)
 
 
 def sliced_w2(points_a: Tensor, weights_a: Tensor, signs_a: Tensor, points_b: Tensor,
               weights_b: Tensor, signs_b: Tensor, *, n_projections: int = 128, seed: int = 0) -> float:
-    """Sliced W2 (``ot.sliced_wasserstein_distance``, fixed seed) composed over signs."""
-    import ot
+    """Sliced W2 composed over the output signs.
+
+    Per sign :func:`wgf_cli.ot.pointcloud.sliced_w2` over the ``n_projections`` directions
+    POT's ``ot.sliced_wasserstein_distance`` draws from ``seed``
+    (:func:`wgf_cli.ot.pointcloud.pot_directions`).
+
+    Args:
+        points_a, weights_a, signs_a: the first measure.
+        points_b, weights_b, signs_b: the second measure.
+        n_projections: directions per sign.
+        seed: seed of the directions.
+
+    Returns:
+        The distance.
+    """
 
     def fn(Pa, wa, Pb, wb):
-        return ot.sliced_wasserstein_distance(Pa, Pb, wa, wb, n_projections=n_projections, seed=seed) ** 2
+        return pc.sliced_w2(Pa, Pb, wa, wb, projections=pc.pot_directions(Pa.shape[1], n_projections, seed),
+                            squared=True)
 
     return _per_sign(_split(points_a, weights_a, signs_a), _split(points_b, weights_b, signs_b), fn)
 

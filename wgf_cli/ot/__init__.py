@@ -1,7 +1,10 @@
-"""Optimal-transport engine: grid geometries with separable Gibbs kernels and
-KL-proximal Sinkhorn iterations.  Plain PyTorch; knows nothing of the CLI or Hydra."""
+"""Optimal-transport engine: grid geometries with separable Gibbs kernels, KL-proximal Sinkhorn
+iterations, and the point-cloud distances every engine uses (:mod:`wgf_cli.ot.pointcloud`).
+Plain PyTorch; knows nothing of the CLI or Hydra."""
 
 from wgf_cli.ot.grid import Grid, GridGeometry
+from wgf_cli.ot.pointcloud import sinkhorn_divergence, sliced_w2, w2, w2_1d
 from wgf_cli.ot.sinkhorn import DenseGeometry, ProxSinkhornResult, prox_sinkhorn
 
-__all__ = ["DenseGeometry", "Grid", "GridGeometry", "ProxSinkhornResult", "prox_sinkhorn"]
+__all__ = ["DenseGeometry", "Grid", "GridGeometry", "ProxSinkhornResult", "prox_sinkhorn",
+           "sinkhorn_divergence", "sliced_w2", "w2", "w2_1d"]
