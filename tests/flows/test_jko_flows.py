@@ -257,15 +257,17 @@ def test_jko_debias_and_run_bookkeeping():
     flow = EntropicJKO(energy, h, gamma, debias=True, tol=1e-10)
     # blur = (discrete kernel variance) / (2h) ~ gamma / (4h) for gamma > dx^2
     np.testing.assert_allclose(flow.blur_diffusion, gamma / (4 * h), rtol=1e-6)
-    np.testing.assert_allclose(energy.prox_diffusion, 0.1 - flow.blur_diffusion, rtol=1e-14)
+    np.testing.assert_allclose(flow.prox_diffusion, 0.1 - flow.blur_diffusion, rtol=1e-14)
+    assert flow.energy.prox_diffusion == flow.prox_diffusion
+    assert energy.prox_diffusion == 0.1  # the energy given is not modified
     assert flow.debias_complete
     np.testing.assert_allclose(flow.sigma, 2 * h / gamma, rtol=1e-15)
     small = Heat(grid, 0.01)
-    assert not EntropicJKO(small, h, gamma, debias=True).debias_complete
-    assert small.prox_diffusion == 0.0
+    small_flow = EntropicJKO(small, h, gamma, debias=True)
+    assert not small_flow.debias_complete
+    assert small_flow.prox_diffusion == 0.0 and small_flow.energy.prox_diffusion == 0.0
     nodebias = Heat(grid, 0.1)
-    EntropicJKO(nodebias, h, gamma, debias=False)
-    assert nodebias.prox_diffusion == 0.1
+    assert EntropicJKO(nodebias, h, gamma, debias=False).energy.prox_diffusion == 0.1
 
     rho0 = initial.gaussian(grid, [0.5, 0.5], 0.1)
     seen = []
