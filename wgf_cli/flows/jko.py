@@ -29,7 +29,6 @@ an extra diffusion ``D_blur = s^2 / (2h) ~ gamma / (4h)`` on every flow.  With
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -225,9 +224,6 @@ class EntropicJKO:
         self.sigma = 2.0 * self.h / self.gamma
         self.tol, self.inner_max, self.check_every = tol, inner_max, check_every
         self.overrelax = overrelax
-        #: the configured solver (``log_domain`` and ``omega_init`` are set per step)
-        self.solver = ProxSinkhorn(tol=tol, inner_max=inner_max, check_every=check_every,
-                                   overrelax=overrelax)
         self.log_domain: LogDomain = log_domain
         self.debias = debias
         var = self.geom.kernel_variance()
@@ -284,7 +280,8 @@ class EntropicJKO:
             mode = "auto" if fits else True
         energy, sigma = self.energy, self.sigma
         problem = ProxProblem(self.geom, rho, lambda lp: energy.prox_log(lp, sigma))
-        solver = dataclasses.replace(self.solver, log_domain=mode, omega_init=self.omega)
+        solver = ProxSinkhorn(tol=self.tol, inner_max=self.inner_max, check_every=self.check_every,
+                              log_domain=mode, overrelax=self.overrelax, omega_init=self.omega)
         res = solver.solve(problem, init=self.warm_start)
         self._last_log = res.log_domain
         self.omega = res.omega
