@@ -73,6 +73,7 @@ class Energy(ABC):
         """The named terms of the energy at ``p`` (their sum is :meth:`value`)."""
 
     def value(self, p: Tensor) -> float:
+        """``F(p)``: the sum of :meth:`parts`."""
         return float(sum(self.parts(p).values()))
 
     @abstractmethod
