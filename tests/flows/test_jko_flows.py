@@ -257,15 +257,17 @@ def test_jko_debias_and_run_bookkeeping():
     flow = EntropicJKO(energy, h, gamma, debias=True, tol=1e-10)
     # blur = (discrete kernel variance) / (2h) ~ gamma / (4h) for gamma > dx^2
     np.testing.assert_allclose(flow.blur_diffusion, gamma / (4 * h), rtol=1e-6)
-    np.testing.assert_allclose(energy.prox_diffusion, 0.1 - flow.blur_diffusion, rtol=1e-14)
+    np.testing.assert_allclose(flow.prox_diffusion, 0.1 - flow.blur_diffusion, rtol=1e-14)
+    assert flow.energy.prox_diffusion == flow.prox_diffusion
+    assert energy.prox_diffusion == 0.1  # the energy given is not modified
     assert flow.debias_complete
     np.testing.assert_allclose(flow.sigma, 2 * h / gamma, rtol=1e-15)
     small = Heat(grid, 0.01)
-    assert not EntropicJKO(small, h, gamma, debias=True).debias_complete
-    assert small.prox_diffusion == 0.0
+    small_flow = EntropicJKO(small, h, gamma, debias=True)
+    assert not small_flow.debias_complete
+    assert small_flow.prox_diffusion == 0.0 and small_flow.energy.prox_diffusion == 0.0
     nodebias = Heat(grid, 0.1)
-    EntropicJKO(nodebias, h, gamma, debias=False)
-    assert nodebias.prox_diffusion == 0.1
+    assert EntropicJKO(nodebias, h, gamma, debias=False).energy.prox_diffusion == 0.1
 
     rho0 = initial.gaussian(grid, [0.5, 0.5], 0.1)
     seen = []
@@ -504,3 +506,56 @@ def test_flow_heat_3d_against_exact_kernel():
     ref = references.heat_gaussian(grid, [0.5, 0.45, 0.55], 0.1**2, 0.1, res.t)
     err = references.relative_l1(res.rho, ref)
     assert err <= 0.01, err  # measured 0.0054
+
+
+# ============================================================================ engine loop
+def _agg_flow(energy, **kw):
+    grid = energy.grid
+    return EntropicJKO(energy, 2e-2, 2 * grid.spacing[0] ** 2, tol=1e-9, overrelax="auto",
+                       debias=True, **kw)
+
+
+def test_run_resumes_bit_identically():
+    grid = Grid.regular(24, 2)
+    kernel = RadialKernel("power", 2.0, 1.0, 0.02, None, 0.15)
+    rho0 = initial.gaussian_mixture(grid, [[0.3, 0.3], [0.7, 0.6]], [0.08, 0.1], [0.5, 0.5])
+    straight = _agg_flow(Aggregation(grid, kernel, 0.002)).run(rho0, 6)
+
+    flow = _agg_flow(Aggregation(grid, kernel, 0.002))
+    first = flow.run(rho0, 3)
+    saved = flow.state_dict()
+    second = flow.run(first.rho, 3, start_step=3)
+    assert [s.step for s in second.steps] == [4, 5, 6]
+    # a new flow restored from the state (what a checkpoint holds) continues the same way
+    fresh = _agg_flow(Aggregation(grid, kernel, 0.002))
+    fresh.load_state_dict(saved)
+    again = fresh.run(first.rho, 3, start_step=3)
+    for got in (second, again):
+        assert torch.equal(got.rho, straight.rho)
+        assert got.t == straight.t == 6 * 2e-2
+        for a, b in zip(got.steps, straight.steps[3:], strict=True):
+            assert (a.step, a.t, a.inner_iters, a.marginal_error, a.transport_cost) == (
+                b.step, b.t, b.inner_iters, b.marginal_error, b.transport_cost)
+            assert torch.equal(a.rho, b.rho)
+    assert [t for t, _ in second.snapshots] == [3 * 2e-2, 6 * 2e-2]
+    assert second.snapshots[0][1] is not first.rho and torch.equal(second.snapshots[0][1], first.rho)
+    lean = _agg_flow(Aggregation(grid, kernel, 0.002)).run(rho0, 6, keep_steps=False)
+    assert lean.steps == [] and torch.equal(lean.rho, straight.rho)
+
+
+def test_flow_does_not_modify_the_energy():
+    grid = Grid.regular(24, 2)
+    kernel = RadialKernel("power", 2.0, 1.0, 0.02, None, 0.15)
+    for energy in (Heat(grid, 0.1), Aggregation(grid, kernel, 0.002), PorousMedium(grid, 2.0)):
+        before = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in vars(energy).items()}
+        flow = EntropicJKO(energy, 2e-2, 3 * grid.spacing[0] ** 2, debias=True, tol=1e-8)
+        assert flow.energy is not energy
+        flow.run(initial.gaussian(grid, [0.5, 0.5], 0.1), 2)
+        after = vars(energy)
+        assert after.keys() == before.keys()
+        for k, v in before.items():
+            if isinstance(v, torch.Tensor):
+                assert torch.equal(after[k], v), k
+            else:
+                assert after[k] is v or after[k] == v, k
+    assert energy.prox_diffusion == energy.diffusion == 0.0

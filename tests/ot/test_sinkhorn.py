@@ -4,6 +4,7 @@ balanced limit vs POT, overflow handling, and small-gamma robustness of JKO runs
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import ot
@@ -15,7 +16,13 @@ from wgf_cli.flows.energies import FokkerPlanck, Heat
 from wgf_cli.flows.jko import EntropicJKO
 from wgf_cli.flows.potentials import QuadraticPotential
 from wgf_cli.ot.grid import Grid, GridGeometry
-from wgf_cli.ot.sinkhorn import DenseGeometry, prox_sinkhorn
+from wgf_cli.ot.sinkhorn import (
+    DenseGeometry,
+    ProxProblem,
+    ProxSinkhorn,
+    SinkhornNotConverged,
+    prox_sinkhorn,
+)
 
 DT = torch.float64
 
@@ -231,3 +238,67 @@ def test_overrelaxation_same_fixed_point_exact_mass(log_domain, energy_name):
     np.testing.assert_allclose(float(fast.rho.sum()), float(q.sum()), rtol=1e-12)
     with pytest.raises(ValueError, match="overrelax"):
         prox_sinkhorn(GridGeometry(grid, gamma), q, lambda lp: lp, overrelax=2.0)
+
+
+# ============================================================================ solver API
+def test_not_converged_warns_and_converged_does_not():
+    grid, energy, gamma, q, prox = fp_problem()
+    problem = ProxProblem(GridGeometry(grid, gamma), q, prox)
+    for log_domain in (False, True):
+        with pytest.warns(SinkhornNotConverged, match="inner_max=2"):
+            res = ProxSinkhorn(tol=1e-12, inner_max=2, log_domain=log_domain).solve(problem)
+        assert not res.converged and res.n_iters == 2 and not res.stalled
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SinkhornNotConverged)
+            res = ProxSinkhorn(tol=1e-10, inner_max=5000, log_domain=log_domain).solve(problem)
+        assert res.converged and res.error <= 1e-10
+    # the warning can be switched off
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SinkhornNotConverged)
+        assert not ProxSinkhorn(tol=1e-12, inner_max=2, warn=False).solve(problem).converged
+
+
+@pytest.mark.parametrize("log_domain", [False, True, "auto"])
+@pytest.mark.parametrize("overrelax", [1.0, 1.5, "auto"])
+def test_solve_leaves_its_inputs_unchanged(log_domain, overrelax):
+    grid, energy, gamma, q, prox = fp_problem()
+    warm = prox_sinkhorn(GridGeometry(grid, gamma), q, prox, tol=1e-4)
+    init = (warm.f + 0.1, warm.g - 0.1)
+    saved = [q.clone(), init[0].clone(), init[1].clone()]
+    geom = GridGeometry(grid, gamma, truncation=1e-8)  # banded: the solve widens a copy
+    band = list(geom.band)
+    problem = ProxProblem(geom, q, prox)
+    res = ProxSinkhorn(tol=1e-10, inner_max=400, log_domain=log_domain,
+                       overrelax=overrelax).solve(problem, init=init)
+    for now, before in zip([q, *init], saved, strict=True):
+        assert torch.equal(now, before)
+    assert list(geom.band) == band and problem.geom is geom and problem.q is q
+    assert res.rho is not q and res.f is not init[0] and res.g is not init[1]
+
+
+def test_plain_and_log_domain_reach_the_same_fixed_point():
+    grid, energy, gamma, q, prox = fp_problem()
+    problem = ProxProblem(GridGeometry(grid, gamma, truncation=None), q, prox)
+    plain = ProxSinkhorn(tol=1e-14, inner_max=20000, log_domain=False).solve(problem)
+    logd = ProxSinkhorn(tol=1e-14, inner_max=20000, log_domain=True).solve(problem)
+    assert not plain.log_domain and logd.log_domain
+    assert plain.converged and logd.converged
+    np.testing.assert_allclose(plain.rho, logd.rho, rtol=0, atol=1e-12 * float(q.max()))
+    finite = torch.isfinite(plain.f)
+    assert torch.equal(finite, torch.isfinite(logd.f))
+    np.testing.assert_allclose(plain.f[finite], logd.f[finite], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(plain.g, logd.g, rtol=0, atol=1e-9)
+
+
+def test_problem_is_frozen_and_prox_sinkhorn_is_the_solver():
+    grid, energy, gamma, q, prox = fp_problem()
+    problem = ProxProblem(GridGeometry(grid, gamma), q, prox)
+    assert problem.mass == float(q.sum())
+    with pytest.raises(AttributeError):
+        problem.q = q * 2
+    kw = dict(tol=1e-9, inner_max=500, overrelax="auto")
+    a = ProxSinkhorn(**kw).solve(problem)
+    b = prox_sinkhorn(problem.geom, q, prox, **kw)
+    assert torch.equal(a.rho, b.rho) and a.errors == b.errors and a.omega == b.omega
+    with pytest.raises(ValueError):
+        ProxSinkhorn(overrelax=2.0)

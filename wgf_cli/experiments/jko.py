@@ -9,9 +9,7 @@ a closed form exists, ``l1_error`` / ``w2_error``; at the end ``densities.npz``,
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -284,103 +282,17 @@ def _grid(cfg: DictConfig, device: str, dtype, size: int | None = None):
                         float(cfg.grid.hi), dtype or torch.float64, device)
 
 
-def _centre(grid, value) -> list[float]:
-    if value is None:
-        return [(lo + hi) / 2 for lo, hi in zip(grid.lo, grid.hi, strict=True)]
-    return [float(v) for v in value]
+def _spec(node) -> dict[str, Any]:
+    """A config group (``cfg.energy``, ``cfg.initial``) as the plain mapping the engine takes."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True)
 
 
 def _build_energy(cfg: DictConfig, grid):
-    from wgf_cli.flows import energies as E
-    from wgf_cli.flows import potentials as P
+    from wgf_cli.flows.energies import build_energy
 
-    e = cfg.energy
-    if e.name == "heat":
-        return E.Heat(grid, float(e.diffusion))
-    if e.name == "fokker_planck":
-        p = e.potential
-        if p.name == "quadratic":
-            pot = P.QuadraticPotential(_centre(grid, p.mean), _matrix(p.matrix), grid.dim)
-        elif p.name == "double_well":
-            pot = P.DoubleWellPotential(_centre(grid, p.center), p.width, p.depth, p.stiffness)
-        else:
-            pot = P.ExprPotential(str(p.expr), grid.dim)
-        return E.FokkerPlanck(grid, pot, float(e.diffusion))
-    if e.name == "porous_medium":
-        return E.PorousMedium(grid, float(e.m))
-    if e.name == "crowd":
-        V = E.exit_distance(grid, list(e.exit_lo), list(e.exit_hi))
-        return E.Crowd(grid, V, float(e.kappa), float(e.diffusion))
-    if e.name == "keller_segel":
-        return E.KellerSegel(grid, float(e.mass), float(e.diffusion), float(e.chi))
-    k = e.kernel
-    kernel = P.RadialKernel(str(k.kind), float(k.attract_power), float(k.repel_power),
-                            float(k.strength), None if k.expr is None else str(k.expr),
-                            float(k.get("length", 1.0)))
-    return E.Aggregation(grid, kernel, float(e.diffusion))
-
-
-def _matrix(value):
-    from omegaconf import OmegaConf
-
-    return value if isinstance(value, int | float) else OmegaConf.to_container(value)
-
-
-def _build_initial(cfg: DictConfig, grid):
-    from wgf_cli.flows import initial as I
-
-    c = cfg.initial
-    if c.name == "gaussian":
-        std = c.std if isinstance(c.std, int | float) else list(c.std)
-        return I.gaussian(grid, _centre(grid, c.mean), std)
-    if c.name == "gaussian_mixture":
-        return I.gaussian_mixture(grid, [list(m) for m in c.means], list(c.stds), list(c.weights))
-    if c.name == "box":
-        return I.box(grid, list(c.lo), list(c.hi))
-    if c.name == "barenblatt":
-        return I.barenblatt(grid, float(c.m), float(c.t0), _centre(grid, c.center))
-    return I.from_npy(grid, str(c.path))
-
-
-@dataclass
-class Reference:
-    """A closed form ``rho(t)`` (masses on the grid) and its name."""
-
-    name: str
-    at: Any  # callable t -> Tensor
-
-
-def _reference(cfg: DictConfig, grid, energy, rho0) -> Reference | None:
-    import torch
-
-    from wgf_cli.flows import references as R
-
-    e, c = cfg.energy, cfg.initial
-    iso_gauss = c.name == "gaussian" and isinstance(c.std, int | float)
-    if e.name == "heat" and iso_gauss:
-        mean, var0 = _centre(grid, c.mean), float(c.std) ** 2
-        return Reference("heat kernel (images at the walls)",
-                         lambda t: R.heat_gaussian(grid, mean, var0, energy.diffusion, t))
-    if e.name == "fokker_planck" and e.potential.name == "quadratic" and c.name == "gaussian":
-        m0, S0 = R.moments(grid, rho0)
-        pot = energy.potential
-
-        def ou(t):
-            mean, cov = R.ou_moments(m0, S0, pot.mean, pot.matrix, energy.diffusion, t)
-            dens = R.gaussian_density(grid, mean.tolist(), cov.to(grid.dtype))
-            return dens * grid.cell_volume
-
-        return Reference("Ornstein-Uhlenbeck Gaussian", ou)
-    if e.name == "porous_medium" and c.name == "barenblatt" and math.isclose(float(c.m), float(e.m)):
-        t0, centre = float(c.t0), _centre(grid, c.center)
-
-        def baren(t):
-            ref = R.barenblatt(grid, float(e.m), t0 + t, centre)
-            return ref / ref.sum()
-
-        return Reference("Barenblatt profile", baren)
-    del torch
-    return None
+    return build_energy(_spec(cfg.energy), grid)
 
 
 # ----------------------------------------------------------------------------------------
@@ -390,7 +302,8 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     import torch
 
     from wgf_cli.flows import references as R
-    from wgf_cli.flows.jko import EntropicJKO, entropic_gamma
+    from wgf_cli.flows.initial import build_initial
+    from wgf_cli.flows.jko import EntropicJKO, energy_decrease, entropic_gamma
     from wgf_cli.ot.metrics import grid_w2
 
     t_start = time.perf_counter()
@@ -399,9 +312,10 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     torch.manual_seed(int(cfg.seed))
     threads = C.resolve_threads(cfg, int(cfg.grid.size) ** int(cfg.grid.dim), device)
     grid = _grid(cfg, device, dtype)
+    espec, ispec = _spec(cfg.energy), _spec(cfg.initial)
     energy = _build_energy(cfg, grid)
-    rho0 = _build_initial(cfg, grid)
-    ref = _reference(cfg, grid, energy, rho0)
+    rho0 = build_initial(ispec, grid)
+    ref = R.closed_form(espec, ispec, grid, energy, rho0)
     s = cfg.solver
     dx = min(grid.spacing)
     gamma = float(s.gamma) if s.gamma is not None else entropic_gamma(
@@ -431,43 +345,40 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
              "frames": [(0.0, rho0.cpu())], "snaps": [(0.0, rho0.cpu())], "times": [0.0],
              "l1": [], "w2": [], "iters": [], "conv": [], "logd": [], "maxd": [],
              "w2_steps": {0, steps} | set(range(snap_every, steps + 1, snap_every))}
-    if bool(cfg.resume):
-        ck = run.load_checkpoint()
-        if ck is not None:
-            state.update({k: v for k, v in ck.items() if k in state})
-            state["rho"] = ck["rho"].to(device=device, dtype=dtype)
-            if ck.get("init") is not None:
-                flow.warm_start = tuple(x.to(device=device, dtype=dtype) for x in ck["init"])
-            run.truncate_metrics(int(ck["step"]))
-            log.info("resumed from step %d", ck["step"])
-    else:
+    if bool(cfg.resume) and (ck := run.load_checkpoint()) is not None:
+        state.update({k: v for k, v in ck.items() if k in state})
+        state["rho"] = ck["rho"].to(device=device, dtype=dtype)
+        init = ck.get("init")  # the warm start; "flow": the rest of the flow's state
+        flow.load_state_dict({**ck.get("flow", {}), "warm_start": None if init is None else
+                              tuple(x.to(device=device, dtype=dtype) for x in init)})
+        run.truncate_metrics(int(ck["step"]))
+        log.info("resumed from step %d", ck["step"])
+    elif not bool(cfg.resume):
         _log_step(run, 0, 0.0, e0, rho0, mass0, grid, ref, grid_w2, R, state, None, energy)
 
-    def on_step(st) -> None:
-        k = state["step"] + 1
-        st.step, st.t = k, k * flow.h
-        state["step"], state["rho"] = k, st.rho
-        state["times"].append(st.t)
-        parts = energy.parts(st.rho)
-        state["energies"].append(sum(parts.values()))
-        state["entropy"].append(parts.get("entropy", 0.0))
-        _log_step(run, k, st.t, parts, st.rho, mass0, grid, ref, grid_w2, R, state, st, energy)
-        if k % snap_every == 0 or k == steps:
-            state["snaps"].append((st.t, st.rho.cpu()))
-        if k % gif_every == 0 or k == steps:
-            state["frames"].append((st.t, st.rho.cpu()))
-        if ckpt_every and (k % ckpt_every == 0 or k == steps):
-            run.save_checkpoint({**state, "rho": st.rho.cpu(),
-                                 "init": tuple(x.cpu() for x in flow.warm_start)})
-
     with run.progress(steps - state["step"], f"jko {cfg.energy.name}") as bar:
-        rho = state["rho"]
-        while state["step"] < steps:
-            st = flow.step(rho)
-            on_step(st)
-            rho = st.rho
+        def on_step(st) -> None:
+            k = st.step
+            state["step"], state["rho"] = k, st.rho
+            state["times"].append(st.t)
+            parts = energy.parts(st.rho)
+            state["energies"].append(sum(parts.values()))
+            state["entropy"].append(parts.get("entropy", 0.0))
+            _log_step(run, k, st.t, parts, st.rho, mass0, grid, ref, grid_w2, R, state, st, energy)
+            if k % snap_every == 0 or k == steps:
+                state["snaps"].append((st.t, st.rho.cpu()))
+            if k % gif_every == 0 or k == steps:
+                state["frames"].append((st.t, st.rho.cpu()))
+            if ckpt_every and (k % ckpt_every == 0 or k == steps):
+                fs = flow.state_dict()
+                run.save_checkpoint({**state, "rho": st.rho.cpu(),
+                                     "init": tuple(x.cpu() for x in fs.pop("warm_start")),
+                                     "flow": fs})
             bar.advance(energy=state["energies"][-1], iters=st.inner_iters,
                         **({"l1": state["l1"][-1]} if state["l1"] else {}))
+
+        flow.run(state["rho"], steps - state["step"], start_step=state["step"], keep_steps=False,
+                 callback=on_step)
 
     # the Lagrangian cross-check
     extra: dict[str, Any] = {}
@@ -476,8 +387,8 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
 
     wall = time.perf_counter() - t_start
     energies = np.asarray(state["energies"])
-    # increases relative to the size of F over the run (F may cross zero)
-    incr = np.diff(energies) / max(float(np.abs(energies).max()), 1e-300)
+    dec = energy_decrease(energies, np.asarray(state["entropy"]), energy.diffusion,
+                          flow.effective_diffusion)
     summary: dict[str, Any] = {
         "energy": str(cfg.energy.name),
         "steps": steps,
@@ -489,8 +400,8 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
         "energy_initial": float(energies[0]),
         "energy_final": float(energies[-1]),
         "mass_error_max": float(max(state["mass_err"])),
-        "energy_monotone": bool((incr <= 1e-9).all()),
-        "energy_increase_max": float(max(0.0, incr.max())) if incr.size else 0.0,
+        "energy_monotone": dec.pop("energy_monotone"),
+        "energy_increase_max": dec.pop("energy_increase_max"),
         "reference": ref.name if ref else "none",
         "inner_iters_mean": float(np.mean(state["iters"])) if state["iters"] else 0.0,
         "converged_fraction": float(np.mean(state["conv"])) if state["conv"] else 1.0,
@@ -504,20 +415,7 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
         "device": device,
         "dtype": str(dtype).replace("torch.", ""),
     }
-    # the scheme's own diffusion: D + D_blur, of which debias compensates up to D; when the
-    # blur exceeds D the flow is that of F with D_eff = D_blur in place of D, and it is F_eff,
-    # not F, that decreases (e.g. aggregation at grid 64, h = 0.02: D = 0.002 < D_blur = 0.003)
-    d_eff = energy.diffusion + flow.blur_diffusion - (
-        min(energy.diffusion, flow.blur_diffusion) if flow.debias else 0.0)
-    summary["diffusion_effective"] = d_eff
-    if (energy.diffusion > 0 and abs(d_eff - energy.diffusion) > 1e-12 * energy.diffusion
-            and len(state["entropy"]) == len(energies)):
-        ent = np.asarray(state["entropy"])
-        eff = energies + (d_eff / energy.diffusion - 1.0) * ent
-        incr_eff = np.diff(eff) / max(float(np.abs(eff).max()), 1e-300)
-        summary["energy_effective_monotone"] = bool((incr_eff <= 1e-9).all())
-    else:
-        summary["energy_effective_monotone"] = summary["energy_monotone"]
+    summary.update(dec)  # diffusion_effective, energy_effective_monotone
     if ref is not None:
         summary["l1_error_final"] = state["l1"][-1]
         summary["w2_error_final"] = state["w2"][-1][1]
@@ -531,7 +429,9 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
     summary.update(extra)
     summary["wall_s"] = round(wall, 3)
 
-    _save_outputs(run, cfg, grid, state, ref, energies)
+    from wgf_cli.experiments import jko_plots
+
+    jko_plots.save_outputs(run, cfg, grid, state, ref, energies)
     run.save_summary(summary)
     return summary
 
@@ -602,14 +502,3 @@ def _langevin(cfg, grid, energy, rho0, rho_final, t_final, h, run) -> dict[str, 
             "langevin_sampling_mean": err.mean, "langevin_sampling_q95": err.q95,
             "langevin_sampling_threshold": err.threshold,
             "langevin_agrees": bool(L.agrees(dist, err))}
-
-
-def _save_outputs(run, cfg, grid, state, ref, energies) -> None:
-    from wgf_cli.experiments import jko_plots
-
-    v = grid.cell_volume
-    axes = np.stack([a.cpu().numpy() for a in grid.axes])
-    snaps = state["snaps"]
-    run.save_arrays("densities", axes=axes, t=np.array([t for t, _ in snaps]),
-                    rho=np.stack([(r / v).numpy() for _, r in snaps]))
-    jko_plots.make_all(run, cfg, grid, state, ref, energies)

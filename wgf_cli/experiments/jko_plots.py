@@ -201,3 +201,13 @@ def convergence(h, err, iters, order: float):
     b.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
+
+
+def save_outputs(run, cfg, grid, state, ref, energies) -> None:
+    """``densities.npz`` (the snapshots as densities, with the axes and times) and the plots."""
+    v = grid.cell_volume
+    axes = np.stack([a.cpu().numpy() for a in grid.axes])
+    snaps = state["snaps"]
+    run.save_arrays("densities", axes=axes, t=np.array([t for t, _ in snaps]),
+                    rho=np.stack([(r / v).numpy() for _, r in snaps]))
+    make_all(run, cfg, grid, state, ref, energies)

@@ -21,17 +21,26 @@ The interaction term is handled semi-implicitly: :meth:`Energy.begin_step` linea
 the current iterate ``rho_k``, and the step uses the potential ``W * rho_k``.
 
 ``prox_diffusion`` is the diffusion coefficient used inside the proximal map; it equals
-``diffusion`` unless the JKO solver lowers it to compensate the entropic blur.
+``diffusion`` unless the JKO solver lowers it to compensate the entropic blur (on its own
+copy of the energy: :class:`~wgf_cli.flows.jko.EntropicJKO` does not modify the one it is
+given).
+
+:func:`build_energy` makes an energy from its name and parameters (the ``energy`` config
+group of ``wgf jko``; :data:`ENERGIES` lists the names).
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
+from wgf_cli.flows import potentials as P
 from wgf_cli.flows.potentials import Potential, RadialKernel
+from wgf_cli.flows.references import grid_point
 from wgf_cli.ot.grid import Grid
 
 Tensor = torch.Tensor
@@ -64,6 +73,7 @@ class Energy(ABC):
         """The named terms of the energy at ``p`` (their sum is :meth:`value`)."""
 
     def value(self, p: Tensor) -> float:
+        """``F(p)``: the sum of :meth:`parts`."""
         return float(sum(self.parts(p).values()))
 
     @abstractmethod
@@ -371,3 +381,56 @@ class KellerSegel(Aggregation):
         total = p.sum()
         centre = [float((p * m).sum() / total) for m in mesh]
         return float(sum((p * (m - c) ** 2).sum() for m, c in zip(mesh, centre, strict=True)) / total)
+
+
+def _potential(grid: Grid, p: Mapping[str, Any]) -> Potential:
+    if p["name"] == "quadratic":
+        return P.QuadraticPotential(grid_point(grid, p.get("mean")), p["matrix"], grid.dim)
+    if p["name"] == "double_well":
+        return P.DoubleWellPotential(grid_point(grid, p.get("center")), p["width"], p["depth"],
+                                     p["stiffness"])
+    return P.ExprPotential(str(p["expr"]), grid.dim)
+
+
+def _aggregation(grid: Grid, e: Mapping[str, Any]) -> Aggregation:
+    k = e["kernel"]
+    kernel = RadialKernel(str(k["kind"]), float(k["attract_power"]), float(k["repel_power"]),
+                          float(k["strength"]), None if k["expr"] is None else str(k["expr"]),
+                          float(k.get("length", 1.0)))
+    return Aggregation(grid, kernel, float(e["diffusion"]))
+
+
+#: energies by name: ``builder(grid, spec)``
+ENERGIES: dict[str, Callable[[Grid, Mapping[str, Any]], Energy]] = {
+    "heat": lambda grid, e: Heat(grid, float(e["diffusion"])),
+    "fokker_planck": lambda grid, e: FokkerPlanck(grid, _potential(grid, e["potential"]),
+                                                  float(e["diffusion"])),
+    "porous_medium": lambda grid, e: PorousMedium(grid, float(e["m"])),
+    "crowd": lambda grid, e: Crowd(grid, exit_distance(grid, list(e["exit_lo"]), list(e["exit_hi"])),
+                                   float(e["kappa"]), float(e["diffusion"])),
+    "aggregation": _aggregation,
+    "keller_segel": lambda grid, e: KellerSegel(grid, float(e["mass"]), float(e["diffusion"]),
+                                                float(e["chi"])),
+}
+
+
+def build_energy(spec: Mapping[str, Any], grid: Grid) -> Energy:
+    """The energy named ``spec["name"]`` with the parameters in ``spec``, on ``grid``.
+
+    Args:
+        spec: ``name`` (a key of :data:`ENERGIES`) and its parameters, as in the ``energy``
+            config group: ``diffusion``; ``potential`` (``name`` quadratic / double_well /
+            expr and theirs; a ``None`` mean or center is the centre of the box) for
+            ``fokker_planck``; ``m`` for ``porous_medium``; ``kappa``, ``exit_lo``,
+            ``exit_hi`` for ``crowd``; ``kernel`` (:class:`RadialKernel`'s parameters) for
+            ``aggregation``; ``mass``, ``chi`` for ``keller_segel``.  Nested lists and
+            numbers, as plain containers.
+        grid: the grid the energy is bound to.
+
+    Returns:
+        The energy.
+
+    Raises:
+        KeyError: unknown name; ValueError: parameters the energy rejects.
+    """
+    return ENERGIES[spec["name"]](grid, spec)

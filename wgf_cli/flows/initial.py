@@ -1,9 +1,14 @@
-"""Initial measures on a grid (masses per cell, total mass 1)."""
+"""Initial measures on a grid (masses per cell, total mass 1).
+
+:func:`build_initial` makes one from its name and parameters (the ``initial`` config group of
+``wgf jko``; :data:`INITIALS` lists the names).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,3 +69,39 @@ def from_npy(grid: Grid, path: str | Path) -> Tensor:
     if not np.isfinite(arr).all() or (arr < 0).any():
         raise ValueError(f"initial density in {path} must be finite and non-negative")
     return _normalise(torch.as_tensor(arr, dtype=grid.dtype, device=grid.device))
+
+
+def _from_spec_gaussian(grid: Grid, c: Mapping[str, Any]) -> Tensor:
+    std = c["std"] if isinstance(c["std"], int | float) else list(c["std"])
+    return gaussian(grid, references.grid_point(grid, c.get("mean")), std)
+
+
+#: initial measures by name: ``builder(grid, spec)``
+INITIALS: dict[str, Callable[[Grid, Mapping[str, Any]], Tensor]] = {
+    "gaussian": _from_spec_gaussian,
+    "gaussian_mixture": lambda grid, c: gaussian_mixture(
+        grid, [list(m) for m in c["means"]], list(c["stds"]), list(c["weights"])),
+    "box": lambda grid, c: box(grid, list(c["lo"]), list(c["hi"])),
+    "barenblatt": lambda grid, c: barenblatt(grid, float(c["m"]), float(c["t0"]),
+                                             references.grid_point(grid, c.get("center"))),
+    "npy": lambda grid, c: from_npy(grid, str(c["path"])),
+}
+
+
+def build_initial(spec: Mapping[str, Any], grid: Grid) -> Tensor:
+    """The initial measure named ``spec["name"]`` with the parameters in ``spec``.
+
+    Args:
+        spec: ``name`` (a key of :data:`INITIALS`) and its parameters: ``mean`` (``None``:
+            the centre of the box) and ``std`` (a number or one per axis) for ``gaussian``;
+            ``means``, ``stds``, ``weights`` for ``gaussian_mixture``; ``lo``, ``hi`` for
+            ``box``; ``m``, ``t0``, ``center`` for ``barenblatt``; ``path`` for ``npy``.
+        grid: the grid.
+
+    Returns:
+        Masses per cell, total mass 1.
+
+    Raises:
+        KeyError: unknown name; ValueError: parameters the measure rejects.
+    """
+    return INITIALS[spec["name"]](grid, spec)

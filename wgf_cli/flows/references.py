@@ -2,12 +2,16 @@
 
 All functions return *masses per cell* on a grid (density at the cell centre times the
 cell volume) unless they say otherwise, so they compare directly with JKO iterates.
+:func:`closed_form` picks the one that solves a given energy and initial measure (the
+``energy`` / ``initial`` parameter mappings of ``wgf jko``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -120,3 +124,72 @@ def moments(grid: Grid, p: Tensor) -> tuple[Tensor, Tensor]:
     mean = w @ pts
     c = pts - mean
     return mean, (c * w[:, None]).T @ c
+
+
+def grid_point(grid: Grid, value: Sequence[float] | None) -> list[float]:
+    """``value`` as a list of floats, or the centre of the grid's box when ``None``."""
+    if value is None:
+        return [(lo + hi) / 2 for lo, hi in zip(grid.lo, grid.hi, strict=True)]
+    return [float(v) for v in value]
+
+
+@dataclass
+class Reference:
+    """A closed form ``rho(t)`` (masses on the grid) and its name.
+
+    Attributes:
+        name: what the closed form is (shown in summaries).
+        at: ``t -> rho(t)``, masses per cell on the grid.
+    """
+
+    name: str
+    at: Callable[[float], Tensor]
+
+
+def closed_form(energy_spec: Mapping[str, Any], initial_spec: Mapping[str, Any], grid: Grid,
+                energy, rho0: Tensor) -> Reference | None:
+    """The exact solution of the flow of ``energy`` from ``rho0``, where one is known.
+
+    Known: the heat flow of an isotropic Gaussian (:func:`heat_gaussian`), the Fokker-Planck
+    flow of a Gaussian in a quadratic potential (Ornstein-Uhlenbeck, :func:`ou_moments`) and
+    the porous medium from a Barenblatt profile of the same exponent (:func:`barenblatt`).
+
+    Args:
+        energy_spec: the energy's parameters (``name`` and those of
+            :func:`~wgf_cli.flows.energies.build_energy`).
+        initial_spec: the initial measure's parameters
+            (:func:`~wgf_cli.flows.initial.build_initial`).
+        grid: the grid.
+        energy: the energy built from ``energy_spec``.
+        rho0: the initial measure built from ``initial_spec``.
+
+    Returns:
+        The closed form, or ``None`` when none applies.
+    """
+    e, c = energy_spec, initial_spec
+    iso_gauss = c["name"] == "gaussian" and isinstance(c["std"], int | float)
+    if e["name"] == "heat" and iso_gauss:
+        mean, var0 = grid_point(grid, c.get("mean")), float(c["std"]) ** 2
+        return Reference("heat kernel (images at the walls)",
+                         lambda t: heat_gaussian(grid, mean, var0, energy.diffusion, t))
+    if (e["name"] == "fokker_planck" and e["potential"]["name"] == "quadratic"
+            and c["name"] == "gaussian"):
+        m0, S0 = moments(grid, rho0)
+        pot = energy.potential
+
+        def ou(t):
+            mean, cov = ou_moments(m0, S0, pot.mean, pot.matrix, energy.diffusion, t)
+            dens = gaussian_density(grid, mean.tolist(), cov.to(grid.dtype))
+            return dens * grid.cell_volume
+
+        return Reference("Ornstein-Uhlenbeck Gaussian", ou)
+    if (e["name"] == "porous_medium" and c["name"] == "barenblatt"
+            and math.isclose(float(c["m"]), float(e["m"]))):
+        t0, centre = float(c["t0"]), grid_point(grid, c.get("center"))
+
+        def baren(t):
+            ref = barenblatt(grid, float(e["m"]), t0 + t, centre)
+            return ref / ref.sum()
+
+        return Reference("Barenblatt profile", baren)
+    return None

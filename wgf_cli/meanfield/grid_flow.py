@@ -12,7 +12,7 @@ neurons never change sign).  The mean-field loss is
     r^{k+1} = argmin_r F(r) + (1/(2h)) sum_s W_gamma(r_s, r_s^k),
 
 solved with the grid OT engine's KL-proximal scaling iterations
-(:func:`wgf_cli.ot.sinkhorn.prox_sinkhorn` with the separable Gibbs kernel of
+(:class:`wgf_cli.ot.sinkhorn.ProxSinkhorn` with the separable Gibbs kernel of
 :class:`wgf_cli.ot.grid.GridGeometry`, applied to both signs at once through the batch axis),
 exactly as :class:`wgf_cli.flows.jko.EntropicJKO` does for the free energies.  ``F`` is quadratic;
 its KL-proximal map is taken with ``F`` *linearised*: ``prox_log(log p) = log p - sigma V``,
@@ -45,7 +45,7 @@ import torch
 from wgf_cli.meanfield import network as N
 from wgf_cli.meanfield.data import Dataset
 from wgf_cli.ot.grid import Grid, GridGeometry
-from wgf_cli.ot.sinkhorn import LogDomain, prox_sinkhorn
+from wgf_cli.ot.sinkhorn import LogDomain, ProxProblem, ProxSinkhorn
 
 Tensor = torch.Tensor
 
@@ -155,7 +155,7 @@ class GridJKO:
         gamma: entropic parameter of the Gibbs kernel.
         linearize: ``"inner"`` or ``"step"``.
         relax: damping ``beta`` of the inner update ``V <- (1-beta) V + beta V(r)`` (1: none).
-        tol, inner_max, check_every, log_domain, overrelax: of :func:`prox_sinkhorn`.
+        tol, inner_max, check_every, log_domain, overrelax: of :class:`ProxSinkhorn`.
     """
 
     def __init__(self, problem: MeanFieldGrid, h: float, gamma: float, *, linearize: str = "step",
@@ -208,10 +208,10 @@ class GridJKO:
                     state["V"] = V_new
             return log_r
 
-        mode: LogDomain = True if self._sticky_log else self.log_domain
-        res = prox_sinkhorn(self.geom, r, prox_log, tol=self.tol, inner_max=self.inner_max,
-                            check_every=self.check_every, log_domain=mode, init=self.warm_start,
-                            overrelax=self.overrelax)
+        solver = ProxSinkhorn(tol=self.tol, inner_max=self.inner_max, check_every=self.check_every,
+                              log_domain=True if self._sticky_log else self.log_domain,
+                              overrelax=self.overrelax)
+        res = solver.solve(ProxProblem(self.geom, r, prox_log), init=self.warm_start)
         if res.log_domain:
             self._sticky_log = True
         self.warm_start = (res.f, res.g)

@@ -15,15 +15,32 @@ A geometry supplies ``apply_kernel(b) = K b`` and ``apply_lse_kernel(g) = log K 
 (the kernel is symmetric) and ``transport_cost_parts``: :class:`~wgf_cli.ot.grid.GridGeometry`
 does it separably on grids, :class:`DenseGeometry` with an explicit matrix.
 
-Two numerical paths give the same iterates: the *plain* path multiplies scalings
-(fast), the *log* path adds log-scalings with log-sum-exp (never overflows).
-``log_domain="auto"`` runs the plain path and restarts the problem in the log domain as
-soon as a scaling stops being finite.
+The API separates the problem from the solver::
+
+    problem = ProxProblem(geom, q, prox_log)
+    solver = ProxSinkhorn(tol=1e-9, inner_max=2000, log_domain="auto")
+    result = solver.solve(problem, init=None)      # -> ProxSinkhornResult
+
+(:func:`prox_sinkhorn` is the same call in one function.)  One iteration loop serves both
+numerical paths, which give the same iterates: the *plain* path multiplies scalings (fast),
+the *log* path adds log-scalings with log-sum-exp (never overflows); what differs (how the
+kernel is applied, how a scaling is updated and relaxed, what is checked) lives in a small
+strategy object per path.  ``log_domain="auto"`` runs the plain path and restarts the problem
+in the log domain as soon as a scaling stops being finite.
+
+Host synchronisation: the iterations stay on the device; every ``check_every`` iterations
+the marginal error (and, on the plain path, the largest scalings) is read back once, because
+the decision to stop (``tol``, stall, overflow, the automatic over-relaxation) is made on the
+host.  That one read per check is what early stopping costs; ``check_every`` sets its
+frequency.  A solve that reaches ``inner_max`` before ``tol`` warns
+(:class:`SinkhornNotConverged`); its result says ``converged=False``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -38,7 +55,13 @@ Overrelax = float | Literal["auto"]
 OMEGA_MAX = 1.95
 
 
+class SinkhornNotConverged(UserWarning):
+    """A KL-proximal Sinkhorn solve reached ``inner_max`` before its tolerance."""
+
+
 class Geometry(Protocol):
+    """What the iterations need of a geometry: its Gibbs kernel, plain and in log form."""
+
     def apply_kernel(self, b: Tensor) -> Tensor: ...
     def apply_lse_kernel(self, g: Tensor) -> Tensor: ...
 
@@ -49,6 +72,10 @@ class DenseGeometry:
     Measures are flat tensors of length N.  This is the straightforward implementation
     (what ``ot.sinkhorn`` does with a cost matrix); it is the reference the separable grid
     geometry is tested and benchmarked against.
+
+    Args:
+        cost: the symmetric cost matrix ``C``.
+        gamma: entropic parameter.
     """
 
     def __init__(self, cost: Tensor, gamma: float) -> None:
@@ -58,12 +85,15 @@ class DenseGeometry:
         self.kernel = torch.exp(self.log_kernel)
 
     def apply_kernel(self, b: Tensor) -> Tensor:
+        """``K b``."""
         return self.kernel @ b
 
     def apply_lse_kernel(self, g: Tensor) -> Tensor:
+        """``log K exp(g)`` by log-sum-exp."""
         return torch.logsumexp(self.log_kernel + g[None, :], dim=-1)
 
     def transport_cost(self, f: Tensor, g: Tensor) -> float:
+        """``<C, pi>`` of the plan ``pi = diag(e^f) K diag(e^g)``."""
         logpi = f[:, None] + self.log_kernel + g[None, :]
         return float((torch.exp(logpi) * self.cost).sum())
 
@@ -85,6 +115,8 @@ class ProxSinkhornResult:
         widened: how many times a banded geometry's band was doubled after the band-edge check.
         geom: the geometry that produced the result (``geom`` itself, or a widened copy:
             pass it to the next solve to keep the wider band).
+        stalled: the last iterations stopped because the error stalled (the rounding floor
+            of the dtype), not at ``tol`` or ``inner_max``.
     """
 
     rho: Tensor
@@ -98,10 +130,171 @@ class ProxSinkhornResult:
     omega: float = 1.0
     widened: int = 0
     geom: object = None
+    stalled: bool = False
 
 
 def _safe_log(x: Tensor) -> Tensor:
     return torch.log(torch.clamp_min(x, 0.0))
+
+
+@dataclass(frozen=True, eq=False)
+class ProxProblem:
+    """One KL-proximal transport problem: ``min KL(pi | K) + sigma F(pi 1)``, ``pi^T 1 = q``.
+
+    Attributes:
+        geom: geometry providing the kernel ``K`` (:class:`Geometry`).
+        q: second marginal (non-negative, any shape the geometry accepts); never modified.
+        prox_log: log-form KL-proximal map of ``sigma F`` (``sigma`` already folded in).
+        log_q: ``log q`` (``-inf`` where ``q = 0``), derived.
+        mass: ``sum(q)`` as a float, derived (the errors are relative to it).
+    """
+
+    geom: Geometry
+    q: Tensor
+    prox_log: Callable[[Tensor], Tensor]
+    log_q: Tensor = dataclasses.field(init=False, repr=False)
+    mass: float = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "log_q", _safe_log(self.q))
+        object.__setattr__(self, "mass", float(self.q.sum()))
+
+    def on(self, geom: Geometry) -> ProxProblem:
+        """The same problem on another geometry (e.g. a widened band)."""
+        return dataclasses.replace(self, geom=geom)
+
+
+@dataclass(frozen=True)
+class ProxSinkhorn:
+    """The KL-proximal scaling iterations, configured once and applied with :meth:`solve`.
+
+    Attributes:
+        tol: stop when ``sum |b * K^T a - q| <= tol * sum q``, or (``converged=False``) when
+            the error has stalled for :data:`STALL_CHECKS` checks (the rounding floor).
+        inner_max: cap on the number of iterations; reaching it before ``tol`` warns
+            (:class:`SinkhornNotConverged`).
+        check_every: iterations between error / finiteness checks (one host read each).
+        log_domain: ``True`` (log path), ``False`` (plain path; raises on overflow) or
+            ``"auto"`` (plain path, restarted in the log domain on overflow).
+        overrelax: ``omega`` in ``[1, 2)``; each update becomes ``f <- (1 - omega) f + omega
+            f_new`` (over-relaxed scaling iterations, Thibault et al. 2017); ``1`` is the plain
+            scheme.  The fixed point is the same; a last exact ``b``-update keeps the second
+            marginal, hence the mass, exact.  ``"auto"``: run unrelaxed until the error is
+            below max(1e-5, 100 tol), read the linear rate ``lam`` off the error decay and
+            switch to the SOR optimum ``omega = 2 / (1 + sqrt(1 - lam))`` (capped at
+            :data:`OMEGA_MAX`; backed off when the error clearly grows).  Iterations then
+            grow like ``1/sqrt(1 - lam)`` instead of ``1/(1 - lam)``.
+        omega_init: with ``overrelax="auto"``, an omega > 1 (e.g. the previous solve's) is
+            used from the start instead of being estimated again.
+        edge_tol: with a banded geometry (``geom.is_banded``), the plan mass on the band's
+            outermost offsets must be ``<= edge_tol * sum(q)`` at the end; otherwise the band
+            doubles (in a copy, ``result.geom``) and the solve continues from the result
+            (``widened`` counts it).
+        warn: warn (:class:`SinkhornNotConverged`) when ``inner_max`` is reached before ``tol``.
+
+    Raises:
+        ValueError: ``overrelax`` outside ``[1, 2)`` and not ``"auto"``.
+    """
+
+    tol: float = 1e-9
+    inner_max: int = 2000
+    check_every: int = 5
+    log_domain: LogDomain = "auto"
+    overrelax: Overrelax = 1.0
+    omega_init: float = 1.0
+    edge_tol: float = 1e-11
+    warn: bool = True
+
+    def __post_init__(self) -> None:
+        if self.overrelax != "auto" and not 1.0 <= float(self.overrelax) < 2.0:
+            raise ValueError(f"overrelax must be in [1, 2) or 'auto', got {self.overrelax}")
+
+    def solve(self, problem: ProxProblem, init: tuple[Tensor, Tensor] | None = None
+              ) -> ProxSinkhornResult:
+        """Run the iterations until the second marginal is within ``tol`` (or a stop).
+
+        Args:
+            problem: the problem (its tensors are not modified).
+            init: warm start ``(f, g)`` log-scalings; zeros (``a = b = 1``) by default.
+
+        Returns:
+            The result; ``result.geom`` is the geometry used last (widened or not).
+
+        Raises:
+            FloatingPointError: ``log_domain=False`` and a scaling overflowed.
+        """
+        auto = self.overrelax == "auto"
+        if auto:
+            omega0 = min(max(float(self.omega_init), 1.0), OMEGA_MAX)
+        else:
+            omega0 = float(self.overrelax)
+        if init is None:
+            f0, g0 = torch.zeros_like(problem.q), torch.zeros_like(problem.q)
+        else:
+            f0, g0 = init
+        res = self._attempt(problem, f0, g0, omega0, plain=self.log_domain is not True)
+        geom = problem.geom
+        res.geom = geom
+        while (getattr(geom, "is_banded", False)
+               and geom.band_edge_mass(res.f, res.g) > self.edge_tol * problem.mass):
+            geom = geom.widened()
+            problem = problem.on(geom)
+            more = self._attempt(problem, res.f, res.g, res.omega, plain=not res.log_domain)
+            more.n_iters += res.n_iters
+            more.errors = res.errors + more.errors
+            more.widened, more.geom = res.widened + 1, geom
+            res = more
+        if self.warn and not res.converged and not res.stalled:
+            warnings.warn(
+                f"KL-proximal Sinkhorn reached inner_max={self.inner_max} before tol={self.tol:g} "
+                "(result.converged is False; result.error has the marginal error)",
+                SinkhornNotConverged, stacklevel=2)
+        return res
+
+    def _attempt(self, problem: ProxProblem, f0: Tensor, g0: Tensor, omega: float, *,
+                 plain: bool) -> ProxSinkhornResult:
+        """The plain path when ``plain`` (falling back to the log domain on overflow unless
+        ``log_domain=False``), else the log path; a fresh over-relaxation state each try."""
+        auto = self.overrelax == "auto"
+        if plain:
+            try:
+                return self._iterate(_PlainDomain(problem, f0, g0), problem,
+                                     _Omega(omega, auto, self.tol))
+            except FloatingPointError:
+                if self.log_domain is False:
+                    raise
+        return self._iterate(_LogDomain(problem, f0, g0), problem, _Omega(omega, auto, self.tol))
+
+    def _iterate(self, dom: _PlainDomain | _LogDomain, problem: ProxProblem, om: _Omega
+                 ) -> ProxSinkhornResult:
+        """The one iteration loop; ``dom`` holds the scalings and does the domain-specific work."""
+        tol, inner_max, check_every, mass = self.tol, self.inner_max, self.check_every, problem.mass
+        omega = om.omega
+        relaxed = stalled = False
+        errors: list[float] = []
+        err = float("inf")
+        it = 0
+        while it < inner_max:
+            it += 1
+            dom.update_first(omega)
+            k_first = dom.kernel_first()
+            check = it % check_every == 0 or it == inner_max
+            residual = dom.residual(k_first) if check else None
+            dom.update_second(k_first, omega)
+            if check:
+                err = dom.read_check(residual) / mass  # the one host read of a check
+                errors.append(err)
+                if err <= tol:
+                    break
+                if _stalled(errors):
+                    stalled = True
+                    break
+                om.observe(err, check_every)
+                relaxed = relaxed or omega != 1.0
+                omega = om.omega
+        rho, f, g = dom.finish(exact_second=relaxed or omega != 1.0)
+        return ProxSinkhornResult(rho, f, g, it, err, err <= tol, dom.log_domain, errors, omega,
+                                  stalled=stalled)
 
 
 def prox_sinkhorn(
@@ -118,75 +311,23 @@ def prox_sinkhorn(
     omega_init: float = 1.0,
     edge_tol: float = 1e-11,
 ) -> ProxSinkhornResult:
-    """Run the KL-proximal scaling iterations until the second marginal is within ``tol``.
+    """``ProxSinkhorn(...).solve(ProxProblem(geom, q, prox_log), init)`` in one call.
 
     Args:
         geom: geometry providing the kernel.
         q: second marginal (non-negative, any shape the geometry accepts).
         prox_log: log-form KL-proximal map of ``sigma F`` (``sigma`` already folded in).
-        tol: stop when ``sum |b * K^T a - q| <= tol * sum q``, or (``converged=False``) when
-            the error has stalled for :data:`STALL_CHECKS` checks (the rounding floor).
-        inner_max: cap on the number of iterations.
-        check_every: iterations between error / finiteness checks.
-        log_domain: ``True`` (log path), ``False`` (plain path; raises on overflow) or
-            ``"auto"`` (plain path, restarted in the log domain on overflow).
+        tol, inner_max, check_every, log_domain, overrelax, omega_init, edge_tol: the
+            solver's settings (:class:`ProxSinkhorn`).
         init: warm start ``(f, g)`` log-scalings; zeros (``a = b = 1``) by default.
-        overrelax: ``omega`` in ``[1, 2)``; each update becomes ``f <- (1 - omega) f + omega
-            f_new`` (over-relaxed scaling iterations, Thibault et al. 2017); ``1`` is the plain
-            scheme.  The fixed point is the same; a last exact ``b``-update keeps the second
-            marginal, hence the mass, exact.  ``"auto"``: run unrelaxed until the error is
-            below max(1e-5, 100 tol), read the linear rate ``lam`` off the error decay and switch to the
-            SOR optimum ``omega = 2 / (1 + sqrt(1 - lam))`` (capped at :data:`OMEGA_MAX`;
-            backed off when the error clearly grows).  Iterations then grow like
-            ``1/sqrt(1 - lam)`` instead of ``1/(1 - lam)``.
-        omega_init: with ``overrelax="auto"``, an omega > 1 (e.g. the previous solve's) is
-            used from the start instead of being estimated again.
-        edge_tol: with a banded geometry (``geom.is_banded``), the plan mass on the band's
-            outermost offsets must be ``<= edge_tol * sum(q)`` at the end; otherwise the band
-            doubles (in a copy, ``result.geom``) and the solve continues from the result
-            (``widened`` counts it).
+
+    Returns:
+        The :class:`ProxSinkhornResult`.
     """
-    auto = overrelax == "auto"
-    if auto:
-        omega0 = min(max(float(omega_init), 1.0), OMEGA_MAX)
-    else:
-        omega0 = float(overrelax)
-        if not 1.0 <= omega0 < 2.0:
-            raise ValueError(f"overrelax must be in [1, 2) or 'auto', got {overrelax}")
-    if init is None:
-        f0 = torch.zeros_like(q)
-        g0 = torch.zeros_like(q)
-    else:
-        f0, g0 = init
-    log_q = _safe_log(q)
-    mass = float(q.sum())
-    args = (geom, q, log_q, mass, prox_log, tol, inner_max, check_every)
-    res = None
-    if log_domain is not True:
-        try:
-            res = _plain(*args, f0, g0, _Omega(omega0, auto, tol))
-        except FloatingPointError:
-            if log_domain is False:
-                raise
-    if res is None:
-        res = _logd(*args, f0, g0, _Omega(omega0, auto, tol))
-    res.geom = geom
-    while getattr(geom, "is_banded", False) and geom.band_edge_mass(res.f, res.g) > edge_tol * mass:
-        geom = geom.widened()
-        more = None
-        if not res.log_domain:
-            try:
-                more = _plain(geom, *args[1:], res.f, res.g, _Omega(res.omega, auto, tol))
-            except FloatingPointError:
-                if log_domain is False:
-                    raise
-        if more is None:
-            more = _logd(geom, *args[1:], res.f, res.g, _Omega(res.omega, auto, tol))
-        more.n_iters += res.n_iters
-        more.errors = res.errors + more.errors
-        more.widened, more.geom = res.widened + 1, geom
-        res = more
-    return res
+    solver = ProxSinkhorn(tol=tol, inner_max=inner_max, check_every=check_every,
+                          log_domain=log_domain, overrelax=overrelax, omega_init=omega_init,
+                          edge_tol=edge_tol)
+    return solver.solve(ProxProblem(geom, q, prox_log), init)
 
 
 class _Omega:
@@ -236,49 +377,63 @@ def _relax(old: Tensor, new: Tensor, omega: float) -> Tensor:
     return torch.where(both, (1.0 - omega) * old + omega * new, new)
 
 
-def _plain(geom, q, log_q, mass, prox_log, tol, inner_max, check_every, f0, g0, om):
-    omega = om.omega
-    a = torch.exp(f0)
-    b = torch.exp(g0)
-    # scalings beyond max^0.9 (e^638 in float64, e^80 in float32) count as overflow: their
-    # products with the kernel are about to leave the float range
-    big = torch.finfo(q.dtype).max ** 0.9
-    if not (float(a.max()) <= big and float(b.max()) <= big):
-        raise FloatingPointError("warm-start scalings overflow")
-    errors: list[float] = []
-    err = float("inf")
-    it = 0
-    relaxed = False
-    while it < inner_max:
-        it += 1
-        kb = geom.apply_kernel(b)
+class _PlainDomain:
+    """The plain path's state and steps: scalings ``a = e^f``, ``b = e^g`` and ``K``.
+
+    Raises :class:`FloatingPointError` when a scaling leaves the float range (beyond
+    ``max^0.9``: e^638 in float64, e^80 in float32), at the start or at a check.
+    """
+
+    log_domain = False
+
+    def __init__(self, problem: ProxProblem, f0: Tensor, g0: Tensor) -> None:
+        self.geom, self.q, self.prox_log = problem.geom, problem.q, problem.prox_log
+        self.a = torch.exp(f0)
+        self.b = torch.exp(g0)
+        # scalings beyond max^0.9 count as overflow: their products with the kernel are about
+        # to leave the float range
+        self.big = torch.finfo(self.q.dtype).max ** 0.9
+        if not (float(self.a.max()) <= self.big and float(self.b.max()) <= self.big):
+            raise FloatingPointError("warm-start scalings overflow")
+
+    def update_first(self, omega: float) -> None:
+        """``a <- prox(K b) / (K b)`` (over-relaxed in log form when ``omega != 1``)."""
+        kb = self.geom.apply_kernel(self.b)
         log_p = _safe_log(kb)
-        log_r = prox_log(log_p)
+        log_r = self.prox_log(log_p)
         a_new = torch.where(kb > 0, torch.exp(log_r - log_p), torch.zeros_like(kb))
-        a = a_new if omega == 1.0 else torch.exp(_relax(_safe_log(a), _safe_log(a_new), omega))
-        ka = geom.apply_kernel(a)
-        check = it % check_every == 0 or it == inner_max
-        if check:
-            err = float((b * ka - q).abs().sum()) / mass
-            errors.append(err)
+        self.a = a_new if omega == 1.0 else torch.exp(_relax(_safe_log(self.a), _safe_log(a_new), omega))
+
+    def kernel_first(self) -> Tensor:
+        """``K^T a``."""
+        return self.geom.apply_kernel(self.a)
+
+    def residual(self, ka: Tensor) -> Tensor:
+        """``sum |b K^T a - q|`` (before the ``b``-update; read by :meth:`read_check`)."""
+        return (self.b * ka - self.q).abs().sum()
+
+    def update_second(self, ka: Tensor, omega: float) -> None:
+        """``b <- q / K^T a`` (over-relaxed in log form when ``omega != 1``)."""
+        q = self.q
         b_new = torch.where(q > 0, q / ka, torch.zeros_like(q))
-        b = b_new if omega == 1.0 else torch.exp(_relax(_safe_log(b), _safe_log(b_new), omega))
-        if check:
-            if not (float(a.max()) <= big and float(b.max()) <= big and err == err):
-                raise FloatingPointError("scalings overflowed in the plain domain")
-            if err <= tol or _stalled(errors):
-                break
-            om.observe(err, check_every)
-            relaxed = relaxed or omega != 1.0
-            omega = om.omega
-    if relaxed or omega != 1.0:  # exact second marginal (mass) after over-relaxed updates
-        b = torch.where(q > 0, q / geom.apply_kernel(a), torch.zeros_like(q))
-    rho = a * geom.apply_kernel(b)
-    if not torch.isfinite(rho).all():
-        raise FloatingPointError("first marginal is not finite")
-    return ProxSinkhornResult(
-        rho, _safe_log(a), _safe_log(b), it, err, err <= tol, False, errors, omega
-    )
+        self.b = b_new if omega == 1.0 else torch.exp(_relax(_safe_log(self.b), _safe_log(b_new), omega))
+
+    def read_check(self, residual: Tensor) -> float:
+        """The residual and the largest scalings in one host read; raises on overflow."""
+        err, amax, bmax = torch.stack([residual, self.a.max(), self.b.max()]).tolist()
+        if not (amax <= self.big and bmax <= self.big and err == err):
+            raise FloatingPointError("scalings overflowed in the plain domain")
+        return err
+
+    def finish(self, exact_second: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """``(rho, f, g)``; an exact last ``b``-update first after over-relaxed updates."""
+        geom, q, a, b = self.geom, self.q, self.a, self.b
+        if exact_second:  # exact second marginal (mass) after over-relaxed updates
+            b = torch.where(q > 0, q / geom.apply_kernel(a), torch.zeros_like(q))
+        rho = a * geom.apply_kernel(b)
+        if not torch.isfinite(rho).all():
+            raise FloatingPointError("first marginal is not finite")
+        return rho, _safe_log(a), _safe_log(b)
 
 
 class _Stabilized:
@@ -303,37 +458,50 @@ class _Stabilized:
         return out
 
 
-def _logd(geom, q, log_q, mass, prox_log, tol, inner_max, check_every, f0, g0, om):
-    omega = om.omega
-    relaxed = False
-    f, g = f0, g0
-    kern_g, kern_f = _Stabilized(geom), _Stabilized(geom)
-    errors: list[float] = []
-    err = float("inf")
-    it = 0
-    neg_inf = torch.tensor(float("-inf"), dtype=q.dtype, device=q.device)
-    while it < inner_max:
-        it += 1
-        log_p = kern_g(g)
-        log_r = prox_log(log_p)
-        f_new = torch.where(torch.isfinite(log_p), log_r - log_p, neg_inf)
-        f = f_new if omega == 1.0 else _relax(f, f_new, omega)
-        log_ka = kern_f(f)
-        check = it % check_every == 0 or it == inner_max
-        if check:
-            err = float((torch.exp(g + log_ka) - q).abs().sum()) / mass
-            errors.append(err)
-        g_new = torch.where(q > 0, log_q - log_ka, neg_inf)
-        g = g_new if omega == 1.0 else _relax(g, g_new, omega)
-        if check:
-            if err <= tol or _stalled(errors):
-                break
-            om.observe(err, check_every)
-            relaxed = relaxed or omega != 1.0
-            omega = om.omega
-    if relaxed or omega != 1.0 or kern_f.on:
-        # exact second marginal (mass): the last g-update with the exact log-sum-exp, the
-        # transpose of the one that gives rho below
-        g = torch.where(q > 0, log_q - geom.apply_lse_kernel(f), neg_inf)
-    rho = torch.exp(f + geom.apply_lse_kernel(g))
-    return ProxSinkhornResult(rho, f, g, it, err, err <= tol, True, errors, omega)
+class _LogDomain:
+    """The log path's state and steps: log-scalings ``f``, ``g`` and ``log K exp(.)``
+    (through absorbed kernels where the geometry has them)."""
+
+    log_domain = True
+
+    def __init__(self, problem: ProxProblem, f0: Tensor, g0: Tensor) -> None:
+        self.geom, self.q, self.prox_log = problem.geom, problem.q, problem.prox_log
+        self.log_q = problem.log_q
+        self.f, self.g = f0, g0
+        self.kern_g, self.kern_f = _Stabilized(self.geom), _Stabilized(self.geom)
+        self.neg_inf = torch.tensor(float("-inf"), dtype=self.q.dtype, device=self.q.device)
+
+    def update_first(self, omega: float) -> None:
+        """``f <- log prox(K e^g) - log K e^g`` (over-relaxed when ``omega != 1``)."""
+        log_p = self.kern_g(self.g)
+        log_r = self.prox_log(log_p)
+        f_new = torch.where(torch.isfinite(log_p), log_r - log_p, self.neg_inf)
+        self.f = f_new if omega == 1.0 else _relax(self.f, f_new, omega)
+
+    def kernel_first(self) -> Tensor:
+        """``log K^T e^f``."""
+        return self.kern_f(self.f)
+
+    def residual(self, log_ka: Tensor) -> Tensor:
+        """``sum |e^(g + log K^T e^f) - q|`` (before the ``g``-update)."""
+        return (torch.exp(self.g + log_ka) - self.q).abs().sum()
+
+    def update_second(self, log_ka: Tensor, omega: float) -> None:
+        """``g <- log q - log K^T e^f`` (over-relaxed when ``omega != 1``)."""
+        g_new = torch.where(self.q > 0, self.log_q - log_ka, self.neg_inf)
+        self.g = g_new if omega == 1.0 else _relax(self.g, g_new, omega)
+
+    def read_check(self, residual: Tensor) -> float:
+        """The residual, read once."""
+        return residual.item()
+
+    def finish(self, exact_second: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """``(rho, f, g)``; an exact last ``g``-update first after over-relaxed updates or
+        absorbed kernels."""
+        geom, q, f, g = self.geom, self.q, self.f, self.g
+        if exact_second or self.kern_f.on:
+            # exact second marginal (mass): the last g-update with the exact log-sum-exp, the
+            # transpose of the one that gives rho below
+            g = torch.where(q > 0, self.log_q - geom.apply_lse_kernel(f), self.neg_inf)
+        rho = torch.exp(f + geom.apply_lse_kernel(g))
+        return rho, f, g
