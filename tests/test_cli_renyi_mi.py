@@ -94,6 +94,18 @@ def test_bad_input_exits_2_with_one_line(args, key, tmp_path):
     assert not (tmp_path / "x" / "metrics.jsonl").exists()  # rejected before any work
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["ntk.output=10"], "ntk.output must be sum or < 10, got 10"),
+    (["dataset=blobs", "dataset.classes=3", "ntk.output=3"], "ntk.output must be sum or < 3, got 3"),
+])
+def test_ntk_output_beyond_the_classes_is_rejected_before_any_work(args, message, tmp_path):
+    res = wgf("--task", "ntk", *TINY, *args, f"hydra.run.dir={tmp_path / 'x'}")
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
+    assert lines == [message] or (len(lines) == 1 and message in lines[0]), res.output
+    assert not (tmp_path / "x").exists()  # no run folder: nothing was loaded or built
+
+
 def test_mismatched_sample_counts_is_a_value_error():
     import torch
 

@@ -205,7 +205,7 @@ def test_report_shows_the_gdelt_train_method_table(tmp_path):
 def test_method_table_digits_and_pvalues():
     """Log losses that differ in the 5th significant digit print differently; a p-value just
     under 0.05 does not print as 0.05; a run without scores.json gets its table from summary.json."""
-    from wgf_cli.experiments.gdelt_train_eval import method_table_md, report_section
+    from wgf_cli.experiments.gdelt_train.report import method_table_md, report_section
 
     comp = {"best": "ewma", "days": 10, "days_scored": 8, "methods": {
         "ewma": {"log_loss": 0.95970, "log_loss_ci": [0.94, 0.98], "ece": 0.0070, "dm_pvalue_vs_best": None},

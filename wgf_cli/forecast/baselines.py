@@ -71,6 +71,7 @@ import numpy as np
 import torch
 
 from wgf_cli.forecast.data import N_CELLS, N_QUAD, N_ROOT, GdeltBuild, SequenceData
+from wgf_cli.forecast.prior import ewma_sums
 from wgf_cli.forecast.scores import count_nll, log_loss
 
 BASELINES = ("climatology", "persistence", "moving_average", "ewma", "same_weekday",
@@ -220,13 +221,9 @@ class _Panel:
         ([N, 80]), occurrences ([N, 20]), totals or observed indicators ([N])."""
         key = (what, float(half_life))
         if key not in self._ewma:
-            from scipy.signal import lfilter
-
             x = {"cells": self.cells, "occ": self.occ, "total": self.total,
                  "obs": self.obs.astype(np.float64)}[what]
-            lam = 0.5 ** (1.0 / float(half_life))
-            y = lfilter([1.0], [1.0, -lam], x, axis=1)  # y[d] = sum_{s <= d} lam^(d - s) x[s]
-            y = np.concatenate([np.zeros_like(y[:, :1]), y], 1)  # [C, D+1]: days < d
+            y = ewma_sums(x, half_life)  # [C, D+1]: days < d; missing days (zero) age the history
             while self._ewma and sum(v.nbytes for v in self._ewma.values()) + y.nbytes > _EWMA_CACHE_BYTES:
                 self._ewma.pop(next(iter(self._ewma)))  # the oldest first
             self._ewma[key] = y

@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from wgf_cli.gdelt_contract import N_CELLS
+
+if TYPE_CHECKING:
+    from wgf_cli.forecast.data import GdeltBuild
 
 HALF_LIVES = (0.5, 1.0, 2.0, 4.0, 7.0, 14.0, 28.0, 56.0, 112.0, 365.0)
 SHRINKS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 300.0, 1000.0, 1e4)
@@ -61,27 +65,44 @@ def _decay(half_life: float) -> float:
     return 0.5 ** (1.0 / half_life)
 
 
+def ewma_sums(x: np.ndarray, half_life: float) -> np.ndarray:
+    """Exponentially weighted sums of the past along axis 1: ``y[:, d] = sum_{s < d}
+    r^(d - 1 - s) x[:, s]`` with ``r = 2^(-1/h)``; every day ages the history.
+
+    Args:
+        x: [C, D, ...] values per day (zero where nothing was observed).
+        half_life: ``h`` in days.
+
+    Returns:
+        float64 [C, D + 1, ...]: row ``d`` sums the days before ``d`` (row 0 is zero, row
+        ``D`` includes the last day).
+    """
+    from scipy.signal import lfilter
+
+    lam = _decay(float(half_life))
+    x = np.asarray(x, dtype=np.float64)
+    y = lfilter([1.0], [1.0, -lam], x, axis=1) if x.shape[1] else x  # y[d] = sum_{s <= d} lam^(d-s) x[s]
+    return np.concatenate([np.zeros((x.shape[0], 1, *x.shape[2:])), y], 1)
+
+
 def weighted_history(x: np.ndarray, observed: np.ndarray, half_life: float) -> tuple[np.ndarray, np.ndarray]:
     """Exponentially weighted sums of the observed past: ``S[:, d] = sum_{e < d, observed}
     r^(n(d) - n(e)) x[:, e]`` with ``n`` counting observed days (missing days do not age the
     history), ``r = 2^(-1/h)``, and the matching sum of weights ``W`` [C, D + 1].
-    ``x`` [C, D, ...]; returns arrays with one more day (the day after the last)."""
-    r = _decay(half_life)
+    ``x`` [C, D, ...]; returns arrays with one more day (the day after the last).
+
+    This is :func:`ewma_sums` over each country's observed days only, held constant over
+    the days it did not observe."""
     c, d = observed.shape
     tail = x.shape[2:]
     s = np.zeros((c, d + 1, *tail), np.float64)
     w = np.zeros((c, d + 1), np.float64)
-    acc = np.zeros((c, *tail), np.float64)
-    wacc = np.zeros(c, np.float64)
     obs = observed.astype(bool)
-    shape = (c,) + (1,) * len(tail)
-    for day in range(d):
-        o = obs[:, day]
-        rr = np.where(o, r, 1.0)
-        acc = acc * rr.reshape(shape) + np.where(o.reshape(shape), x[:, day], 0.0)
-        wacc = wacc * rr + o
-        s[:, day + 1] = acc
-        w[:, day + 1] = wacc
+    n_before = np.concatenate([np.zeros((c, 1), np.int64), np.cumsum(obs, 1)], 1)  # observed days < d
+    for k in range(c):
+        days = np.flatnonzero(obs[k])
+        s[k] = ewma_sums(np.asarray(x[k, days], dtype=np.float64)[None], half_life)[0][n_before[k]]
+        w[k] = ewma_sums(np.ones((1, len(days))), half_life)[0][n_before[k]]
     return s, w
 
 
@@ -178,3 +199,24 @@ def tune(counts: np.ndarray, total: np.ndarray, observed: np.ndarray, weekday: n
             best_t = (nll, h, alpha)
     return PriorParams(half_life=float(best[1]), shrink=float(best[2]), total_half_life=float(best_t[1]),
                        alpha=float(best_t[2]))
+
+
+def fit_prior(build: GdeltBuild, clim_cells: np.ndarray, clim_total: np.ndarray, last_train: int,
+              val_days: np.ndarray) -> Prior:
+    """The prior of every (country, day) of ``build``, its constants tuned (:func:`tune`) on
+    the validation days.
+
+    Args:
+        build: the build (cell counts, totals, observed days, weekdays).
+        clim_cells: [C, 80] training cell frequencies per country.
+        clim_total: [C] training mean totals.
+        last_train: index of the last training day.
+        val_days: day indices of the validation targets.
+
+    Returns:
+        The :class:`Prior` built with the tuned :class:`PriorParams`.
+    """
+    counts = build.counts.reshape(*build.total.shape, N_CELLS)
+    week = build.weekday(extra=1)
+    params = tune(counts, build.total, build.observed, week, clim_cells, clim_total, last_train, val_days)
+    return build_prior(counts, build.total, build.observed, week, clim_cells, clim_total, params, last_train)

@@ -21,8 +21,8 @@ def _title(summary) -> str:
 
 def infoplane(hist, summary):
     """I(X;T_l) vs I(T_l;Y): one trajectory per layer, points coloured by epoch."""
-    ixt, ity = np.asarray(hist["I_XT"]), np.asarray(hist["I_TY"])
-    ep = np.asarray(hist["epoch"])
+    ixt, ity = np.asarray(hist.I_XT), np.asarray(hist.I_TY)
+    ep = np.asarray(hist.epoch)
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     sc = None
     for li in range(ixt.shape[1]):
@@ -42,22 +42,22 @@ def infoplane(hist, summary):
 
 
 def mi_epochs(hist, summary):
-    ixt, ity = np.asarray(hist["I_XT"]), np.asarray(hist["I_TY"])
-    ep = np.asarray(hist["epoch"])
+    ixt, ity = np.asarray(hist.I_XT), np.asarray(hist.I_TY)
+    ep = np.asarray(hist.epoch)
     fig, axs = plt.subplots(1, 3, figsize=(12, 3.4))
     for li in range(ixt.shape[1]):
         axs[0].plot(ep, ixt[:, li], label=f"layer {li + 1}")
         axs[1].plot(ep, ity[:, li], label=f"layer {li + 1}")
-    iy = np.asarray(hist["I_Y_layers"], dtype=float)
+    iy = np.asarray(hist.I_Y_layers, dtype=float)
     if np.isfinite(iy).any():
         axs[1].plot(ep, iy, "k--", label="I(Y; {T_1..T_L})")
     axs[1].axhline(summary["H_Y"], color="r", lw=0.8, ls=":", label="H(Y)")
     axs[0].axhline(summary["H_X"], color="r", lw=0.8, ls=":", label="H(X)")
     axs[0].set_ylabel("I(X;T) [bits]")
     axs[1].set_ylabel("I(T;Y) [bits]")
-    axs[2].plot(ep, hist["test_acc"], label="test accuracy")
+    axs[2].plot(ep, hist.test_acc, label="test accuracy")
     ax2 = axs[2].twinx()
-    ax2.plot(ep, hist["train_loss"], color="C1", label="train loss")
+    ax2.plot(ep, hist.train_loss, color="C1", label="train loss")
     ax2.set_yscale("log")
     axs[2].set_ylabel("test accuracy")
     ax2.set_ylabel("train loss", color="C1")
@@ -72,8 +72,8 @@ def mi_epochs(hist, summary):
 
 def dpi(hist, summary, tol: float):
     """Per checkpoint: I(X;T_l) - I(X;T_l+1) (should be >= 0 by data processing)."""
-    ixt, ity = np.asarray(hist["I_XT"]), np.asarray(hist["I_TY"])
-    ep = np.asarray(hist["epoch"])
+    ixt, ity = np.asarray(hist.I_XT), np.asarray(hist.I_TY)
+    ep = np.asarray(hist.epoch)
     fig, axs = plt.subplots(1, 2, figsize=(10, 3.4), sharex=True)
     for li in range(ixt.shape[1] - 1):
         axs[0].plot(ep, ixt[:, li] - ixt[:, li + 1], label=f"I(X;T{li + 1}) - I(X;T{li + 2})")
@@ -103,13 +103,13 @@ def neurons(per_layer, summary):
 
 
 def ntk(hist, summary):
-    ep = np.asarray(hist["epoch"])
+    ep = np.asarray(hist.epoch)
     fig, axs = plt.subplots(1, 3, figsize=(12, 3.3))
-    axs[0].plot(ep, hist["ntk_H"])
+    axs[0].plot(ep, hist.ntk_entropy)
     axs[0].set_ylabel(f"S_alpha(NTK) [bits] (max {np.log2(summary['ntk_size']):.2f})")
-    axs[1].plot(ep, hist["ntk_align"], color="C2")
+    axs[1].plot(ep, hist.ntk_alignment, color="C2")
     axs[1].set_ylabel("alignment with the label kernel")
-    axs[2].plot(ep, hist["test_acc"], color="C3")
+    axs[2].plot(ep, hist.test_acc, color="C3")
     axs[2].set_ylabel("test accuracy")
     for ax in axs:
         ax.set_xlabel("epoch")

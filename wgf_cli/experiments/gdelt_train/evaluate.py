@@ -1,8 +1,12 @@
-"""Test-split evaluation, forecast texts, ``forecasts.parquet`` and plots of `wgf gdelt-train`."""
+"""Test-split evaluation, forecast texts, ``scores.json`` and ``forecasts.parquet`` of
+`wgf gdelt-train`."""
 
 from __future__ import annotations
 
 import io
+import logging
+import math
+import time
 from typing import Any
 
 import numpy as np
@@ -13,6 +17,8 @@ from wgf_cli.forecast import text as F
 from wgf_cli.forecast.baselines import Prediction
 from wgf_cli.forecast.data import GdeltBuild, SequenceData
 from wgf_cli.ot.pointcloud import sinkhorn_divergence
+
+log = logging.getLogger(__name__)
 
 LABELS = {"model": "transformer", "gru": "GRU", "persistence": "persistence",
           "moving_average": "moving average", "climatology": "climatology", "oracle": "oracle",
@@ -121,7 +127,7 @@ def method_table(scores: dict[str, dict]) -> str:
 
 
 # ----------------------------------------------------------------------------------------
-# the method comparison: scores.json and its table in the reproduce report
+# the method comparison: scores.json (its table in the report: report.py)
 # ----------------------------------------------------------------------------------------
 #: scores.json's numbers per method shown in the report's table: (key, column, rule), the
 #: rule ``"ll"`` for log-loss-like numbers (at least 4 decimals), ``"small"`` for numbers
@@ -164,103 +170,6 @@ def method_scores(scores: dict[str, dict], full: dict[str, dict], preds: dict[st
             "methods": methods}
 
 
-def _decimals(values: list[float], rule: str) -> int:
-    """Decimals for a column: at least 4 (``rule="ll"``) or 3 significant digits of its
-    smallest non-zero value (``"small"``), more until the distinct values print distinctly."""
-    vals = [float(v) for v in values if v is not None and np.isfinite(v)]
-    nonzero = [abs(v) for v in vals if v != 0]
-    d = 4
-    if rule == "small" and nonzero:
-        d = max(d, 2 - int(np.floor(np.log10(min(nonzero)))))
-    d = min(d, 8)
-    while d < 10 and len({f"{v:.{d}f}" for v in vals}) < len(set(vals)):
-        d += 1
-    return d
-
-
-def _pvalue(p: float | None, alpha: float = 0.05) -> str:
-    """A p-value to 2 significant digits, more where 2 would put it on the other side of ``alpha``."""
-    if p is None or not np.isfinite(p):
-        return "—"
-    for digits in range(2, 10):
-        text = f"{p:.{digits}g}"
-        if (float(text) < alpha) == (p < alpha):
-            return text
-    return repr(p)
-
-
-def _from_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    """A method comparison from ``summary.json`` alone (runs without ``scores.json``): the
-    intervals and the test against the best baseline exist for the model only."""
-    names = ["model"] + [k[: -len("_log_loss")] for k in summary if k.endswith("_log_loss")
-                         and k not in ("test_log_loss", "best_baseline_log_loss")]
-    methods = {}
-    for name in names:
-        prefix = "test" if name == "model" else name
-        row = {k: summary.get(f"{prefix}_{k}") for k, _, _ in REPORT_COLUMNS}
-        row["log_loss_ci"] = summary.get("test_log_loss_ci") if name == "model" else None
-        row["dm_pvalue_vs_best"] = summary.get("dm_pvalue_vs_best") if name == "model" else None
-        methods[name] = row
-    methods = dict(sorted(methods.items(), key=lambda kv: kv[1]["log_loss"]
-                          if isinstance(kv[1]["log_loss"], int | float) else float("inf")))
-    return {"best": summary.get("best_baseline"), "days": summary.get("test_days"),
-            "days_scored": summary.get("test_days_scored"), "methods": methods}
-
-
-def method_table_md(comparison: dict[str, Any]) -> list[str]:
-    """The Markdown table of a :func:`method_scores` comparison, one row per method (the
-    oracle last), each column with as many decimals as it takes to tell its values apart."""
-    methods = comparison["methods"]
-    cols = [(k, title, rule) for k, title, rule in REPORT_COLUMNS
-            if any(isinstance(m.get(k), int | float) for m in methods.values())]
-    dec = {k: _decimals([m.get(k) for m in methods.values()]
-                        + ([x for m in methods.values() for x in (m.get("log_loss_ci") or [])]
-                           if k == "log_loss" else []), rule) for k, _, rule in cols}
-    best = comparison.get("best")
-    lines = ["| method | " + " | ".join(t for _, t, _ in cols) + f" | DM p vs {LABELS.get(best, best)} |",
-             "|---|" + "---:|" * (len(cols) + 1)]
-    for name in sorted(methods, key=lambda n: n == "oracle"):  # the oracle last: a reference
-        m = methods[name]
-        label = f"**{LABELS.get(name, name)}** (the model)" if name == "model" else LABELS.get(name, name)
-        cells = []
-        for k, _, _ in cols:
-            v = m.get(k)
-            text = "—" if not isinstance(v, int | float) else ("0" if v == 0 else f"{v:.{dec[k]}f}")
-            if k == "log_loss" and m.get("log_loss_ci"):
-                lo, hi = m["log_loss_ci"]
-                text += f" [{lo:.{dec[k]}f}, {hi:.{dec[k]}f}]"
-            cells.append(text)
-        p = "(best)" if name == best else ("—" if name == "oracle" else _pvalue(m.get("dm_pvalue_vs_best")))
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {p} |")
-    return lines
-
-
-def report_section(runs: list[dict[str, Any]]) -> str:
-    """Markdown for the reproduce report: per completed run its test method comparison
-    (``scores.json``, else ``summary.json``) as a table."""
-    from pathlib import Path
-
-    from wgf_cli.run import read_file
-
-    out = []
-    for r in runs:
-        if r.get("status") != "completed":
-            continue
-        comp = read_file(Path(r["folder"]) / "scores.json") or _from_summary(r.get("summary") or {})
-        if not comp.get("methods") or not any(isinstance(m.get("log_loss"), int | float)
-                                             for m in comp["methods"].values()):
-            continue
-        best = comp.get("best")
-        out += [f"### Method comparison: {r['name']}", "",
-                f"Test split: {comp.get('days')} target days, {comp.get('days_scored')} with events "
-                "(the event scores' days). Lower is better except 80 % coverage (nominal 0.8). "
-                "Log loss in nats per event with its 95 % block-bootstrap interval over "
-                "country-weeks; DM p: Diebold-Mariano test (country-week clusters) of the "
-                f"method's per-day log loss against {LABELS.get(best, best)}, the lowest log loss "
-                "without the oracle.", "", *method_table_md(comp), ""]
-    return "\n".join(out)
-
-
 def write_forecasts(run, pred: Prediction, test: SequenceData, build: GdeltBuild,
                     phrases: list[list[str]]) -> None:
     """``forecasts.parquet``: one row per test day (probabilities, phrases, scores)."""
@@ -288,88 +197,59 @@ def write_forecasts(run, pred: Prediction, test: SequenceData, build: GdeltBuild
 
 
 # ----------------------------------------------------------------------------------------
-# plots
+# the run's test evaluation
 # ----------------------------------------------------------------------------------------
-def plots(run, history: list[dict], scores: dict, rel: dict, preds: dict, test: SequenceData,
-          build: GdeltBuild, texts: dict, examples: int) -> None:
-    import matplotlib
+def score_run(run, cfg, summary: dict[str, Any], preds: dict[str, Prediction], test: SequenceData,
+              build: GdeltBuild, history: list[dict], device: str, t_start: float) -> dict[str, Any]:
+    """Score every method on the test targets, write ``scores.json``, ``forecasts.parquet``
+    and the plots, complete and save ``summary``; :class:`ValueError` when a summary metric
+    is NaN (a score computed on no day)."""
+    from wgf_cli.experiments.gdelt_train.plots import plots
+    from wgf_cli.forecast import scores as S
+    from wgf_cli.forecast.baselines import best_baseline
+    from wgf_cli.run import write_json
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    scores, texts, rel = evaluate(preds, test, build, cfg, device)
+    c_t, t_t = test.country.numpy(), test.target_day.numpy()
+    y_cells = build.counts[c_t, t_t]
+    blocks = S.country_week_blocks(c_t, t_t)
+    full = S.score_all(preds, y_cells, build.total[c_t, t_t], blocks=blocks, bins=int(cfg.eval.bins),
+                       seed=int(cfg.seed))
+    for name, sc in full.items():
+        scores[name].update({k: v for k, v in sc.items() if not isinstance(v, tuple)})
+    summary["test_days_scored"] = int(full["model"]["days_scored"])
+    if "log_loss_ci" in full["model"]:
+        summary["test_log_loss_ci"] = [float(x) for x in full["model"]["log_loss_ci"]]
+    best = best_baseline(scores)
+    dm = S.compare(preds["model"], preds[best], y_cells, blocks)
+    summary.update(best_baseline=best, best_baseline_log_loss=float(scores[best]["log_loss"]),
+                   dm_pvalue_vs_best=float(dm["pvalue"]), dm_stat_vs_best=float(dm["stat"]))
+    summary["margin_over_best"] = summary["best_baseline_log_loss"] - float(scores["model"]["log_loss"])
+    summary["worse_than_best"] = bool(summary["margin_over_best"] < 0 and dm["pvalue"] < 0.05)
+    log.info("test scores (%d targets, %d with events):\n%s", len(test), summary["test_days_scored"],
+             method_table(scores))
+    write_json(run.dir / "scores.json", method_scores(scores, full, preds, y_cells, blocks))
+    for name, sc in scores.items():
+        prefix = "test" if name == "model" else name
+        summary.update({f"{prefix}_{k}": v for k, v in sc.items() if k not in ("days", "days_scored")})
+    ll = {n: s["log_loss"] for n, s in scores.items()}
+    base = [n for n in ll if n not in ("model", "oracle")]
+    summary["beats_all_baselines"] = bool(all(ll["model"] < ll[n] for n in base))
+    summary["beats_count_baselines"] = bool(all(ll["model"] < ll[n] for n in base if n != "gru"))
+    if "gru" in ll:
+        summary["margin_over_gru"] = ll["gru"] - ll["model"]
+    if "oracle" in ll:
+        den = ll["climatology"] - ll["oracle"]
+        summary["skill_vs_oracle"] = (ll["climatology"] - ll["model"]) / den if den > 0 else math.nan
+    write_forecasts(run, preds["model"], test, build, texts["model"])
+    plots(run, history, scores, rel, preds, test, build, texts, int(cfg.eval.examples))
+    summary["wall_s"] = time.perf_counter() - t_start
+    summary["finished"] = True
+    bad = sorted(k for k, v in summary.items() if isinstance(v, float) and math.isnan(v)
+                 and not k.startswith(("margin", "skill")) and k not in ("smoothing",))
+    run.save_summary(summary)
+    if bad:
+        raise ValueError(f"summary metric {bad[0]} is NaN (and {len(bad) - 1} more): "
+                         "a score was computed on no day")
+    return summary
 
-    if history:
-        ep = np.arange(1, len(history) + 1)
-        fig, axs = plt.subplots(1, 3, figsize=(13, 3.5), layout="constrained")
-        axs[0].plot(ep, [h["train_loss"] for h in history], "o-", label="train")
-        axs[0].plot(ep, [h["val_loss"] for h in history], "s-", label="validation")
-        axs[0].set_title("total loss")
-        axs[0].set_ylabel("loss")
-        axs[1].plot(ep, [h["train_events"] for h in history], "o-", label="train")
-        axs[1].plot(ep, [h["val_log_loss"] for h in history], "s-", label="validation")
-        for name, style in (("climatology", ":"), ("oracle", "--")):
-            if name in scores:
-                axs[1].axhline(scores[name]["log_loss"], ls=style, c="gray",
-                               label=f"test {LABELS[name]}")
-        axs[1].set_title("per-event cross entropy")
-        axs[1].set_ylabel("nats per event")
-        axs[2].plot(ep, [h["train_cloud"] for h in history], "o-", label="train")
-        axs[2].plot(ep, [h["val_sinkhorn"] for h in history], "s-", label="validation")
-        axs[2].set_title("Sinkhorn divergence of the day cloud")
-        axs[2].set_ylabel("Sinkhorn divergence")
-        start = next((i for i, h in enumerate(history) if h.get("cloud_phase")), None)
-        for a in axs:
-            if start is not None:  # train_* of the other terms are NaN from here on
-                a.axvline(start + 0.5, c="gray", lw=0.8, ls="-.", label="cloud branch from here")
-            a.set_xlabel("epoch")
-            a.xaxis.set_major_locator(MaxNLocator(integer=True))
-            a.legend(fontsize=7)
-        run.save_plot(fig, "learning_curves.png")
-
-    fig, ax = plt.subplots(figsize=(7.2, 4.4), layout="constrained")
-    ax.plot([0, 1], [0, 1], c="gray", lw=0.8)
-    for name, r in rel.items():
-        m = r["count"] > 0
-        ax.plot(r["mean"][m], r["freq"][m], "o-", ms=3,
-                label=f"{LABELS.get(name, name)} (ECE {r['ece']:.4f})")
-    ax.set_xlabel("forecast P(root code occurs)")
-    ax.set_ylabel("observed frequency")
-    ax.set_title("reliability diagram (test)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the curves
-    run.save_plot(fig, "reliability.png")
-
-    cols = ["log_loss", "brier", "quad_kl", "f1_micro", "f1_weighted", "hamming", "ece",
-            "rouge1", "rouge2", "rougeL", "sinkhorn"]
-    names = list(scores)
-    cell = [[f"{scores[n][k]:.4f}" if k in scores[n] else "—" for k in cols] for n in names]
-    fig, ax = plt.subplots(figsize=(13, 0.27 * len(names) + 0.9))
-    ax.axis("off")
-    tab = ax.table(cellText=cell, rowLabels=[LABELS.get(n, n) for n in names], colLabels=cols,
-                   loc="center")
-    tab.auto_set_font_size(False)
-    tab.set_fontsize(8)
-    ax.set_title("test metrics per method")
-    run.save_plot(fig, "metric_table.png")
-
-    if examples > 0 and "model" in texts:
-        countries = list(dict.fromkeys(test.country.tolist()))[:examples]
-        fig, axs = plt.subplots(len(countries), 1, figsize=(11, 2.7 * len(countries)), squeeze=False)
-        t = test.target_day.numpy()
-        for ax, c in zip(axs[:, 0], countries, strict=True):
-            i = int(np.flatnonzero(test.country.numpy() == c)[-1])
-            y = build.counts[c, t[i]].sum(-1)
-            x = np.arange(1, 21)
-            ax.bar(x - 0.2, y / max(y.sum(), 1), 0.4, label="actual")
-            ax.bar(x + 0.2, preds["model"].root_probs[i], 0.4, label="forecast")
-            if "oracle" in preds:
-                ax.plot(x, preds["oracle"].root_probs[i], "k_", ms=10, label="oracle")
-            ax.set_xticks(x)
-            ax.set_xlabel("CAMEO root code")
-            ax.set_ylabel("share of events")
-            ax.set_title(f"{build.countries[c]} {build.days[t[i]]}", fontsize=9)
-            txt = ("forecast: " + "; ".join(texts["model"][i][:3]) + "\nactual:   "
-                   + "; ".join(texts["actual"][i][:3]))
-            ax.text(1.01, 0.5, txt, transform=ax.transAxes, fontsize=7, va="center", wrap=True)
-            ax.legend(fontsize=7, loc="upper left")
-        fig.subplots_adjust(right=0.55, hspace=0.6)
-        run.save_plot(fig, "example_forecasts.png")
