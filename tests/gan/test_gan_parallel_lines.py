@@ -33,6 +33,11 @@ def test_trained_critics_match_the_closed_forms(theta):
     w = P.train_critic(theta, "wgan_gp", steps=300)
     np.testing.assert_allclose(w.estimate, P.w1_gp_value(theta, 10.0), rtol=0.05)
     np.testing.assert_allclose(w.generator_grad, np.sign(theta) * P.w1_gp_slope(theta, 10.0), rtol=0.05)
+    # regression bounds (float64 CPU, both thetas): measured |gan - log 2| <= 1.7e-5, WGAN-GP
+    # value and slope within 2.6e-3 and 4.7e-3 relative of the closed forms
+    assert abs(gan.estimate - math.log(2)) <= 3.5e-5
+    assert abs(w.estimate / P.w1_gp_value(theta, 10.0) - 1) <= 5.2e-3
+    assert abs(w.generator_grad / (np.sign(theta) * P.w1_gp_slope(theta, 10.0)) - 1) <= 9.4e-3
 
 
 def test_bad_kind():

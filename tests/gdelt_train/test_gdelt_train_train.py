@@ -1,5 +1,5 @@
-"""Trainer: state_dict round trip gives exactly the straight run; early stopping; a gloo
-single-process DDP smoke test."""
+"""Trainer: state_dict round trip gives exactly the straight run; early stopping; two gloo
+DDP ranks give the single-process run on the same global batch."""
 
 from __future__ import annotations
 
@@ -127,22 +127,39 @@ def test_early_stopping_monitors_the_chosen_validation_term(monitor):
         _setup(epochs=1, monitor="val_sinkhorn")
 
 
-def test_ddp_gloo_single_process_smoke():
+def test_ddp_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path):
+    """Two gloo ranks with half the batch each end with the weights of one process on the
+    whole batch (main phase through DDP's all-reduce, cloud phase through the hand-written
+    one), and validate to the same numbers (the validation sums are all-reduced too).  A rank
+    that skips the all-reduce trains on its half alone and misses by ~1e-3 or more."""
+    import subprocess
+    import sys
+
+    from gdelt_train_ddp_worker import make_trainer
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}",
-                                         rank=0, world_size=1)
-    try:
-        t = _setup(epochs=1, cloud_epochs=1)  # the cloud phase too: every weight gets a gradient
-        assert isinstance(t.net, torch.nn.parallel.DistributedDataParallel)
-        t.fit()
-        assert t.state.cloud_epoch == 1
-        p = predict(t.model, t.val_data)
-        torch.testing.assert_close(torch.tensor(p["root_probs"].sum(-1)),
-                                   torch.ones(len(t.val_data)), rtol=0, atol=1e-5)
-    finally:
-        torch.distributed.destroy_process_group()
+    out = tmp_path / "ddp.pt"
+    worker = Path(__file__).with_name("gdelt_train_ddp_worker.py")
+    procs = [subprocess.Popen([sys.executable, str(worker), str(r), "2", str(port), str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for r in range(2)]
+    logs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    ddp = torch.load(out)
+    one = make_trainer(world=1)
+    one.fit()
+    assert one.state.cloud_epoch == 1 and len(ddp["history"]) == len(one.state.history) == 2
+    ref = one.model.state_dict()
+    assert ddp["model"].keys() == ref.keys() and any(k.startswith("cloud_branch.") for k in ref)
+    # measured (float32, 1 thread): max |difference| 4.7e-5 (cloud branch, after Adam's
+    # normalisation amplifies float32 rounding); 5e-7 outside the cloud branch
+    for k, v in ref.items():
+        torch.testing.assert_close(ddp["model"][k], v, rtol=0, atol=2e-4 if "cloud_branch" in k else 5e-6,
+                                   msg=lambda m, k=k: f"{k}: {m}")
+    for a, b in zip(one.state.history, ddp["history"], strict=True):
+        for key in ("val_loss", "val_log_loss", "val_sinkhorn"):
+            assert abs(a[key] - b[key]) <= 1e-5 * abs(a[key]), (key, a[key], b[key])  # measured 1e-7
 
 
 def test_dataloader_workers_give_the_same_epoch():

@@ -64,6 +64,8 @@ def test_wprox_monotone_and_approaches_gd(distance):
     # relative distance to the gd step of the same size shrinks as tau -> 0 (O(tau))
     assert gaps[1] < 0.6 * gaps[0], gaps
     assert gaps[1] < 0.1, gaps
+    # regression bound (float64 CPU): measured gaps[1] = 0.0277 (emd, entropic), 0.0463 (sliced)
+    assert gaps[1] <= {"emd": 0.056, "entropic": 0.056, "sliced": 0.093}[distance], gaps
 
 
 def test_wprox_emd_small_tau_is_implicit_euler():
