@@ -59,8 +59,8 @@ from dataclasses import dataclass
 
 import torch
 
-from wgf_cli.info.entropy import LN2, check_alpha, renyi_from_spectrum, spectrum
 from wgf_cli.info.operators import DenseGram, GaussianGram
+from wgf_cli.info.spectral import LN2, check_alpha, renyi_from_spectrum, spectrum
 
 F64 = torch.float64
 FLAT_RATIO = 20.0  # deflation stops once the largest unconverged Ritz value is below this
