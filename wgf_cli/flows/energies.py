@@ -44,10 +44,12 @@ def _xlogx_over_v(p: Tensor, v: float) -> Tensor:
 
 
 class Energy(ABC):
-    """Base class.  Subclasses set ``name`` and ``diffusion`` and implement the abstract
-    methods; an energy with a particle (Langevin) form sets ``supports_particles = True``
-    and defines ``particle_drift(x)``: the drift ``-grad(delta F_nonentropic / delta rho)``
-    at particles ``x`` of shape (N, d)."""
+    """Base class.
+
+    Subclasses set ``name`` and ``diffusion`` and implement the abstract methods; an energy with a
+    particle (Langevin) form sets ``supports_particles = True`` and defines ``particle_drift(x)``: the
+    drift ``-grad(delta F_nonentropic / delta rho)`` at particles ``x`` of shape (N, d).
+    """
 
     name = "energy"
     #: coefficient D of a linear-diffusion part ``D int rho log rho`` (0 when absent)
@@ -91,8 +93,10 @@ class Energy(ABC):
         return self.diffusion * (torch.log(safe / self.v) + 1.0)
 
     def _entropy_prox(self, log_p: Tensor, sigma: float, potential: Tensor | float) -> Tensor:
-        """Prox of ``D sum p log(p/v) + sum V p`` with ``D = prox_diffusion`` (closed form):
-        ``(1 + sigma D) log r = log p + sigma D (log v - 1) - sigma V``."""
+        """Prox of ``D sum p log(p/v) + sum V p`` with ``D = prox_diffusion`` (closed form).
+
+        ``(1 + sigma D) log r = log p + sigma D (log v - 1) - sigma V``.
+        """
         sd = sigma * self.prox_diffusion
         return (log_p + sd * (math.log(self.v) - 1.0) - sigma * potential) / (1.0 + sd)
 
@@ -203,8 +207,10 @@ class PorousMedium(Energy):
 
 
 class Crowd(Energy):
-    """``F = int V rho + i(rho <= kappa)`` (+ ``D int rho log rho``): crowd motion with
-    congestion (Maury, Roudneff-Chupin & Santambrogio), ``V`` the distance to an exit."""
+    """``F = int V rho + i(rho <= kappa)`` (+ ``D int rho log rho``).
+
+    Crowd motion with congestion (Maury, Roudneff-Chupin & Santambrogio), ``V`` the distance to an exit.
+    """
 
     name = "crowd"
 
@@ -300,10 +306,12 @@ class Aggregation(Energy):
 
 
 class LogKernel:
-    """The 2-D Newtonian (logarithmic) kernel ``W(x) = strength * log|x|``, with the singular
-    value at the origin replaced by its average over the grid cell centred there (so that
-    ``W * rho`` on the grid is the cell-averaged potential of a cell-uniform density at that
-    point)."""
+    """The 2-D Newtonian (logarithmic) interaction kernel, cell-averaged at the origin.
+
+    The 2-D Newtonian (logarithmic) kernel ``W(x) = strength * log|x|``, with the singular value at the
+    origin replaced by its average over the grid cell centred there (so that ``W * rho`` on the grid is
+    the cell-averaged potential of a cell-uniform density at that point).
+    """
 
     kind = "log"
 
@@ -332,13 +340,13 @@ class LogKernel:
 
 
 class KellerSegel(Aggregation):
-    """Parabolic-elliptic Keller-Segel in 2-D as a Wasserstein gradient flow:
-    ``d_t rho = D Laplacian rho - chi div(rho grad c)``, ``-Laplacian c = rho``, whose free
-    energy for a density of mass ``M`` is ``D int rho log rho + chi/(4 pi) int int log|x-y|
-    rho(x) rho(y)``.  The grid measures have mass 1 (``rho = M p``); the flow of the mass-M
-    density is the flow of ``F(p) = D int p log p + chi M / (4 pi) int int log|x-y| dp dp``
-    (the energy divided by M, constants dropped), an :class:`Aggregation` with the kernel
-    ``W = chi M / (2 pi) log|x|`` (:class:`LogKernel`).
+    """Parabolic-elliptic Keller-Segel in 2-D as a Wasserstein gradient flow.
+
+    ``d_t rho = D Laplacian rho - chi div(rho grad c)``, ``-Laplacian c = rho``, whose free energy for a
+    density of mass ``M`` is ``D int rho log rho + chi/(4 pi) int int log|x-y| rho(x) rho(y)``. The grid
+    measures have mass 1 (``rho = M p``); the flow of the mass-M density is the flow of ``F(p) = D int p
+    log p + chi M / (4 pi) int int log|x-y| dp dp`` (the energy divided by M, constants dropped), an
+    :class:`Aggregation` with the kernel ``W = chi M / (2 pi) log|x|`` (:class:`LogKernel`).
 
     Critical mass ``8 pi D / chi``: below it the density spreads, above it concentrates
     (blows up in finite time).  In the whole plane the second moment per unit mass

@@ -95,8 +95,11 @@ class DoubleWellPotential(Potential):
 
 
 class ExprPotential(Potential):
-    """A user expression in ``x``, ``y``, ``z`` (the coordinates) and torch functions,
-    e.g. ``"2*(x-0.5)**2 + sin(6*y)"``."""
+    """A potential given as a user expression in the coordinates ``x``, ``y``, ``z``.
+
+    A user expression in ``x``, ``y``, ``z`` (the coordinates) and torch functions, e.g. ``"2*(x-0.5)**2
+    + sin(6*y)"``.
+    """
 
     def __init__(self, expr: str, dim: int):
         self.expr = expr

@@ -30,8 +30,11 @@ def mlp(in_dim: int, out_dim: int, hidden: int, depth: int, activation: str = "r
 
 
 class Scale(nn.Module):
-    """Multiplication by a fixed factor (not trained): puts a network's inputs or outputs on
-    the data's scale, so that the MLP itself works with O(1) quantities."""
+    """Multiplication by a fixed factor (not trained).
+
+    Puts a network's inputs or outputs on the data's scale, so that the MLP itself works with O(1)
+    quantities.
+    """
 
     def __init__(self, factor: float) -> None:
         super().__init__()

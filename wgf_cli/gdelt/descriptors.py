@@ -1,5 +1,7 @@
-"""Daily descriptors: per (country, day) counts, Goldstein moments, partners and the day's
-events compressed to ``k`` weighted points on the embedding sphere.
+"""Daily descriptors: per (country, day) counts, Goldstein moments, partners and event clouds.
+
+Daily descriptors: per (country, day) counts, Goldstein moments, partners and the day's events
+compressed to ``k`` weighted points on the embedding sphere.
 
 Membership, partners and days
 -----------------------------
@@ -100,8 +102,11 @@ def _attribution(ev: pd.DataFrame, country_by: str) -> list[pd.Series]:
 
 
 def _memberships(ev: pd.DataFrame, country_by: str) -> tuple[np.ndarray, np.ndarray]:
-    """(row position in ``ev``, country) of each (event, country it counts for), each distinct
-    country of an event once, in the order of the attribution columns."""
+    """The (row position, country) pairs of each event and the countries it counts for.
+
+    (row position in ``ev``, country) of each (event, country it counts for), each distinct country of
+    an event once, in the order of the attribution columns.
+    """
     cols = _attribution(ev, country_by)
     pos, cty = [], []
     seen: list[pd.Series] = []
@@ -125,10 +130,12 @@ def _membership(ev: pd.DataFrame, countries: np.ndarray, country_by: str = "acti
 
 def top_partners(rows: pd.DataFrame, cell: np.ndarray, n_cells: int, top: int = N_PARTNERS
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """``(partners [n_cells, top] <U3, counts [n_cells, top] int32)`` of membership ``rows``
-    (each in cell ``cell``): the partners are the distinct non-empty actor geo countries of
-    each event (the focal country itself when an actor is located there: domestic), ranked
-    by the number of the cell's events that involve them, ties by code."""
+    """``(partners [n_cells, top] <U3, counts [n_cells, top] int32)`` of membership ``rows`` (each in cell ``cell``).
+
+    The partners are the distinct non-empty actor geo countries of each event (the focal country itself
+    when an actor is located there: domestic), ranked by the number of the cell's events that involve
+    them, ties by code.
+    """
     partners = np.full((n_cells, top), "", dtype="<U3")
     counts = np.zeros((n_cells, top), np.int32)
     a1, a2 = rows["Actor1Geo_CountryCode"], rows["Actor2Geo_CountryCode"]
@@ -178,9 +185,11 @@ def spherical_kmeans(x: torch.Tensor, w: torch.Tensor, k: int, iters: int) -> tu
 
 def day_and_keep(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate", max_lag: int = 30
                  ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Each event's day index on the axis ``days`` (from SQLDATE and DATEADDED only), whether it
-    belongs to the axis, and the counts ``events_in``, ``too_old`` (the lag rule) and
-    ``outside_days``."""
+    """Each event's day index on the axis ``days``, whether it belongs to it, and the counts.
+
+    Each event's day index on the axis ``days`` (from SQLDATE and DATEADDED only), whether it belongs to
+    the axis, and the counts ``events_in``, ``too_old`` (the lag rule) and ``outside_days``.
+    """
     diag: dict[str, int] = {"events_in": len(events)}
     sql = events["SQLDATE"].to_numpy().astype(np.int64)
     added = events["DATEADDED"].to_numpy().astype(np.int64)
@@ -205,8 +214,11 @@ def day_and_keep(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate
 
 def select(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate", max_lag: int = 30
            ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The events that belong to the day axis ``days``, with their day index (column ``day``),
-    and the counts of :func:`day_and_keep`."""
+    """The events that belong to the day axis ``days``, with their day index.
+
+    The events that belong to the day axis ``days``, with their day index (column ``day``), and the
+    counts of :func:`day_and_keep`.
+    """
     d, keep, diag = day_and_keep(events, days, day_key, max_lag)
     cols = ["EventCode", "EventRootCode", "QuadClass", "GoldsteinScale", "Actor1Geo_CountryCode",
             "Actor2Geo_CountryCode", "ActionGeo_CountryCode", "Multi_Country_Flag"]
@@ -231,8 +243,10 @@ def seen_countries(counts: pd.Series, min_country_events: int = 1) -> list[str]:
 
 
 def concat(parts: list[Descriptors]) -> Descriptors:
-    """Descriptors of consecutive day windows (same countries) joined along the day axis;
-    diagnostics summed (``cells_with_events`` and the rest are additive over disjoint days)."""
+    """Descriptors of consecutive day windows (same countries) joined along the day axis.
+
+    Diagnostics summed (``cells_with_events`` and the rest are additive over disjoint days).
+    """
     first = parts[0]
     joined = {name: np.concatenate([getattr(p, name) for p in parts], axis=0 if name == "days" else 1)
               for name in first.arrays() if name != "countries"}

@@ -105,8 +105,10 @@ def _get(url: str, timeout: float, headers: dict | None = None):
 
 
 def read_index(name: str, base_url: str, index_dir: str | Path | None, timeout: float) -> str:
-    """The text of index ``name`` (``md5sums`` / ``filesizes``): from ``index_dir`` (a file
-    whose name contains ``name``) or fetched from ``base_url``."""
+    """The text of index ``name`` (``md5sums`` / ``filesizes``).
+
+    From ``index_dir`` (a file whose name contains ``name``) or fetched from ``base_url``.
+    """
     if index_dir:
         matches = sorted(p for p in Path(index_dir).iterdir() if name in p.name)
         if not matches:
@@ -125,8 +127,10 @@ def md5_of(path: Path) -> str:
 
 
 def fetch(p: Planned, dest: Path, *, retries: int = 3, timeout: float = 60.0, backoff: float = 0.5) -> tuple[str, str]:
-    """Download one planned file into ``dest`` (resume, verify); returns (status, detail) with
-    status ``reused | downloaded | missing | corrupt | error``."""
+    """Download one planned file into ``dest`` (resume, verify).
+
+    Returns (status, detail) with status ``reused | downloaded | missing | corrupt | error``.
+    """
     target = dest / p.name
     if target.exists() and target.stat().st_size == p.size and md5_of(target) == p.md5:
         return "reused", ""

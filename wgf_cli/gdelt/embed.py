@@ -73,8 +73,11 @@ class HashEmbedder:
 
 
 def find_minilm(model_path: str | None = None) -> Path:
-    """The folder holding all-MiniLM-L6-v2 (``config.json`` + weights): ``model_path`` when
-    given, else the first installed package of :data:`MINILM_PACKAGES` that holds it."""
+    """The folder holding all-MiniLM-L6-v2 (``config.json`` + weights).
+
+    ``model_path`` when given, else the first installed package of :data:`MINILM_PACKAGES` that holds
+    it.
+    """
     roots = [Path(model_path)] if model_path else []
     for pkg in () if model_path else MINILM_PACKAGES:   # an explicit folder is the only place looked in
         spec = importlib.util.find_spec(pkg)

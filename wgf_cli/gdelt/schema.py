@@ -101,8 +101,10 @@ def _read_table(name: str) -> list[list[str]]:
 
 
 def _clean_description(text: str) -> str:
-    """GDELT's descriptions, readable: ``MAKE PUBLIC STATEMENT`` -> ``Make public statement``;
-    the mis-encoded quotes of code 044 (``Meet at a "third" location``) repaired."""
+    """GDELT's descriptions, readable: ``MAKE PUBLIC STATEMENT`` -> ``Make public statement``.
+
+    The mis-encoded quotes of code 044 (``Meet at a "third" location``) repaired.
+    """
     text = text.strip().replace("\u00d2hird\u00d3", "third ")  # GDELT ships code 044 so
     text = text.replace("\u201c", "").replace("\u201d", "").replace('"', "")
     if text.isupper():

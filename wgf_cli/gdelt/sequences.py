@@ -34,7 +34,7 @@ class Sequences:
 
 
 def _run_lengths(observed: np.ndarray) -> np.ndarray:
-    """int [C, D]: the number of consecutive unobserved days ending at each day (0 if observed)."""
+    """Int [C, D]: the number of consecutive unobserved days ending at each day (0 if observed)."""
     C, D = observed.shape
     miss = ~observed
     idx = np.where(miss, 0, np.arange(D)[None, :] + 1)          # last observed position + 1, so far
@@ -43,9 +43,11 @@ def _run_lengths(observed: np.ndarray) -> np.ndarray:
 
 
 def window_status(observed: np.ndarray, context: int, max_gap: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(target observed [C, D - context], gap ok [C, D - context]) of each window: its target
-    day observed; no run of more than ``max_gap`` consecutive unobserved days inside its
-    context (runs clipped to the window)."""
+    """(target observed [C, D - context], gap ok [C, D - context]) of each window.
+
+    Its target day observed; no run of more than ``max_gap`` consecutive unobserved days inside its
+    context (runs clipped to the window).
+    """
     C, D = observed.shape
     if D <= context:
         return np.zeros((C, 0), bool), np.zeros((C, 0), bool)
@@ -62,7 +64,7 @@ def window_status(observed: np.ndarray, context: int, max_gap: int = 0) -> tuple
 
 
 def valid_windows(observed: np.ndarray, context: int, max_gap: int = 0) -> np.ndarray:
-    """bool [C, D - context]: the window starting at ``s`` is valid (see the module doc)."""
+    """Bool [C, D - context]: the window starting at ``s`` is valid (see the module doc)."""
     target, gap_ok = window_status(observed, context, max_gap)
     return target & gap_ok
 

@@ -1,4 +1,6 @@
-"""Synthetic GDELT 1.0 daily files driven by a documented hidden Markov model, with the exact
+"""Synthetic GDELT 1.0 daily files from a documented hidden Markov model, with the exact oracle.
+
+Synthetic GDELT 1.0 daily files driven by a documented hidden Markov model, with the exact
 forward-filter predictive distribution (the "oracle") of every country and day.
 
 The model
@@ -127,8 +129,10 @@ class Model:
     neighbours: np.ndarray        # [C, C] 0/1 symmetric, no self loops
 
     def transition_at(self, x: np.ndarray) -> np.ndarray:
-        """A(x): [C, 3, 3] transition matrices for neighbour conflict shares ``x`` [C]: the
-        base matrix with ``contagion * max(x - calm_share, 0)`` moved one regime up."""
+        """A(x): [C, 3, 3] transition matrices for neighbour conflict shares ``x`` [C].
+
+        The base matrix with ``contagion * max(x - calm_share, 0)`` moved one regime up.
+        """
         a = np.broadcast_to(self.transition, (len(x), 3, 3)).copy()
         excess = np.maximum(x - self.calm_share, 0.0)
         for i in (0, 1):
@@ -274,8 +278,11 @@ def forward_filter(model: Model, roots: np.ndarray) -> Oracle:
 
 # -- writing the files -------------------------------------------------------------
 def _code_table() -> tuple[list[list[str]], list[np.ndarray]]:
-    """Per root: its event codes and their probabilities.  Four-digit codes take 9 % of the
-    roots that have them (about half of all events), so about 4 % of all codes."""
+    """Per root: its event codes and their probabilities.
+
+    Four-digit codes take 9 % of the roots that have them (about half of all events), so about 4 % of
+    all codes.
+    """
     cam = schema.cameo()
     codes, probs = [], []
     for root in schema.ROOTS:

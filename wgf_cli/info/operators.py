@@ -57,8 +57,11 @@ class DenseGram:
 
 
 class GaussianGram:
-    """The normalized Gaussian Gram matrix ``A = K / n`` of samples ``x`` ``(n, d...)``,
-    matrix-free (``K`` is evaluated block by block in every product and never stored)."""
+    """The normalized Gaussian Gram matrix ``A = K / n`` of samples ``x``, matrix-free.
+
+    The normalized Gaussian Gram matrix ``A = K / n`` of samples ``x`` ``(n, d...)``, matrix-free (``K``
+    is evaluated block by block in every product and never stored).
+    """
 
     def __init__(self, x: torch.Tensor, sigma: float, *, dtype: torch.dtype = torch.float32,
                  chunk: int = 1024) -> None:
@@ -86,10 +89,12 @@ class GaussianGram:
         self.columns = 0
 
     def rows(self, i0: int, i1: int) -> torch.Tensor:
-        """Rows ``i0:i1`` of ``K`` (not divided by ``n``): ``exp(2g x_i.x_j - g|x_i|^2 - g|x_j|^2)``,
-        one GEMM onto the broadcast ``-g|x_j|^2`` and in-place updates (the exponent clamped to
-        ``[log tiny + 1, 0]``: no subnormal numbers, whose arithmetic is slow; the diagonal set
-        to 1)."""
+        """Rows ``i0:i1`` of ``K`` (not divided by ``n``).
+
+        ``exp(2g x_i.x_j - g|x_i|^2 - g|x_j|^2)``, one GEMM onto the broadcast ``-g|x_j|^2`` and in-place
+        updates (the exponent clamped to ``[log tiny + 1, 0]``: no subnormal numbers, whose arithmetic is
+        slow; the diagonal set to 1).
+        """
         m = i1 - i0
         E = torch.addmm(self.gsq_neg[None, :].expand(m, self.n), self.x2g[i0:i1], self.x.T)
         E.sub_(self.gsq[i0:i1, None]).clamp_(self._floor, 0.0).exp_()

@@ -33,7 +33,8 @@ def spectrum(A: torch.Tensor) -> torch.Tensor:
     Eigenvalues below the round-off level ``n * eps * lambda_max`` (negative ones included)
     are set to 0 -- they are indistinguishable from rounding errors of ``eigvalsh`` and, for
     ``alpha < 1``, ``lambda^alpha`` would otherwise turn them into a spurious entropy -- and the
-    spectrum is renormalized to sum 1."""
+    spectrum is renormalized to sum 1.
+    """
     _check_square(A)
     lam = torch.linalg.eigvalsh(A.to(torch.float64))
     floor = A.shape[-1] * torch.finfo(torch.float64).eps * lam[..., -1:].abs()
@@ -44,7 +45,8 @@ def spectrum(A: torch.Tensor) -> torch.Tensor:
 def renyi_from_spectrum(lam: torch.Tensor, alpha: float) -> torch.Tensor:
     """Rényi entropy in bits of a (batch of) probability vector(s) ``lam`` ``(..., n)``.
 
-    Stable near ``alpha = 1``: ``sum lam^alpha = 1 + sum lam expm1((alpha-1) ln lam)``."""
+    Stable near ``alpha = 1``: ``sum lam^alpha = 1 + sum lam expm1((alpha-1) ln lam)``.
+    """
     alpha = check_alpha(alpha)
     lam = lam.clamp_min(0.0)
     lam = lam / lam.sum(-1, keepdim=True)

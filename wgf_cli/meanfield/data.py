@@ -37,8 +37,11 @@ class Dataset:
 
     @property
     def scale(self) -> float:
-        """``max_j |x_j|`` of the augmented training inputs (a cell of the (w, b) grid moves
-        a neuron's pre-activation by at most ``cell * scale``)."""
+        """The largest absolute augmented training input, ``max_j |x_j|``.
+
+        ``max_j |x_j|`` of the augmented training inputs (a cell of the (w, b) grid moves a neuron's
+        pre-activation by at most ``cell * scale``).
+        """
         return float(self.x.norm(dim=1).max())
 
     def to(self, device=None, dtype=None) -> Dataset:
@@ -56,8 +59,10 @@ def augment(x: Tensor) -> Tensor:
 
 def teacher_network(k: int, dim: int, generator: torch.Generator, dtype=torch.float64,
                     x_range: float = 2.0) -> tuple[Tensor, Tensor]:
-    """``k`` teacher neurons: unit directions in ``R^(d-1)`` times a magnitude in [1, 2], kinks
-    placed uniformly inside the input range, output signs alternating ``+1, -1, ...``.
+    """A random teacher network of ``k`` ReLU neurons.
+
+    ``k`` teacher neurons: unit directions in ``R^(d-1)`` times a magnitude in [1, 2], kinks placed
+    uniformly inside the input range, output signs alternating ``+1, -1, ...``.
 
     Returns ``U`` (k, d) and ``a`` (k,); the teacher is ``g(x) = (1/k) sum a_l relu(<u_l, x>)``.
     """

@@ -1,5 +1,7 @@
-"""The two-layer ReLU network in mean-field scaling: outputs, loss, explicit gradients, the
-potential ``dF/dmu`` and four measure representations of the same network.
+"""The two-layer ReLU network in mean-field scaling.
+
+Outputs, loss, explicit gradients, the potential ``dF/dmu`` and four measure representations of the
+same network.
 
 ``W`` is ``(m, d)`` (input weights with the bias last, inputs augmented with a constant 1),
 ``alpha`` is ``(m,)``; ``f(x) = (1/m) sum_i alpha_i relu(<w_i, x>)``.  The loss is
@@ -77,8 +79,11 @@ def gradient(W: Tensor, alpha: Tensor, x: Tensor, y: Tensor, weight_decay: float
 
 def potential(theta: Tensor, alpha: Tensor | float, x: Tensor, residual: Tensor,
               weight_decay: float = 0.0) -> Tensor:
-    """First variation ``V(theta, alpha) = (2/n) sum_j e_j alpha relu(<theta, x_j>) (+ lam (|theta|^2
-    + alpha^2))`` at points ``theta`` (N, d) with output weights ``alpha`` (N,) or a scalar."""
+    """The first variation ``V(theta, alpha)`` of the loss at the points ``theta``.
+
+    First variation ``V(theta, alpha) = (2/n) sum_j e_j alpha relu(<theta, x_j>) (+ lam (|theta|^2 +
+    alpha^2))`` at points ``theta`` (N, d) with output weights ``alpha`` (N,) or a scalar.
+    """
     base = torch.relu(theta @ x.T) @ residual * (2.0 / x.shape[0])
     out = alpha * base
     if weight_decay:
@@ -109,8 +114,11 @@ class NeuronMeasure:
 
 @dataclass
 class SignedMeasure:
-    """``nu = sum_i c_i delta_(w_i)`` on ``R^d`` with signed masses ``c_i = alpha_i / m``
-    (atoms at the same ``w`` merged)."""
+    """The network as one signed measure ``nu = sum_i c_i delta_(w_i)`` on ``R^d``.
+
+    ``nu = sum_i c_i delta_(w_i)`` on ``R^d`` with signed masses ``c_i = alpha_i / m`` (atoms at the
+    same ``w`` merged).
+    """
 
     W: Tensor
     mass: Tensor
@@ -129,8 +137,11 @@ class SignedMeasure:
 
 @dataclass
 class MeasurePair:
-    """``(nu_+, nu_-)``: the positive and negative parts of the output weights, two
-    non-negative measures on ``R^d`` with ``f = int relu dnu_+ - int relu dnu_-``."""
+    """The network as two non-negative measures ``(nu_+, nu_-)`` on ``R^d``.
+
+    ``(nu_+, nu_-)``: the positive and negative parts of the output weights, two non-negative measures
+    on ``R^d`` with ``f = int relu dnu_+ - int relu dnu_-``.
+    """
 
     W_pos: Tensor
     mass_pos: Tensor
@@ -149,9 +160,12 @@ class MeasurePair:
 
 @dataclass
 class SphereMeasure:
-    """Atoms ``(d_i, alpha~_i)`` on ``S^(d-1) x R`` with ``d_i = w_i/|w_i|`` and ``alpha~_i =
-    |w_i| alpha_i`` (1-homogeneity of relu); a neuron with ``w_i = 0`` gets ``alpha~_i = 0`` and
-    the direction ``e_1``."""
+    """The network as a measure on ``S^(d-1) x R`` (directions and rescaled weights).
+
+    Atoms ``(d_i, alpha~_i)`` on ``S^(d-1) x R`` with ``d_i = w_i/|w_i|`` and ``alpha~_i = |w_i|
+    alpha_i`` (1-homogeneity of relu); a neuron with ``w_i = 0`` gets ``alpha~_i = 0`` and the direction
+    ``e_1``.
+    """
 
     direction: Tensor
     alpha_tilde: Tensor
@@ -177,9 +191,12 @@ class SphereMeasure:
 
 def init_particles(m: int, dim: int, std: float, generator: torch.Generator, *,
                    dtype=torch.float64, device="cpu") -> tuple[Tensor, Tensor]:
-    """``m`` neurons ``w_i ~ N(0, std^2 I_d)`` with ``alpha = +1`` for the first ``ceil(m/2)``
-    and ``-1`` for the rest (sampled on the CPU from ``generator``, so the same seed gives the
-    same network on every device)."""
+    """Initial neurons: Gaussian input weights and output weights of alternating sign.
+
+    ``m`` neurons ``w_i ~ N(0, std^2 I_d)`` with ``alpha = +1`` for the first ``ceil(m/2)`` and ``-1``
+    for the rest (sampled on the CPU from ``generator``, so the same seed gives the same network on
+    every device).
+    """
     W = std * torch.randn(m, dim, generator=generator, dtype=torch.float64)
     k = math.ceil(m / 2)
     alpha = torch.cat([torch.ones(k, dtype=torch.float64), -torch.ones(m - k, dtype=torch.float64)])
