@@ -99,6 +99,7 @@ class StandardEvents:
     country_vectors: np.ndarray  # [Q, E] float32
 
     def country_name(self, code: str) -> str:
+        """The readable name of a country code (the code itself when unknown)."""
         hit = np.flatnonzero(self.country_codes == code)
         return str(self.country_names[hit[0]]) if len(hit) else str(code)
 
@@ -133,21 +134,26 @@ class GdeltBuild:
 
     @property
     def k(self) -> int:
+        """Points per day cloud."""
         return int(self.points.shape[2])
 
     @property
     def dim(self) -> int:
+        """Embedding dimension of the cloud points."""
         return int(self.points.shape[3])
 
     @property
     def n_countries(self) -> int:
+        """Number of countries in the panel."""
         return int(len(self.countries))
 
     @property
     def context(self) -> int:
+        """Context length (days) the build's sequences were cut with."""
         return int(self.dataset["context"])
 
     def split(self, name: str) -> pd.DataFrame:
+        """The sequence index rows of split ``name`` (``train``, ``val`` or ``test``)."""
         return self.index[self.index["split"] == name].reset_index(drop=True)
 
     def weekday(self, extra: int = 0) -> np.ndarray:

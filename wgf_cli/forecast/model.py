@@ -76,6 +76,7 @@ class ModelConfig:
     prior: bool = False  # free head: residuals on a prior forecast (batch prior_cells / prior_log_mu)
 
     def to_dict(self) -> dict:
+        """The configuration as a plain dict (saved with checkpoints)."""
         return asdict(self)
 
 
@@ -90,10 +91,12 @@ class ForecastOutput:
     cloud_logw: torch.Tensor | None  # [B, P, K] log weights
 
     def root_log_probs(self) -> torch.Tensor:
+        """Log-probabilities of the 20 CAMEO root codes, summed over QuadClasses."""
         lp = torch.log_softmax(self.cell_logits.float(), -1)
         return torch.logsumexp(lp.unflatten(-1, (N_ROOT, N_QUAD)), -1)
 
     def quad_log_probs(self) -> torch.Tensor:
+        """Log-probabilities of the four QuadClasses, summed over root codes."""
         lp = torch.log_softmax(self.cell_logits.float(), -1)
         return torch.logsumexp(lp.unflatten(-1, (N_ROOT, N_QUAD)), -2)
 
@@ -110,6 +113,7 @@ class SetEncoder(nn.Module):
         self.scale = 1.0 / math.sqrt(d)
 
     def forward(self, points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Pool each weighted point cloud ``[..., K, dim]`` into one vector ``[..., d]`` by attention."""
         h = self.proj(points)  # [..., K, d]
         present = weights > 0
         logits = torch.einsum("...kd,hd->...hk", h, self.query) * self.scale
@@ -137,6 +141,7 @@ class WorldEncoder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(heads * N_WORLD, d), nn.GELU(), nn.Linear(d, d))
 
     def forward(self, world: torch.Tensor, country: torch.Tensor) -> torch.Tensor:
+        """The token [B, L, d] of the panel ``world`` [B, L, C, F] as seen from each ``country`` [B]."""
         g = self.graph[country].to(world.dtype)  # [B, H, C]
         agg = torch.einsum("bhj,bljf->blhf", g, world)
         return self.mlp(agg.flatten(-2))
@@ -173,6 +178,7 @@ class EmaMixer(nn.Module):
         return k * (-torch.expm1(log_lam))[:, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + W e`` for the tokens ``x`` [B, L, d], ``e`` their causal moving averages."""
         e = torch.einsum("cts,bsc->btc", self.kernel(x.shape[1]).to(x.dtype), x)
         return x + self.out(e)
 

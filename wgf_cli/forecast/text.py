@@ -105,6 +105,7 @@ def _gamma(shape: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def phrase(country: str, event: str, partner: str | None) -> str:
+    """One forecast line: the country, the event and, when known, the partner."""
     return f"{country} — {event} — {partner}" if partner else f"{country} — {event}"
 
 

@@ -36,6 +36,7 @@ class ToyData:
 
     @property
     def n_modes(self) -> int:
+        """Number of mixture modes (0 for the continuous datasets)."""
         return 0 if self.centres is None else int(self.centres.shape[0])
 
     def sample(self, count: int, generator: torch.Generator, device: str | torch.device = "cpu",

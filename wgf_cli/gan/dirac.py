@@ -29,6 +29,7 @@ import numpy as np
 
 @dataclass
 class Trajectory:
+    """Orbits of the Dirac-GAN flow: times and ``(θ, ψ)`` of ``m`` trajectories side by side."""
     t: np.ndarray  # (N+1,)
     theta: np.ndarray  # (N+1, m) -- m trajectories side by side
     psi: np.ndarray
@@ -36,6 +37,7 @@ class Trajectory:
 
     @property
     def radius(self) -> np.ndarray:
+        """Distance ``sqrt(θ² + ψ²)`` to the equilibrium at every time."""
         return np.hypot(self.theta, self.psi)
 
 

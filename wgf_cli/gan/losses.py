@@ -110,4 +110,5 @@ class SinkhornLoss:
                               backend="tensorized")
 
     def __call__(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """The debiased Sinkhorn divergence between the fake and real samples."""
         return self.fn(fake, real)

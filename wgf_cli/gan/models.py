@@ -41,9 +41,11 @@ class Scale(nn.Module):
         self.factor = float(factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` times the fixed factor."""
         return x * self.factor
 
     def extra_repr(self) -> str:
+        """The factor, for the module's printout."""
         return f"factor={self.factor:g}"
 
 
@@ -62,6 +64,7 @@ def critic_net(dim: int, hidden: int, depth: int, activation: str = "relu",
 
 
 def linear_layers(net: nn.Module) -> list[nn.Linear]:
+    """The linear layers of ``net`` in order."""
     return [m for m in net.modules() if isinstance(m, nn.Linear)]
 
 

@@ -60,6 +60,7 @@ def sample_line(theta: float, n: int, generator: torch.Generator, dtype=torch.fl
 
 
 def critic_mlp(hidden: int = 64, depth: int = 2) -> nn.Sequential:
+    """A ReLU MLP from the plane to one output (``depth`` hidden layers of width ``hidden``)."""
     layers: list[nn.Module] = []
     d = 2
     for _ in range(depth):
@@ -71,6 +72,7 @@ def critic_mlp(hidden: int = 64, depth: int = 2) -> nn.Sequential:
 
 @dataclass
 class TrainedCritic:
+    """A critic trained at one ``θ`` and what it measures on fresh samples."""
     theta: float
     kind: str  # "gan" | "wgan_gp"
     estimate: float  # JS estimate (gan) or E_P f - E_Q f (wgan_gp), on fresh samples

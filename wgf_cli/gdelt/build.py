@@ -61,6 +61,7 @@ class BuildError(RuntimeError):
 
 # -- atomic files --------------------------------------------------------------------
 def atomic_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (a temporary file, then ``os.replace``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -75,6 +76,7 @@ def atomic_bytes(path: Path, data: bytes) -> Path:
 
 
 def atomic_json(path: Path, obj) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (NumPy scalars and arrays allowed)."""
     return atomic_bytes(path, (json.dumps(obj, indent=1, default=_json_default) + "\n").encode())
 
 
@@ -87,12 +89,14 @@ def _json_default(x):
 
 
 def atomic_npz(path: Path, **arrays) -> Path:
+    """Write ``arrays`` as an ``.npz`` file to ``path`` atomically."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return atomic_bytes(path, buf.getvalue())
 
 
 def atomic_parquet(path: Path, table: pa.Table) -> Path:
+    """Write ``table`` as a zstd Parquet file to ``path`` atomically."""
     buf = io.BytesIO()
     # no Arrow schema stored: dictionary-encoded strings (the codes) are read back as strings
     pq.write_table(table, buf, compression="zstd", store_schema=False)
@@ -156,6 +160,7 @@ def process_input(path: str, name: str, out_dir: str) -> dict:
 
 
 def is_archive(path: Path) -> bool:
+    """Whether ``path`` names a tar archive of event files."""
     return path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
@@ -255,6 +260,7 @@ def sniff(path: Path) -> str | None:
 # -- the build ---------------------------------------------------------------------------
 @dataclass
 class BuildOptions:
+    """The settings of one build: output folder, workers and engine, and the build's parameters."""
     out_dir: Path
     source: str = "dir"
     workers: int = 1
@@ -287,6 +293,7 @@ class BuildOptions:
 
 @dataclass
 class BuildResult:
+    """What a build produced: its summary, its manifest, the descriptors and the sequences."""
     summary: dict
     manifest: dict
     descriptors: desc_mod.Descriptors | None

@@ -63,12 +63,14 @@ def day_index(days_int: np.ndarray, first: int) -> np.ndarray:
 
 
 def day_range(first: int, last: int) -> np.ndarray:
+    """Every day from ``first`` to ``last`` (YYYYMMDD, both included) as int32."""
     r = pd.date_range(pd.Timestamp(str(first)), pd.Timestamp(str(last)), freq="D")
     return np.array([int(d.strftime("%Y%m%d")) for d in r], np.int32)
 
 
 @dataclass
 class Descriptors:
+    """The daily descriptors of a panel: per (country, day) counts, moments, partners and clouds."""
     countries: np.ndarray
     days: np.ndarray
     counts: np.ndarray
@@ -86,6 +88,7 @@ class Descriptors:
     panel: dict | None = None       # the build's panel report (countries chosen by volume)
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays to save (everything but the diagnostics and the panel)."""
         return {k: v for k, v in self.__dict__.items() if k not in ("diagnostics", "panel")}
 
 
@@ -239,6 +242,7 @@ def country_day_counts(ev: pd.DataFrame, day: np.ndarray, country_by: str = "act
 
 
 def seen_countries(counts: pd.Series, min_country_events: int = 1) -> list[str]:
+    """The countries with at least ``min_country_events`` events, sorted."""
     return sorted(counts[counts >= min_country_events].index)
 
 
@@ -364,6 +368,7 @@ def standard_events(vocab: Vocabulary) -> dict[str, np.ndarray]:
 
 
 def vocabulary(embedder, cache=None) -> Vocabulary:
+    """The embedded CAMEO phrases and country names of the lookups, through ``embedder``."""
     cam, cty = schema.cameo(), schema.countries()
     return Vocabulary(embedder, list(cam.codes), [cam.description[c] for c in cam.codes],
                       list(cty.codes), [cty.label(c) for c in cty.codes], cache)

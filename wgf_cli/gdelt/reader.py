@@ -100,10 +100,12 @@ class InputReport:
     error: str | None = None
 
     def as_dict(self) -> dict:
+        """The report as a JSON-ready dict."""
         return dict(self.__dict__)
 
 
 def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The md5 hex digest of the file at ``path``, read in chunks."""
     h = hashlib.md5()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):

@@ -26,6 +26,7 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass
 class Sequences:
+    """The training windows of a build: index, split ranges and why windows were left out."""
     index: pd.DataFrame          # seq_id, country, country_idx, start, split
     requested: int
     available: dict[str, int]    # valid windows per split
@@ -71,6 +72,7 @@ def valid_windows(observed: np.ndarray, context: int, max_gap: int = 0) -> np.nd
 
 def sample(observed: np.ndarray, countries: np.ndarray, days: np.ndarray, *, count: int, context: int = 50,
            fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0, max_gap: int = 0) -> Sequences:
+    """Sample up to ``count`` usable windows of ``context`` days and split them by target day."""
     C, D = observed.shape
     target, gap_ok = window_status(observed, context, max_gap)
     ok = target & gap_ok

@@ -85,6 +85,7 @@ _PI_SHOCK[[17, 18, 19]] = [0.3, 0.5, 0.2]
 
 @dataclass
 class SyntheticConfig:
+    """Parameters of the synthetic panel and of its hidden Markov model."""
     countries: int = 40
     days: int = 330
     start: str = "2019-06-01"
@@ -165,6 +166,7 @@ class Model:
 
 
 def build_model(cfg: SyntheticConfig) -> Model:
+    """The hidden Markov model of a synthetic panel, from ``cfg``."""
     names = schema.countries()
     order = PRIORITY + [c for c in names.codes if c not in PRIORITY]
     if cfg.countries + cfg.partners > len(order):
@@ -236,6 +238,7 @@ def simulate(model: Model, rng: np.random.Generator) -> Truth:
 
 @dataclass
 class Oracle:
+    """The exact forward-filter predictive distribution of every country and day."""
     root_probs: np.ndarray   # float64 [C, D, 20]
     quad_probs: np.ndarray   # float64 [C, D, 4]
     total_mean: np.ndarray   # float64 [C, D]
@@ -317,6 +320,7 @@ def _actor_fields(code: str) -> list[str]:
 
 @dataclass
 class GeneratedFile:
+    """A written daily file and its number of rows."""
     path: Path
     rows: int
 

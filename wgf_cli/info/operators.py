@@ -104,6 +104,7 @@ class GaussianGram:
 
     @property
     def fro2(self) -> float:
+        """``||A||_F^2``, computed block by block once (or during the first product) and cached."""
         if self._fro2 is None:
             acc = 0.0
             for i0 in range(0, self.n, self.chunk):
@@ -113,6 +114,7 @@ class GaussianGram:
         return self._fro2
 
     def matmul(self, X: torch.Tensor) -> torch.Tensor:
+        """The product ``A X`` for a block of columns ``X`` ``(n, b)``, in float64."""
         self.passes += 1
         self.columns += int(X.shape[1])
         Xd = X.to(self.matmul_dtype)

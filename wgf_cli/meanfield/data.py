@@ -33,6 +33,7 @@ class Dataset:
 
     @property
     def dim(self) -> int:
+        """Input dimension ``d`` (with the bias coordinate)."""
         return int(self.x.shape[1])
 
     @property
@@ -45,6 +46,7 @@ class Dataset:
         return float(self.x.norm(dim=1).max())
 
     def to(self, device=None, dtype=None) -> Dataset:
+        """A copy on ``device`` with ``dtype``."""
         def cv(t):
             return None if t is None else t.to(device=device, dtype=dtype)
 
@@ -99,7 +101,8 @@ def make_dataset(target: str, size: int, test_size: int, dim: int, *, x_range: f
 
     Args:
         target: ``teacher`` | ``abs`` | ``sin`` | ``csv``.
-        size, test_size: number of training and test points.
+        size: number of training points.
+        test_size: number of test points.
         dim: ``d`` = input dimension + 1 (the bias).
         x_range: inputs uniform on ``[-x_range, x_range]^(d-1)``.
         noise: standard deviation of the Gaussian label noise (training labels only).
@@ -107,6 +110,11 @@ def make_dataset(target: str, size: int, test_size: int, dim: int, *, x_range: f
         frequency: of the ``sin`` target.
         path: the csv file of the ``csv`` target (header row, last column the label).
         generator: seeds inputs, teacher and noise.
+        dtype: dtype of the tensors.
+        device: device of the tensors.
+
+    Returns:
+        The :class:`Dataset` (training and test inputs and labels).
     """
     gen = generator or torch.Generator().manual_seed(0)
     teacher = None

@@ -104,6 +104,7 @@ class NeuronMeasure:
 
     @classmethod
     def from_network(cls, W: Tensor, alpha: Tensor) -> NeuronMeasure:
+        """The empirical measure of a network's neurons: uniform weights ``1/m``."""
         m = W.shape[0]
         return cls(W, alpha, torch.full((m,), 1.0 / m, dtype=W.dtype, device=W.device))
 
@@ -125,6 +126,7 @@ class SignedMeasure:
 
     @classmethod
     def from_measure(cls, mu: NeuronMeasure) -> SignedMeasure:
+        """The signed measure of ``mu``, atoms at the same ``w`` merged."""
         uniq, inv = torch.unique(mu.W, dim=0, return_inverse=True)
         mass = torch.zeros(uniq.shape[0], dtype=mu.W.dtype, device=mu.W.device)
         mass.index_add_(0, inv, mu.weights * mu.alpha)
@@ -150,11 +152,13 @@ class MeasurePair:
 
     @classmethod
     def from_measure(cls, mu: NeuronMeasure) -> MeasurePair:
+        """Split ``mu`` by the sign of its output weights."""
         c = mu.weights * mu.alpha
         pos, neg = c > 0, c < 0
         return cls(mu.W[pos], c[pos], mu.W[neg], -c[neg])
 
     def output(self, x: Tensor) -> Tensor:
+        """``int relu(<w, x>) dnu_+ - int relu(<w, x>) dnu_-``."""
         return torch.relu(x @ self.W_pos.T) @ self.mass_pos - torch.relu(x @ self.W_neg.T) @ self.mass_neg
 
 
@@ -173,6 +177,7 @@ class SphereMeasure:
 
     @classmethod
     def from_measure(cls, mu: NeuronMeasure) -> SphereMeasure:
+        """The sphere view of ``mu``."""
         r = mu.W.norm(dim=1)
         e1 = torch.zeros_like(mu.W)
         e1[:, 0] = 1.0
@@ -181,6 +186,7 @@ class SphereMeasure:
         return cls(direction, r * mu.alpha, mu.weights)
 
     def output(self, x: Tensor) -> Tensor:
+        """``int alpha~ relu(<d, x>)`` over the atoms."""
         return torch.relu(x @ self.direction.T) @ (self.weights * self.alpha_tilde)
 
     def to_measure(self) -> NeuronMeasure:

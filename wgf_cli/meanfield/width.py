@@ -15,6 +15,7 @@ import numpy as np
 
 @dataclass
 class SlopeFit:
+    """A log-log slope fit over seeds, with bootstrap and regression confidence intervals."""
     slope: float
     intercept: float
     ci_low: float  # bootstrap percentile interval

@@ -140,9 +140,11 @@ class Staggered:
         return Staggered(self.rho - o.rho, [a - b for a, b in zip(self.m, o.m, strict=True)])
 
     def scale(self, s: float) -> Staggered:
+        """The variable times ``s``."""
         return Staggered(self.rho * s, [a * s for a in self.m])
 
     def sqnorm(self) -> float:
+        """The squared Euclidean norm over all entries."""
         return float((self.rho**2).sum() + sum((a**2).sum() for a in self.m))
 
 
@@ -160,9 +162,11 @@ class Centred:
         return Centred(self.rho - o.rho, self.m - o.m)
 
     def scale(self, s: float) -> Centred:
+        """The variable times ``s``."""
         return Centred(self.rho * s, self.m * s)
 
     def sqnorm(self) -> float:
+        """The squared Euclidean norm over all entries."""
         return float((self.rho**2).sum() + (self.m**2).sum())
 
 
@@ -314,18 +318,24 @@ def benamou_brenier(rho0: Tensor, rho1: Tensor, spacing: tuple[float, ...], *, t
                     callback: Callable[[int, dict[str, float]], None] | None = None) -> BenamouBrenierResult:
     """The W2 geodesic between two grid densities by Douglas-Rachford splitting.
 
-    W2 geodesic between the densities ``rho0`` and ``rho1`` (same mass; on a regular grid of cells of
-    width ``spacing``, walls with no flux) by Douglas-Rachford splitting.
+    The densities ``rho0`` and ``rho1`` have the same mass and live on a regular grid of cells of
+    width ``spacing``, with walls that let no flux through.
 
     Args:
-        rho0, rho1: densities (mass per unit volume) at the cell centres, same shape and mass.
+        rho0: source density (mass per unit volume) at the cell centres.
+        rho1: target density, same shape and mass as ``rho0``.
         spacing: cell width per axis.
         time_steps: P, time steps on [0, 1].
         gamma: the proximal step (the scale of the densities is a good start).
         alpha: the Douglas-Rachford relaxation, in (0, 2).
-        iters: most iterations; tol: stop when the splitting mismatch ``|V - I(U)| / |V|``
-            falls below it (checked every ``check_every`` iterations).
+        iters: most iterations.
+        tol: stop when the splitting mismatch ``|V - I(U)| / |V|`` falls below it.
+        check_every: iterations between two checks of the mismatch.
         callback: ``callback(iteration, errors)`` after every check.
+
+    Returns:
+        A :class:`BenamouBrenierResult`: the space-time density and momentum, ``w2sq`` and the
+        convergence diagnostics.
     """
     if rho0.shape != rho1.shape:
         raise ValueError(f"rho0 and rho1 need the same shape, got {tuple(rho0.shape)} and {tuple(rho1.shape)}")
