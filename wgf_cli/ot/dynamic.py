@@ -177,7 +177,8 @@ class SpaceTimeGrid:
         shape: cells per space axis (1 to 3 axes).
         spacing: cell width per axis.
         time_steps: P, the number of time steps on [0, 1].
-        dtype, device: of every tensor.
+        dtype: dtype of every tensor.
+        device: device of every tensor.
     """
 
     def __init__(self, shape: tuple[int, ...], spacing: tuple[float, ...], time_steps: int,
