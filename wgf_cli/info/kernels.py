@@ -93,10 +93,9 @@ def label_gram(labels: torch.Tensor, num_classes: int | None = None, *,
                sigma: float = 0.1, dtype: torch.dtype | None = None) -> torch.Tensor:
     """The normalized Gram matrix of integer labels (one-hot vectors, narrow Gaussian kernel).
 
-    The normalized Gram matrix of integer labels through one-hot vectors and a Gaussian kernel of width
-    ``sigma`` (narrow: ``exp(-1/sigma^2)`` between different classes; at the default 0.1 that is 4e-44,
-    so ``A`` is the block matrix of the label partition and its Rényi entropy is that of the label
-    histogram).
+    The Gaussian kernel of width ``sigma`` on the one-hot vectors is narrow: ``exp(-1/sigma^2)``
+    between different classes, 4e-44 at the default 0.1, so ``A`` is the block matrix of the label
+    partition and its Rényi entropy is that of the label histogram.
     """
     labels = labels.long().reshape(-1)
     k = int(num_classes if num_classes is not None else int(labels.max()) + 1)

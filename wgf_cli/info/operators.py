@@ -59,8 +59,8 @@ class DenseGram:
 class GaussianGram:
     """The normalized Gaussian Gram matrix ``A = K / n`` of samples ``x``, matrix-free.
 
-    The normalized Gaussian Gram matrix ``A = K / n`` of samples ``x`` ``(n, d...)``, matrix-free (``K``
-    is evaluated block by block in every product and never stored).
+    The samples ``x`` have shape ``(n, d...)``; ``K`` is evaluated block by block in every product and
+    never stored.
     """
 
     def __init__(self, x: torch.Tensor, sigma: float, *, dtype: torch.dtype = torch.float32,

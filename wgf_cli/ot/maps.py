@@ -59,8 +59,8 @@ class ExactPlan:
 def exact_plan(a: Tensor, x: Tensor, b: Tensor, y: Tensor, *, max_iter: int = 1_000_000) -> ExactPlan:
     """Exact OT between discrete measures by POT's network simplex.
 
-    Exact OT between discrete measures (masses ``a``, ``b``, normalised to sum 1; squared Euclidean
-    cost) by POT's network simplex, with the dual potentials and the marginal errors.
+    The masses ``a``, ``b`` are normalised to sum 1; the cost is squared Euclidean. The result carries
+    the dual potentials and the marginal errors.
     """
     import ot
 
@@ -148,8 +148,8 @@ def barycentric_map(plan: Tensor, y: Tensor) -> Tensor:
 def map_from_potential(u: Tensor, points: Tensor, spacing: Sequence[float]) -> Tensor:
     """The Brenier map ``T(x) = x - grad u(x) / 2`` from a dual potential on the grid.
 
-    The Brenier map ``T(x) = x - grad u(x) / 2`` from the dual potential ``u`` of the cost ``|x - y|^2``
-    given on the whole grid (shape ``grid.shape``; central differences inside, one-sided at the walls).
+    ``u`` is the dual potential of the cost ``|x - y|^2``, given on the whole grid (shape
+    ``grid.shape``); its gradient is taken by central differences inside, one-sided at the walls.
     Returns ``(N, d)``.
     """
     grads = torch.gradient(u, spacing=[float(s) for s in spacing], edge_order=1)
@@ -224,9 +224,8 @@ def entropic_plan(a: Tensor, x: Tensor, b: Tensor, y: Tensor, eps: float, *, tol
                   iters: int = 5000, check_every: int = 10) -> EntropicPlan:
     """Entropic OT between small discrete measures by log-domain Sinkhorn with epsilon-scaling.
 
-    Entropic OT between small discrete measures (dense cost ``|x - y|^2``) by log-domain Sinkhorn
-    iterations with epsilon-scaling (from the largest cost down to ``eps`` by halves, then at ``eps``
-    until the L1 error of the first marginal is below ``tol``).
+    The cost ``|x - y|^2`` is a dense matrix; epsilon goes from the largest cost down to ``eps`` by
+    halves, then the iterations run at ``eps`` until the L1 error of the first marginal is below ``tol``.
     """
     t0 = time.perf_counter()
     c = sqdist(x, y)
@@ -281,9 +280,9 @@ def grid_entropic(a: Tensor, b: Tensor, axes: list[Tensor], eps: float, *, tol: 
                   iters: int = 5000, check_every: int = 10) -> tuple[EntropicPlan, Tensor]:
     """Entropic OT between two measures on the same grid, with a separable log-kernel.
 
-    Entropic OT between two measures on the same grid (masses per cell ``a``, ``b``; cell centres
-    ``axes``), cost ``|x - y|^2``, never forming the ``N x N`` plan: the log-kernel is separable, so
-    each log-sum-exp runs axis by axis on ``n x n`` matrices.  Log-domain Sinkhorn with epsilon-scaling.
+    Masses per cell ``a``, ``b``; cell centres ``axes``; cost ``|x - y|^2``. The ``N x N`` plan is
+    never formed: the log-kernel is separable, so each log-sum-exp runs axis by axis on ``n x n``
+    matrices.  Log-domain Sinkhorn with epsilon-scaling.
     Returns the result (``plan`` = None) and the barycentric map ``T(x_i) = sum_j P_ij y_j / a_i``,
     shape ``(*grid.shape, d)``.
     """
