@@ -134,6 +134,10 @@ def test_ema_and_held_out_seeds_in_the_summary(tmp_path):
     (["task=twopoint", "twopoint.clip=0"], "twopoint.clip must be > 0"),
     (["task=twopoint", "twopoint.starts=[[0.0,0.5]]"], "|omega0| > twopoint.clip"),
     (["task=twopoint", "twopoint.p=1.0"], "twopoint.p must be in (0, 1)"),
+    (["task=twospecies", "twospecies.widths=[16,16]"], "at least two different widths"),
+    (["task=twospecies", "twospecies.reference_width=256"], "reference_width must be >= 4 x the largest width (512)"),
+    (["task=twospecies", "twospecies.speeds=[1.0,0.0]"], "twospecies.speeds must be > 0"),
+    (["task=twospecies", "twospecies.widths=[a,b]"], "twospecies.widths must be a non-empty list of integers >= 2"),
     (["task=vanishing", "vanishing.thetas=[0.0]"], "at least one != 0"),
     (["task=vanishing", "vanishing.gp_lambda=-1"], "vanishing.gp_lambda must be > 0"),
 ])

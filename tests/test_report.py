@@ -343,17 +343,18 @@ def test_report_figures_have_room_and_labels():
     import numpy as np
     import torch
 
-    from wgf_cli.experiments import meanfield_plots, wgan_plots
+    from wgf_cli.experiments.meanfield import plots as meanfield_plots
+    from wgf_cli.experiments.wgan import plots as wgan_plots
 
     rng = np.random.default_rng(0)
     run = _Figures()
     cfg = NS(loss=NS(name="gan"), output=NS(plot_range=3.0, grid=15))
     snaps = [{"iter": i, "samples": rng.normal(size=(200, 1)), "critic": np.sin(np.linspace(-3, 3, 15)) * 0.2 - i}
              for i in (0, 20)]
-    wgan_plots._samples(run, cfg, NS(dim=1, name="gauss2_1d"), {"snaps": snaps, "seed": 0}, rng.normal(size=(500, 1)))
+    wgan_plots._samples(run, cfg, NS(dim=1, name="gauss2_1d"), NS(snaps=snaps, seed=0), rng.normal(size=(500, 1)))
     osc = NS(period=0.0, periodic=False, spectrum_freq=np.array([]), spectrum_power=np.array([]), peak_share=0.0)
     track = {"iter": np.arange(20), "mean": rng.normal(size=(20, 2)), "hist": rng.dirichlet(np.ones(3), 20)}
-    wgan_plots._oscillation(run, NS(dim=2), {"track": track, "oscillation": osc})
+    wgan_plots._oscillation(run, NS(dim=2), NS(track=track, oscillation=osc))
     ax = torch.linspace(-3, 3, 12)
     problem = NS(grid=NS(axes=[ax, ax]))
     meanfield_plots.grid_snapshots(run, problem, [(t, torch.rand(2, 12, 12)) for t in (0.0, 0.05, 0.1, 0.15)])

@@ -10,6 +10,8 @@ Plain PyTorch (POT / GeomLoss for optimal transport), no CLI or config code:
   (per-sample gradient penalty), and the critic-free debiased Sinkhorn loss;
 - :mod:`~wgf_cli.gan.trainer`: the alternating training loop (n_critic, WGAN warm-up, generator
   weight averages);
+- :mod:`~wgf_cli.gan.protocol`: one seed of the protocol (networks, training, evaluation
+  rows, dynamics flags) from a plain config, and the statistics over seeds;
 - :mod:`~wgf_cli.gan.metrics`: exact W1/W2 (POT), PacGAN mode metrics, clipping statistics,
   oscillation detection from a spectrum;
 - :mod:`~wgf_cli.gan.dirac`: the Dirac-GAN pendulum and its closed forms;

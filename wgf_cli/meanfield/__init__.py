@@ -12,6 +12,7 @@ forward Euler scheme of the Wasserstein gradient flow ``d mu/dt = div(mu grad V_
 Modules: :mod:`.data` (targets and data sets), :mod:`.network` (outputs, loss, explicit
 gradients, the four measure representations), :mod:`.particles` (gd, sgd, wprox),
 :mod:`.grid_flow` (entropic JKO of the neuron measure on a (w, b) grid, d = 2),
-:mod:`.distances` (W2 / sliced W between neuron measures) and :mod:`.width` (log-log slope
-fits with confidence intervals).
+:mod:`.distances` (W2 / sliced W between neuron measures), :mod:`.protocol` (particle and
+grid runs from plain configs), :mod:`.compare` (gd vs the grid flow vs wprox from the same
+neurons) and :mod:`.width` (the width study, log-log slope fits with confidence intervals).
 """

@@ -17,10 +17,12 @@ def _plt():
 
 
 def make_train_plots(run, cfg, data, results, ref) -> None:
+    """The figures of ``task=train`` from the seeds' :class:`~wgf_cli.gan.protocol.SeedResult`
+    (samples, critic weights and clouds, oscillation: the first seed; metrics: all)."""
     first = results[0]
     _samples(run, cfg, data, first, ref)
     _metrics(run, results)
-    if "weights" in first:
+    if first.weights is not None:
         _weights(run, cfg, first)
         _clouds(run, cfg, data, first)
     _oscillation(run, data, first)
@@ -28,7 +30,7 @@ def make_train_plots(run, cfg, data, results, ref) -> None:
 
 def _samples(run, cfg, data, res, ref) -> None:
     plt = _plt()
-    snaps = res["snaps"]
+    snaps = res.snaps
     R = float(cfg.output.plot_range)
     fig, axes = plt.subplots(1, len(snaps), figsize=(3.8 * len(snaps), 3.6), squeeze=False,
                              layout="constrained")
@@ -56,7 +58,7 @@ def _samples(run, cfg, data, res, ref) -> None:
                 tw.set_ylabel("critic D(x)", color="tab:blue")
         ax.set_title(f"iteration {snap['iter']}")
     axes[0][0].legend(loc="lower left", fontsize=7, markerscale=3)
-    fig.suptitle(f"{cfg.loss.name} on {data.name}: generated samples and critic (seed {res['seed']})")
+    fig.suptitle(f"{cfg.loss.name} on {data.name}: generated samples and critic (seed {res.seed})")
     run.save_plot(fig, "samples")
 
 
@@ -65,7 +67,7 @@ def _metrics(run, results) -> None:
     panels = [("w1", "W1 (exact)"), ("w2", "W2 (exact)"), ("critic_w1_estimate", "critic estimate"),
               ("modes_covered", "modes covered"), ("hq_fraction", "high-quality fraction"),
               ("reverse_kl", "reverse KL"), ("clip_boundary_fraction", "params at +-c")]
-    present = [(k, t) for k, t in panels if any(r.get(k) is not None for r in results[0]["rows"])]
+    present = [(k, t) for k, t in panels if any(r.get(k) is not None for r in results[0].rows)]
     groups = [["w1", "w2", "critic_w1_estimate"], ["modes_covered"], ["hq_fraction"], ["reverse_kl"],
               ["clip_boundary_fraction"]]
     groups = [[k for k in g if k in dict(present)] for g in groups]
@@ -78,8 +80,8 @@ def _metrics(run, results) -> None:
     for ax, group in zip(axes[0], groups, strict=True):
         for key in group:
             for i, res in enumerate(results):
-                it = [r["iter"] for r in res["rows"]]
-                v = [np.nan if r.get(key) is None else r[key] for r in res["rows"]]
+                it = [r["iter"] for r in res.rows]
+                v = [np.nan if r.get(key) is None else r[key] for r in res.rows]
                 ax.plot(it, v, lw=1, label=names[key] if i == 0 else None,
                         color=f"C{group.index(key)}", alpha=1.0 if len(results) == 1 else 0.6)
         ax.set_xlabel("iteration")
@@ -94,7 +96,7 @@ def _metrics(run, results) -> None:
 
 def _weights(run, cfg, res) -> None:
     plt = _plt()
-    w = res["weights"]
+    w = res.weights
     fig, ax = plt.subplots(figsize=(5, 3.2))
     c = float(cfg.loss.clip) if cfg.loss.name == "wgan_clip" else None
     ax.hist(w, bins=101, color="tab:blue", range=(-c * 1.05, c * 1.05) if c else None, histtype="stepfilled")
@@ -113,7 +115,7 @@ def _weights(run, cfg, res) -> None:
 
 def _clouds(run, cfg, data, res) -> None:
     plt = _plt()
-    snaps = [s for s in res["snaps"] if "cloud" in s]
+    snaps = [s for s in res.snaps if "cloud" in s]
     fig, axes = plt.subplots(2, len(snaps), figsize=(3.4 * len(snaps), 6.6), squeeze=False,
                              layout="constrained")
     c = float(cfg.loss.clip) if cfg.loss.name == "wgan_clip" else None
@@ -151,8 +153,8 @@ def _clouds(run, cfg, data, res) -> None:
 
 def _oscillation(run, data, res) -> None:
     plt = _plt()
-    tr = res["track"]
-    osc = res["oscillation"]
+    tr = res.track
+    osc = res.oscillation
     n = 3 if len(tr.get("hist", [])) else 2
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.2), layout="constrained")
     for j in range(tr["mean"].shape[1]):
@@ -300,3 +302,53 @@ def vanishing_plot(run, df, lam) -> None:
     ax.legend(fontsize=7)
     fig.suptitle("parallel lines: the original GAN's gradient vanishes, the Wasserstein gradient does not")
     run.save_plot(fig, "vanishing")
+
+
+def twospecies_figure(run, base, study, speeds) -> None:
+    """Width study (W2 curves per width, distance to the reference against the width with the
+    fitted rate) and critic-speed study (W2 curves and generator means per critic speed)."""
+    from wgf_cli.gan.two_species import data_quadrature
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2), layout="constrained")
+    ax = axes[0]
+    for k, (m, r) in enumerate(sorted(study.runs.items())):
+        ax.plot(r.times, r.w2, color=plt.cm.viridis(k / max(1, len(study.runs) - 1)), lw=1, label=f"m = {m}")
+    ax.plot(study.reference.times, study.reference.w2, "k--", lw=1.5, label=f"reference m = {study.reference_width}")
+    ax.set_xlabel("t")
+    ax.set_ylabel(r"$W_2(\mu_t, \nu)$")
+    ax.set_title("training curves by width (first seed)", fontsize=10)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    w = np.asarray(study.widths, float)
+    for j in range(study.distances.shape[1]):
+        ax.plot(w, study.distances[:, j], "o", color="0.6", ms=3, label="seeds" if j == 0 else None)
+    ax.plot(w, study.distances.mean(1), "ko", ms=5, label="mean over seeds")
+    fit = np.exp(np.log(study.distances.mean(1)).mean() + study.slope * (np.log(w) - np.log(w).mean()))
+    ax.plot(w, fit, "r-", lw=1.2, label=f"slope {study.slope:.2f} [{study.slope_ci[0]:.2f}, {study.slope_ci[1]:.2f}]")
+    ax.plot(w, fit[0] * (w / w[0]) ** -0.5, "b:", lw=1, label="$m^{-1/2}$ (CLT)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(w, [str(int(v)) for v in w])
+    ax.minorticks_off()
+    ax.set_xlabel("generator width m (critic n = ratio m)")
+    ax.set_ylabel("RMS distance of the curves to the reference")
+    ax.set_title("distance to the mean-field limit", fontsize=10)
+    ax.legend(fontsize=7)
+    ax = axes[2]
+    for k, r in enumerate(speeds):
+        ax.plot(r.run.times, r.run.w2, color=f"C{k}", lw=1, label=rf"$\eta$ = {r.critic_speed:g}")
+    ax.set_xlabel("t")
+    ax.set_ylabel(r"$W_2(\mu_t, \nu)$")
+    ax.set_title(r"critic speed $\eta$: slow oscillates, fast settles", fontsize=10)
+    ax.legend(fontsize=7)
+    ax = axes[3]
+    y = data_quadrature(base)
+    ax.hist(y, bins=60, density=True, color="0.8", label=r"data $\nu$")
+    ax.hist(study.reference.particles, bins=60, density=True, histtype="step", color="k",
+            label=f"generator at T, m = {study.reference_width}")
+    ax.set_xlabel("x")
+    ax.set_title("generated distribution at the end", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.suptitle("WGAN as two particle populations: the mean-field limit in the widths")
+    run.save_plot(fig, "twospecies")
