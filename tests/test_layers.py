@@ -85,7 +85,8 @@ def test_each_contract_is_kept(config, graph, contract_id):
     ("wgf_cli.experiments.jko", "wgf_cli.launch"),    # the wiring reaching up to Hydra
     ("wgf_cli.report", "wgf_cli.cli"),                # the report reading the Typer app
     ("wgf_cli.ot.grid", "wgf_cli.flows.jko"),         # a foundation importing an engine above it
-    ("wgf_cli.gan.losses", "wgf_cli.meanfield.network"),  # two engines side by side
+    ("wgf_cli.flows.jko", "wgf_cli.info.entropy"),    # two engines side by side
+    ("wgf_cli.meanfield.network", "wgf_cli.gan.losses"),  # meanfield sits below gan
 ])
 def test_an_upward_or_sideways_import_breaks_the_layers(config, graph, importer, imported):
     assert not _check(config, "layers", graph, (importer, imported)).kept
