@@ -31,8 +31,9 @@ test: install  ## the fast suite (no slow tests); what CI runs
 test-full: install  ## every test, slow ones included
 	$(PY) -m pytest -q
 
-lint: install  ## ruff
+lint: install  ## ruff, then the import-linter contracts of the layers (pyproject.toml)
 	$(VENV)/bin/ruff check wgf_cli tests benchmarks
+	$(VENV)/bin/lint-imports
 
 docs: install  ## the docs site (mkdocs-material, --strict) into site/
 	$(PY) -c "import mkdocs, material, mkdocstrings" 2>/dev/null || $(PIP) install -q -e ".[docs]"
@@ -46,4 +47,4 @@ reproduce: install  ## every preset (PROFILE=quick|full), its claims, the report
 	$(PY) -m wgf_cli.reproduce --profile $(PROFILE) --out outputs/reproduce --report outputs/report
 
 clean:  ## remove the virtual environment and caches (outputs/ is kept)
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info site build
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache *.egg-info site build

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import fnmatch
-import importlib
-import importlib.util
 import io
 import re
 import sys
@@ -22,29 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from wgf_cli.catalog import PACKAGE_ROOT, conf_dir, conf_location  # noqa: F401  (re-exported)
+from wgf_cli.commands import Command  # the subcommand record (defined Hydra-free, for the reporting layer)
 from wgf_cli.errors import ConfigError, Interrupted, NothingToDo
-
-
-@dataclass(frozen=True)
-class Command:
-    """A subcommand: its name, primary config and experiment module (``validate``, ``run``)."""
-
-    name: str
-    config_name: str
-    module: str
-    #: importable modules the subcommand needs beyond the core install, and the extra that has them
-    requires: tuple[str, ...] = ()
-    extra: str | None = None
-
-    def experiment(self):
-        return importlib.import_module(self.module)
-
-    def check_requires(self) -> None:
-        """:class:`ConfigError` naming the extra to install when a required module is missing."""
-        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
-        if missing:
-            raise ConfigError(f"wgf {self.name} needs {', '.join(missing)}: "
-                              f"pip install 'wgf-cli[{self.extra}]'")
 
 
 @dataclass

@@ -151,14 +151,9 @@ def _claims_table(claims: list[dict[str, Any]]) -> list[str]:
 
 
 def _title(cmd: str) -> str:
-    """The first line of the subcommand's help."""
-    from wgf_cli.cli import app
-
-    for c in app.registered_commands:
-        name = c.name or c.callback.__name__.replace("_", "-")
-        if name == cmd and c.callback.__doc__:
-            return c.callback.__doc__.strip().splitlines()[0]
-    return ""
+    """The subcommand's one-line description (the first line of its ``--help``)."""
+    command = COMMANDS.get(cmd)
+    return command.title if command is not None else ""
 
 
 def _anchor(name: str) -> str:

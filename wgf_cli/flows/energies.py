@@ -53,10 +53,12 @@ def _xlogx_over_v(p: Tensor, v: float) -> Tensor:
 
 
 class Energy(ABC):
-    """Base class.  Subclasses set ``name`` and ``diffusion`` and implement the abstract
-    methods; an energy with a particle (Langevin) form sets ``supports_particles = True``
-    and defines ``particle_drift(x)``: the drift ``-grad(delta F_nonentropic / delta rho)``
-    at particles ``x`` of shape (N, d)."""
+    """Base class.
+
+    Subclasses set ``name`` and ``diffusion`` and implement the abstract methods; an energy with a
+    particle (Langevin) form sets ``supports_particles = True`` and defines ``particle_drift(x)``: the
+    drift ``-grad(delta F_nonentropic / delta rho)`` at particles ``x`` of shape (N, d).
+    """
 
     name = "energy"
     #: coefficient D of a linear-diffusion part ``D int rho log rho`` (0 when absent)
@@ -73,7 +75,7 @@ class Energy(ABC):
         """The named terms of the energy at ``p`` (their sum is :meth:`value`)."""
 
     def value(self, p: Tensor) -> float:
-        """``F(p)``: the sum of :meth:`parts`."""
+        """The energy at ``p`` (masses per cell): the sum of :meth:`parts`."""
         return float(sum(self.parts(p).values()))
 
     @abstractmethod
@@ -101,8 +103,10 @@ class Energy(ABC):
         return self.diffusion * (torch.log(safe / self.v) + 1.0)
 
     def _entropy_prox(self, log_p: Tensor, sigma: float, potential: Tensor | float) -> Tensor:
-        """Prox of ``D sum p log(p/v) + sum V p`` with ``D = prox_diffusion`` (closed form):
-        ``(1 + sigma D) log r = log p + sigma D (log v - 1) - sigma V``."""
+        """Prox of ``D sum p log(p/v) + sum V p`` with ``D = prox_diffusion`` (closed form).
+
+        ``(1 + sigma D) log r = log p + sigma D (log v - 1) - sigma V``.
+        """
         sd = sigma * self.prox_diffusion
         return (log_p + sd * (math.log(self.v) - 1.0) - sigma * potential) / (1.0 + sd)
 
@@ -118,15 +122,19 @@ class Heat(Energy):
         super().__init__(grid)
 
     def parts(self, p):
+        """The entropy term ``D sum p log(p/v)``."""
         return {"entropy": self._entropy(p)}
 
     def first_variation(self, p):
+        """``D (log(rho) + 1)`` at the cell centres."""
         return self._entropy_variation(p)
 
     def prox_log(self, log_p, sigma):
+        """The closed-form KL prox of the entropy, in the log domain."""
         return self._entropy_prox(log_p, sigma, 0.0)
 
     def particle_drift(self, x):
+        """Zero: the heat flow is pure diffusion."""
         return torch.zeros_like(x)
 
 
@@ -143,18 +151,22 @@ class FokkerPlanck(Energy):
         self.V = potential(grid.mesh())
 
     def parts(self, p):
+        """The entropy and potential terms."""
         return {
             "entropy": self._entropy(p),
             "potential": float((self.V * p).sum()),
         }
 
     def first_variation(self, p):
+        """``D (log(rho) + 1) + V`` at the cell centres."""
         return self._entropy_variation(p) + self.V
 
     def prox_log(self, log_p, sigma):
+        """The closed-form KL prox of entropy plus potential, in the log domain."""
         return self._entropy_prox(log_p, sigma, self.V)
 
     def particle_drift(self, x):
+        """``-grad V`` at the particles ``x`` (N, d)."""
         return -self.potential.grad(x)
 
 
@@ -172,13 +184,16 @@ class PorousMedium(Energy):
         self._y_prev: tuple[float, Tensor] | None = None
 
     def parts(self, p):
+        """The internal energy ``int rho^m / (m - 1)``."""
         rho = p / self.v
         return {"internal": float((self.v * rho**self.m).sum()) / (self.m - 1.0)}
 
     def first_variation(self, p):
+        """``m / (m - 1) rho^(m-1)`` at the cell centres."""
         return self.m / (self.m - 1.0) * (p / self.v) ** (self.m - 1.0)
 
     def prox_log(self, log_p, sigma):
+        """The KL prox of the internal energy, cell by cell by a monotone Newton iteration."""
         # r minimises sigma v (r/v)^m/(m-1) + r log(r/p) - r.  With c = sigma m / ((m-1) v^(m-1))
         # and y = log(c r^(m-1)) the optimality condition reads
         #     psi(y) = e^y + y/(m-1) - R = 0,   R = log p + log(c)/(m-1),
@@ -213,8 +228,10 @@ class PorousMedium(Energy):
 
 
 class Crowd(Energy):
-    """``F = int V rho + i(rho <= kappa)`` (+ ``D int rho log rho``): crowd motion with
-    congestion (Maury, Roudneff-Chupin & Santambrogio), ``V`` the distance to an exit."""
+    """``F = int V rho + i(rho <= kappa)`` (+ ``D int rho log rho``).
+
+    Crowd motion with congestion (Maury, Roudneff-Chupin & Santambrogio), ``V`` the distance to an exit.
+    """
 
     name = "crowd"
 
@@ -227,18 +244,21 @@ class Crowd(Energy):
         self.kappa = float(kappa)
 
     def parts(self, p):
+        """The potential term, and the entropy term when there is diffusion."""
         out = {"potential": float((self.V * p).sum())}
         if self.diffusion:
             out["entropy"] = self._entropy(p)
         return out
 
     def first_variation(self, p):
+        """``V`` (plus the entropy's variation when there is diffusion) at the cell centres."""
         fv = self.V.clone()
         if self.diffusion:
             fv = fv + self._entropy_variation(p)
         return fv
 
     def prox_log(self, log_p, sigma):
+        """The KL prox of potential and entropy, capped at the congestion density ``kappa``."""
         # a 1-D convex problem per cell: the prox of f + i(r <= cap) is min(prox f, cap)
         cap = math.log(self.kappa * self.v)
         return torch.clamp_max(self._entropy_prox(log_p, sigma, self.V), cap)
@@ -285,21 +305,25 @@ class Aggregation(Energy):
         return full[tuple(slice(0, n) for n in self.grid.shape)]
 
     def parts(self, p):
+        """The interaction term ``1/2 int (W * rho) rho``, and the entropy term when there is diffusion."""
         out = {"interaction": 0.5 * float((p * self.convolve(p)).sum())}
         if self.diffusion:
             out["entropy"] = self._entropy(p)
         return out
 
     def first_variation(self, p):
+        """``W * rho`` (plus the entropy's variation when there is diffusion) at the cell centres."""
         fv = self.convolve(p)
         if self.diffusion:
             fv = fv + self._entropy_variation(p)
         return fv
 
     def begin_step(self, p):
+        """Freeze the interaction potential ``W * rho_k`` for the coming step (semi-implicit)."""
         self._phi = self.convolve(p)
 
     def prox_log(self, log_p, sigma):
+        """The closed-form KL prox with the frozen interaction potential, in the log domain."""
         return self._entropy_prox(log_p, sigma, self._phi)
 
     def particle_drift(self, x, pair_chunk: int = 1 << 22):
@@ -310,10 +334,12 @@ class Aggregation(Energy):
 
 
 class LogKernel:
-    """The 2-D Newtonian (logarithmic) kernel ``W(x) = strength * log|x|``, with the singular
-    value at the origin replaced by its average over the grid cell centred there (so that
-    ``W * rho`` on the grid is the cell-averaged potential of a cell-uniform density at that
-    point)."""
+    """The 2-D Newtonian (logarithmic) interaction kernel, cell-averaged at the origin.
+
+    The 2-D Newtonian (logarithmic) kernel ``W(x) = strength * log|x|``, with the singular value at the
+    origin replaced by its average over the grid cell centred there (so that ``W * rho`` on the grid is
+    the cell-averaged potential of a cell-uniform density at that point).
+    """
 
     kind = "log"
 
@@ -328,10 +354,12 @@ class LogKernel:
         self.log_origin = float(0.5 * torch.log(gx**2 + gy**2).mean())
 
     def radial(self, r: Tensor) -> Tensor:
+        """``strength * log r``, with the cell-averaged value at ``r = 0``."""
         safe = torch.where(r > 0, r, torch.ones_like(r))
         return self.strength * torch.where(r > 0, torch.log(safe), torch.full_like(r, self.log_origin))
 
     def __call__(self, diff) -> Tensor:
+        """The kernel at the displacement components ``diff``."""
         return self.radial(torch.sqrt(sum(d**2 for d in diff)))
 
     def grad(self, diff: Tensor) -> Tensor:
@@ -342,13 +370,13 @@ class LogKernel:
 
 
 class KellerSegel(Aggregation):
-    """Parabolic-elliptic Keller-Segel in 2-D as a Wasserstein gradient flow:
-    ``d_t rho = D Laplacian rho - chi div(rho grad c)``, ``-Laplacian c = rho``, whose free
-    energy for a density of mass ``M`` is ``D int rho log rho + chi/(4 pi) int int log|x-y|
-    rho(x) rho(y)``.  The grid measures have mass 1 (``rho = M p``); the flow of the mass-M
-    density is the flow of ``F(p) = D int p log p + chi M / (4 pi) int int log|x-y| dp dp``
-    (the energy divided by M, constants dropped), an :class:`Aggregation` with the kernel
-    ``W = chi M / (2 pi) log|x|`` (:class:`LogKernel`).
+    """Parabolic-elliptic Keller-Segel in 2-D as a Wasserstein gradient flow.
+
+    ``d_t rho = D Laplacian rho - chi div(rho grad c)``, ``-Laplacian c = rho``, whose free energy for a
+    density of mass ``M`` is ``D int rho log rho + chi/(4 pi) int int log|x-y| rho(x) rho(y)``. The grid
+    measures have mass 1 (``rho = M p``); the flow of the mass-M density is the flow of ``F(p) = D int p
+    log p + chi M / (4 pi) int int log|x-y| dp dp`` (the energy divided by M, constants dropped), an
+    :class:`Aggregation` with the kernel ``W = chi M / (2 pi) log|x|`` (:class:`LogKernel`).
 
     Critical mass ``8 pi D / chi``: below it the density spreads, above it concentrates
     (blows up in finite time).  In the whole plane the second moment per unit mass
@@ -369,6 +397,7 @@ class KellerSegel(Aggregation):
 
     @property
     def critical_mass(self) -> float:
+        """The critical mass ``8 pi D / chi`` above which the solution blows up."""
         return 8 * math.pi * self.diffusion / self.chi
 
     def virial_rate(self) -> float:

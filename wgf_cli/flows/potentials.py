@@ -65,6 +65,7 @@ class QuadraticPotential(Potential):
         self.matrix = A
 
     def __call__(self, xs):
+        """``(x - mean)^T A (x - mean) / 2`` on the coordinate arrays ``xs``."""
         d = len(xs)
         dev = [x - m for x, m in zip(xs, self.mean, strict=True)]
         out = torch.zeros_like(xs[0])
@@ -87,6 +88,7 @@ class DoubleWellPotential(Potential):
         self.width, self.depth, self.stiffness = float(width), float(depth), float(stiffness)
 
     def __call__(self, xs):
+        """The double well along the first axis plus a quadratic confinement along the others."""
         u = (xs[0] - self.center[0]) ** 2 / self.width**2 - 1.0
         out = self.depth * u**2
         for k in range(1, len(xs)):
@@ -95,8 +97,11 @@ class DoubleWellPotential(Potential):
 
 
 class ExprPotential(Potential):
-    """A user expression in ``x``, ``y``, ``z`` (the coordinates) and torch functions,
-    e.g. ``"2*(x-0.5)**2 + sin(6*y)"``."""
+    """A potential given as a user expression in the coordinates ``x``, ``y``, ``z``.
+
+    A user expression in ``x``, ``y``, ``z`` (the coordinates) and torch functions, e.g. ``"2*(x-0.5)**2
+    + sin(6*y)"``.
+    """
 
     def __init__(self, expr: str, dim: int):
         self.expr = expr
@@ -107,6 +112,7 @@ class ExprPotential(Potential):
             raise ValueError(f"expression {expr!r} must give one value per point")
 
     def __call__(self, xs):
+        """The expression evaluated on the coordinate arrays ``xs``."""
         names = dict(_EXPR_NAMES)
         names.update(dict(zip("xyz", xs, strict=False)))
         out = _eval_expr(self.expr, names)
@@ -152,6 +158,7 @@ class RadialKernel:
             self.radial(torch.linspace(0.0, 1.0, 3, dtype=torch.float64))
 
     def radial(self, r: Tensor) -> Tensor:
+        """The kernel as a function of the distance ``r``."""
         if self.kind == "power":
             u = r / self.length
             return self.strength * (u**self.pa / self.pa - u**self.pr / self.pr)
@@ -161,6 +168,7 @@ class RadialKernel:
         return out + torch.zeros_like(r) if not torch.is_tensor(out) else out
 
     def __call__(self, diff: Sequence[Tensor]) -> Tensor:
+        """The kernel at the displacement components ``diff``."""
         r = torch.sqrt(sum(d**2 for d in diff))
         return self.radial(r)
 

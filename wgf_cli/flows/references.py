@@ -91,10 +91,12 @@ def barenblatt_constant(m: float, dim: int, mass: float) -> float:
 
 def barenblatt_density(xs: Sequence[Tensor], m: float, t: float, center: Sequence[float],
                        mass: float = 1.0) -> Tensor:
-    """Barenblatt solution of ``d rho/dt = Laplacian(rho^m)`` at time t > 0 (density)::
+    """Barenblatt solution of ``d rho/dt = Laplacian(rho^m)`` at time t > 0 (density).
 
-        U(t, x) = t^{-alpha} (C - k |x - x0|^2 t^{-2 beta})_+^{1/(m-1)},
-        alpha = d / (d (m-1) + 2),  beta = alpha / d,  k = alpha (m-1) / (2 m d).
+    The self-similar profile::
+
+    U(t, x) = t^{-alpha} (C - k |x - x0|^2 t^{-2 beta})_+^{1/(m-1)},
+    alpha = d / (d (m-1) + 2),  beta = alpha / d,  k = alpha (m-1) / (2 m d).
     """
     dim = len(xs)
     alpha = dim / (dim * (m - 1) + 2)

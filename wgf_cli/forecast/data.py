@@ -62,8 +62,11 @@ def read_manifest(build_dir: str | Path) -> dict:
 
 
 def check_build(build_dir: str | Path, context: int, embedding: tuple[str, int] | None = None) -> dict:
-    """Check a build folder before any work: files present, sequences at least ``context`` days
-    long, and (when given) the embedding ``(name, dim)`` a checkpoint was trained with."""
+    """Check a build folder before any work.
+
+    Files present, sequences at least ``context`` days long, and (when given) the embedding ``(name,
+    dim)`` a checkpoint was trained with.
+    """
     root = Path(build_dir)
     ds = read_manifest(root)
     for rel in ("descriptors/descriptors.npz", "descriptors/standard_events.npz",
@@ -96,6 +99,7 @@ class StandardEvents:
     country_vectors: np.ndarray  # [Q, E] float32
 
     def country_name(self, code: str) -> str:
+        """The readable name of a country code (the code itself when unknown)."""
         hit = np.flatnonzero(self.country_codes == code)
         return str(self.country_names[hit[0]]) if len(hit) else str(code)
 
@@ -130,21 +134,26 @@ class GdeltBuild:
 
     @property
     def k(self) -> int:
+        """Points per day cloud."""
         return int(self.points.shape[2])
 
     @property
     def dim(self) -> int:
+        """Embedding dimension of the cloud points."""
         return int(self.points.shape[3])
 
     @property
     def n_countries(self) -> int:
+        """Number of countries in the panel."""
         return int(len(self.countries))
 
     @property
     def context(self) -> int:
+        """Context length (days) the build's sequences were cut with."""
         return int(self.dataset["context"])
 
     def split(self, name: str) -> pd.DataFrame:
+        """The sequence index rows of split ``name`` (``train``, ``val`` or ``test``)."""
         return self.index[self.index["split"] == name].reset_index(drop=True)
 
     def weekday(self, extra: int = 0) -> np.ndarray:
@@ -158,8 +167,7 @@ class GdeltBuild:
         return (last + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The per-day arrays as tensors, made once per build and shared by every
-        :class:`SequenceData` of it."""
+        """The per-day arrays as tensors, made once per build and shared by every :class:`SequenceData` of it."""
         key = tuple(id(a) for a in (self.counts, self.total, self.observed, self.points, self.weights,
                                     self.goldstein_mean, self.goldstein_std, self.multi_frac))
         cache = self.__dict__.get("_tensors")
@@ -217,9 +225,12 @@ def day_features(build: GdeltBuild) -> np.ndarray:
 
 
 def world_features(build: GdeltBuild) -> np.ndarray:
-    """The panel's state of every day: [D, C, 5] float32, per country the shares of the four
-    QuadClasses among the day's events and ``log1p`` of its total (all 0 on a day without
-    events or not observed).  Row ``d`` uses day ``d``'s descriptors only."""
+    """The panel's state of every day.
+
+    [D, C, 5] float32, per country the shares of the four QuadClasses among the day's events and
+    ``log1p`` of its total (all 0 on a day without events or not observed). Row ``d`` uses day ``d``'s
+    descriptors only.
+    """
     quad = build.counts.sum(2).astype(np.float64)  # [C, D, 4]
     n = quad.sum(-1, keepdims=True)
     share = np.divide(quad, n, out=np.zeros_like(quad), where=n > 0)
@@ -316,10 +327,12 @@ class BatchDataset(torch.utils.data.Dataset):
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, shuffle: bool = True,
                   rank: int = 0, world: int = 1, per_epoch: int = 0) -> list[np.ndarray]:
-    """The batches of one epoch: a permutation drawn from ``(seed, epoch)`` alone (so a
-    resumed run sees the same order), cut to its first ``per_epoch`` sequences (0: all; the
-    sequences overlap heavily, so an epoch of a fresh random subset loses little), sharded
-    over ``world`` ranks."""
+    """The batches of one epoch.
+
+    A permutation drawn from ``(seed, epoch)`` alone (so a resumed run sees the same order), cut to its
+    first ``per_epoch`` sequences (0: all; the sequences overlap heavily, so an epoch of a fresh random
+    subset loses little), sharded over ``world`` ranks.
+    """
     if shuffle:
         g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
         order = torch.randperm(n, generator=g).numpy()

@@ -76,6 +76,7 @@ class ModelConfig:
     prior: bool = False  # free head: residuals on a prior forecast (batch prior_cells / prior_log_mu)
 
     def to_dict(self) -> dict:
+        """The configuration as a plain dict (saved with checkpoints)."""
         return asdict(self)
 
 
@@ -90,10 +91,12 @@ class ForecastOutput:
     cloud_logw: torch.Tensor | None  # [B, P, K] log weights
 
     def root_log_probs(self) -> torch.Tensor:
+        """Log-probabilities of the 20 CAMEO root codes, summed over QuadClasses."""
         lp = torch.log_softmax(self.cell_logits.float(), -1)
         return torch.logsumexp(lp.unflatten(-1, (N_ROOT, N_QUAD)), -1)
 
     def quad_log_probs(self) -> torch.Tensor:
+        """Log-probabilities of the four QuadClasses, summed over root codes."""
         lp = torch.log_softmax(self.cell_logits.float(), -1)
         return torch.logsumexp(lp.unflatten(-1, (N_ROOT, N_QUAD)), -2)
 
@@ -110,6 +113,7 @@ class SetEncoder(nn.Module):
         self.scale = 1.0 / math.sqrt(d)
 
     def forward(self, points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Pool each weighted point cloud ``[..., K, dim]`` into one vector ``[..., d]`` by attention."""
         h = self.proj(points)  # [..., K, d]
         present = weights > 0
         logits = torch.einsum("...kd,hd->...hk", h, self.query) * self.scale
@@ -137,6 +141,7 @@ class WorldEncoder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(heads * N_WORLD, d), nn.GELU(), nn.Linear(d, d))
 
     def forward(self, world: torch.Tensor, country: torch.Tensor) -> torch.Tensor:
+        """The token [B, L, d] of the panel ``world`` [B, L, C, F] as seen from each ``country`` [B]."""
         g = self.graph[country].to(world.dtype)  # [B, H, C]
         agg = torch.einsum("bhj,bljf->blhf", g, world)
         return self.mlp(agg.flatten(-2))
@@ -173,6 +178,7 @@ class EmaMixer(nn.Module):
         return k * (-torch.expm1(log_lam))[:, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + W e`` for the tokens ``x`` [B, L, d], ``e`` their causal moving averages."""
         e = torch.einsum("cts,bsc->btc", self.kernel(x.shape[1]).to(x.dtype), x)
         return x + self.out(e)
 
@@ -216,8 +222,11 @@ class RegimeFilter(nn.Module):
 
     def forward(self, counts: torch.Tensor, log_mixes: torch.Tensor, country: torch.Tensor,
                 dow: torch.Tensor, next_dow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``counts`` [B, L, 80], ``log_mixes`` [K, 80] (normalised) -> the log predictive
-        state law [B, L, K] and log predictive mean total [B, L] of every next day."""
+        """Run the regime filter over a batch of count sequences.
+
+        ``counts`` [B, L, 80], ``log_mixes`` [K, 80] (normalised) -> the log predictive state law [B, L, K]
+        and log predictive mean total [B, L] of every next day.
+        """
         with torch.autocast(counts.device.type, enabled=False):
             counts, log_mixes = counts.to(self.trans.dtype), log_mixes.to(self.trans.dtype)
             lam = self.log_rates(country, dow)
@@ -297,9 +306,11 @@ class Forecaster(nn.Module):
         self.cloud_branch: Forecaster | None = None
 
     def attach_cloud_branch(self) -> Forecaster:
-        """A copy of this network that from now on makes the cloud forecast (the other heads
-        stay with this one): the cloud's own weights, to be trained on after the event heads
-        have stopped (the trainer's cloud phase)."""
+        """A copy of this network that from now on makes the cloud forecast (the other heads stay with this one).
+
+        The cloud's own weights, to be trained on after the event heads have stopped (the trainer's cloud
+        phase).
+        """
         self.cloud_branch = None
         branch = copy.deepcopy(self)
         self.cloud_branch = branch
@@ -308,11 +319,13 @@ class Forecaster(nn.Module):
     def init_biases(self, cell_freq: torch.Tensor, mean_total: float, alpha: float = 0.1,
                     mixes: torch.Tensor | None = None,
                     country_totals: torch.Tensor | None = None) -> None:
-        """Start the heads at the training base rates (cell frequencies, mean total); a
-        mixture head's components at ``mixes`` [K, 80] (e.g. training days grouped by their
-        conflict share; without them the base rates, tilted apart at random); a regime
-        filter's per-country volumes at ``country_totals`` [C] (mean events per day; without
-        them ``mean_total``), and the total head then at the filter's predictive mean."""
+        """Start the heads at the training base rates (cell frequencies, mean total).
+
+        A mixture head's components at ``mixes`` [K, 80] (e.g. training days grouped by their conflict
+        share; without them the base rates, tilted apart at random); a regime filter's per-country volumes
+        at ``country_totals`` [C] (mean events per day; without them ``mean_total``), and the total head
+        then at the filter's predictive mean.
+        """
         with torch.no_grad():
             base = torch.log(cell_freq.clamp_min(1e-6))
             log_total = math.log(max(mean_total, 1e-3))
@@ -365,23 +378,31 @@ class Forecaster(nn.Module):
         return self.norm_out(h)
 
     def mix_loglik(self, feats: torch.Tensor) -> torch.Tensor:
-        """[..., K]: each context day's log-likelihood of its cell counts under every mix of
-        the mixture head, ``sum_cells n log p_k`` centred over ``k`` and divided by 10 (the
-        evidence a regime filter adds up; the mixes enter detached, the head's loss alone
-        fits them).  The counts are recovered from the ``log1p`` features."""
+        """Each context day's centred log-likelihood under every mix of the mixture head, ``[..., K]``.
+
+        [..., K]: each context day's log-likelihood of its cell counts under every mix of the mixture head,
+        ``sum_cells n log p_k`` centred over ``k`` and divided by 10 (the evidence a regime filter adds up;
+        the mixes enter detached, the head's loss alone fits them).  The counts are recovered from the
+        ``log1p`` features.
+        """
         comp = torch.log_softmax(self.components.detach().float(), -1)
         ll = self.counts(feats) @ comp.T
         return (ll - ll.mean(-1, keepdim=True)) / 10.0
 
     @staticmethod
     def counts(feats: torch.Tensor) -> torch.Tensor:
-        """[..., 80] float32: the context days' cell counts, recovered (exactly, for integer
-        counts) from the ``log1p`` features."""
+        """The context days' cell counts ``[..., 80]``, recovered from the ``log1p`` features.
+
+        [..., 80] float32: the context days' cell counts, recovered (exactly, for integer counts) from the
+        ``log1p`` features.
+        """
         return torch.expm1(feats[..., :N_CELLS].float()).clamp_min(0.0).round()
 
     def recency(self, length: int, device) -> torch.Tensor:
-        """ALiBi biases [heads, L, L]: ``-slope_h (t - s)`` for key day ``s`` <= query day ``t``,
-        slopes ``2^(-8 (h + 1) / heads)``."""
+        """ALiBi biases [heads, L, L].
+
+        ``-slope_h (t - s)`` for key day ``s`` <= query day ``t``, slopes ``2^(-8 (h + 1) / heads)``.
+        """
         heads = self.cfg.heads
         slopes = 2.0 ** (-8.0 * torch.arange(1, heads + 1, device=device) / heads)
         pos = torch.arange(length, device=device)
@@ -390,8 +411,11 @@ class Forecaster(nn.Module):
 
     def features(self, batch: dict[str, torch.Tensor]
                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """The heads' input [B, L, d] at every position, with the regime filter's log
-        predictive state law [B, L, K] and log mean total [B, L] (``None`` without a filter)."""
+        """The heads' input and the regime filter's state at every position.
+
+        The heads' input [B, L, d] at every position, with the regime filter's log predictive state law [B,
+        L, K] and log mean total [B, L] (``None`` without a filter).
+        """
         h = self.encode(batch) + self.next_dow(batch["next_dow"])
         prior = filter_log_mu = None
         if self.filter is not None:
@@ -403,8 +427,10 @@ class Forecaster(nn.Module):
 
     def cloud_head(self, h: torch.Tensor, positions: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The day clouds at ``positions`` (default: last) of features ``h`` [B, L, d]: unit
-        vectors [B, P, K, E] and log weights [B, P, K]."""
+        """The day clouds at ``positions`` (default: last) of features ``h`` [B, L, d].
+
+        Unit vectors [B, P, K, E] and log weights [B, P, K].
+        """
         if positions is None:
             positions = torch.tensor([h.shape[1] - 1], device=h.device)
         raw = self.cloud(h[:, positions]).unflatten(-1, (self.cfg.k, self.cfg.dim + 1)).float()
@@ -445,8 +471,10 @@ class Forecaster(nn.Module):
 # ---------------------------------------------------------------------------------------
 def count_nll(n: torch.Tensor, log_mu: torch.Tensor, log_alpha: torch.Tensor,
               dist: str = "negbin") -> torch.Tensor:
-    """Negative log-likelihood of counts ``n`` (elementwise): negative binomial with mean
-    ``mu`` and variance ``mu + alpha mu^2``, or Poisson(mu)."""
+    """Negative log-likelihood of counts ``n`` (elementwise).
+
+    Negative binomial with mean ``mu`` and variance ``mu + alpha mu^2``, or Poisson(mu).
+    """
     mu = log_mu.exp()
     if dist == "poisson":
         return mu - n * log_mu + torch.lgamma(n + 1)
@@ -458,8 +486,11 @@ def count_nll(n: torch.Tensor, log_mu: torch.Tensor, log_alpha: torch.Tensor,
 
 def occurrence_probs(root_probs: torch.Tensor, mu: torch.Tensor, alpha: torch.Tensor | None,
                      dist: str = "negbin") -> torch.Tensor:
-    """P(at least one event of each root code): thinning of the total count by ``p_r`` gives
-    NB(mu p_r, alpha) (``1 - (1 + alpha mu p_r)^(-1/alpha)``) or Poisson(mu p_r)."""
+    """P(at least one event of each root code).
+
+    Thinning of the total count by ``p_r`` gives NB(mu p_r, alpha) (``1 - (1 + alpha mu
+    p_r)^(-1/alpha)``) or Poisson(mu p_r).
+    """
     lam = mu[..., None] * root_probs
     if dist == "poisson" or alpha is None:
         return -torch.expm1(-lam)

@@ -83,8 +83,11 @@ def _kl_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def mean_kl(p: np.ndarray, q: np.ndarray) -> float:
-    """Mean over rows of ``KL(p || q)`` [N, R] (``p`` the oracle's forecast: the expected
-    excess per-event log loss of ``q``, without the sampling noise of the actual events)."""
+    """Mean over rows of ``KL(p || q)`` for forecasts ``p``, ``q`` of shape ``[N, R]``.
+
+    Mean over rows of ``KL(p || q)`` [N, R] (``p`` the oracle's forecast: the expected excess per-event
+    log loss of ``q``, without the sampling noise of the actual events).
+    """
     return float(_kl_rows(p, q).mean()) if len(p) else float("nan")
 
 
@@ -100,8 +103,11 @@ def multilabel_scores(occurred: np.ndarray, probs: np.ndarray, threshold: float 
 
 
 def reliability(occurred: np.ndarray, probs: np.ndarray, bins: int = 10) -> dict:
-    """Reliability diagram of binary forecasts: per equal-width bin the mean forecast, the
-    observed frequency and the count; ECE = sum_b (n_b / n) |freq_b - mean_b|."""
+    """Reliability diagram of binary forecasts.
+
+    Per equal-width bin the mean forecast, the observed frequency and the count; ECE = sum_b (n_b / n)
+    |freq_b - mean_b|.
+    """
     p = probs.ravel().astype(np.float64)
     o = occurred.ravel().astype(np.float64)
     idx = np.minimum((p * bins).astype(int), bins - 1)
@@ -194,8 +200,11 @@ def _count_args(y, mu, alpha) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def count_nll(y, mu, alpha=None) -> np.ndarray:
-    """Per-day ``-log P(Y = y)`` under ``NB(mu, alpha)`` (variance ``mu + alpha mu^2``) or
-    Poisson(mu) where ``alpha`` is None or 0."""
+    """Per-day negative log-likelihood of the counts under a negative binomial or Poisson law.
+
+    Per-day ``-log P(Y = y)`` under ``NB(mu, alpha)`` (variance ``mu + alpha mu^2``) or Poisson(mu)
+    where ``alpha`` is None or 0.
+    """
     from scipy.special import gammaln
 
     y, mu, a = _count_args(y, mu, alpha)
@@ -210,10 +219,12 @@ def count_nll(y, mu, alpha=None) -> np.ndarray:
 
 def _cdf_scan(y, mu, alpha, probs: Sequence[float] = (), tol: float = 1e-10,
               chunk: int = 2048, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """One pass over ``k = 0, 1, ...`` of every day's predictive CDF: the CRPS and the
-    quantiles ``probs``.  The pmf is built in the log domain by the ratio
-    ``p(k+1)/p(k) = mu/(k+1) * (1 + alpha (k - mu) / (1 + alpha mu))``, vectorised over days
-    (in chunks) and blocks of ``k``; a day stops once ``k >= y`` and ``1 - F(k) <= tol``."""
+    """One pass over ``k = 0, 1, ...`` of every day's predictive CDF: the CRPS and the quantiles ``probs``.
+
+    The pmf is built in the log domain by the ratio ``p(k+1)/p(k) = mu/(k+1) * (1 + alpha (k - mu) / (1
+    + alpha mu))``, vectorised over days (in chunks) and blocks of ``k``; a day stops once ``k >= y``
+    and ``1 - F(k) <= tol``.
+    """
     y, mu, a = _count_args(y, mu, alpha)
     n = len(y)
     crps = np.zeros(n)
@@ -262,9 +273,11 @@ def _cdf_scan(y, mu, alpha, probs: Sequence[float] = (), tol: float = 1e-10,
 
 
 def count_crps(y, mu, alpha=None) -> np.ndarray:
-    """Per-day ranked probability score of the count ``y`` under ``NB(mu, alpha)`` (Poisson
-    where ``alpha`` is None or 0): ``sum_{k>=0} (F(k) - 1{k >= y})^2`` (in events; exact up
-    to a tail below 1e-10)."""
+    """Per-day ranked probability score of the count ``y`` under ``NB(mu, alpha)``.
+
+    Per-day ranked probability score of the count ``y`` under ``NB(mu, alpha)`` (Poisson where ``alpha``
+    is None or 0): ``sum_{k>=0} (F(k) - 1{k >= y})^2`` (in events; exact up to a tail below 1e-10).
+    """
     return _cdf_scan(y, mu, alpha)[0]
 
 
@@ -275,8 +288,11 @@ def count_quantiles(mu, alpha=None, probs: Sequence[float] = (0.1, 0.9)) -> np.n
 
 
 def interval_coverage(y, mu, alpha=None, level: float = 0.8) -> np.ndarray:
-    """Per day: whether ``y`` lies in the central ``level`` predictive interval
-    ``[Q((1-level)/2), Q((1+level)/2)]`` (bool [N])."""
+    """Per day, whether ``y`` lies in the central ``level`` predictive interval.
+
+    Per day: whether ``y`` lies in the central ``level`` predictive interval ``[Q((1-level)/2),
+    Q((1+level)/2)]`` (bool [N]).
+    """
     lo, hi = (1 - level) / 2, (1 + level) / 2
     q = _cdf_scan(y, mu, alpha, (lo, hi))[1]
     y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -287,8 +303,10 @@ def interval_coverage(y, mu, alpha=None, level: float = 0.8) -> np.ndarray:
 # uncertainty of mean scores
 # ---------------------------------------------------------------------------------------
 def country_week_blocks(country, target_day, week: int = 7) -> np.ndarray:
-    """Block labels of (country, week) for block resampling: days ``d`` of country ``c`` with
-    the same ``d // week`` share a label (int64 [N])."""
+    """Block labels of (country, week) for block resampling.
+
+    Days ``d`` of country ``c`` with the same ``d // week`` share a label (int64 [N]).
+    """
     c = np.asarray(country, dtype=np.int64).reshape(-1)
     w = np.asarray(target_day, dtype=np.int64).reshape(-1) // int(week)
     return c * (int(w.max(initial=0)) + 1) + w
@@ -296,10 +314,12 @@ def country_week_blocks(country, target_day, week: int = 7) -> np.ndarray:
 
 def block_bootstrap_ci(values, blocks, n_boot: int = 2000, level: float = 0.95,
                        seed: int = 0) -> tuple[float, float]:
-    """Percentile interval of the mean of ``values`` by the block bootstrap: the G blocks
-    (labels ``blocks``) are drawn G times with replacement (``numpy`` generator ``seed``) and
-    the mean is the pooled one, ``sum(values) / count`` over the drawn blocks.  ``values``
-    must be finite (select the days first)."""
+    """Percentile interval of the mean of ``values`` by the block bootstrap.
+
+    The G blocks (labels ``blocks``) are drawn G times with replacement (``numpy`` generator ``seed``)
+    and the mean is the pooled one, ``sum(values) / count`` over the drawn blocks. ``values`` must be
+    finite (select the days first).
+    """
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     b = np.asarray(blocks).reshape(-1)
     if len(v) != len(b):
@@ -337,7 +357,8 @@ def diebold_mariano(loss_a, loss_b, blocks=None, lag: int | None = None) -> dict
     (Bartlett) long-run variance with ``lag`` (default :func:`newey_west_lag`) of ``d`` in
     the given order (t with ``n - 1`` degrees of freedom, as Harvey-Leybourne-Newbold).
     Returns ``stat`` (``dbar / se``; negative: ``a`` has the lower loss), the two-sided
-    ``pvalue``, ``mean_diff``, ``se``, ``n`` and ``df``.  Inputs must be finite."""
+    ``pvalue``, ``mean_diff``, ``se``, ``n`` and ``df``.  Inputs must be finite.
+    """
     from scipy import stats
 
     a = np.asarray(loss_a, dtype=np.float64).reshape(-1)
@@ -395,10 +416,11 @@ DEFAULT_METRICS = ("log_loss", "brier", "ece", "quad_kl", "count_crps", "count_n
 
 
 def per_day_scores(pred: Any, counts: np.ndarray, total: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per-day scores of one method (``pred`` has ``root_probs``, ``quad_probs``,
-    ``total_mean``, ``alpha``): ``log_loss``, ``brier``, ``quad_kl`` (NaN on days without
-    events), ``count_crps``, ``count_nll``, ``coverage80`` (every day).  ``counts`` [N, 20, 4],
-    ``total`` [N] (default: the counts' sum)."""
+    """Per-day scores of one method (``pred`` has ``root_probs``, ``quad_probs``, ``total_mean``, ``alpha``).
+
+    ``log_loss``, ``brier``, ``quad_kl`` (NaN on days without events), ``count_crps``, ``count_nll``,
+    ``coverage80`` (every day). ``counts`` [N, 20, 4], ``total`` [N] (default: the counts' sum).
+    """
     counts = np.asarray(counts)
     root_n, quad_n = counts.sum(-1), counts.sum(-2)
     y = counts.sum((-1, -2)) if total is None else np.asarray(total)
@@ -423,7 +445,8 @@ def score_all(preds: Mapping[str, Any], counts: np.ndarray, total: np.ndarray | 
     ``level`` block-bootstrap interval of the mean log loss (at least two blocks with
     events needed).  Raises :class:`ScoreError`
     naming the method and metric when a requested score is undefined (e.g. no day with
-    events) or NaN."""
+    events) or NaN.
+    """
     known = set(EVENT_METRICS) | set(COUNT_METRICS) | set(OCCUR_METRICS)
     bad = [m for m in metrics if m not in known]
     if bad:
@@ -472,8 +495,11 @@ def score_all(preds: Mapping[str, Any], counts: np.ndarray, total: np.ndarray | 
 def compare(pred_a: Any, pred_b: Any, counts: np.ndarray, blocks: np.ndarray | None = None,
             metric: str = "log_loss", total: np.ndarray | None = None,
             lag: int | None = None) -> dict[str, float]:
-    """:func:`diebold_mariano` of two methods' per-day ``metric`` on the days where it is
-    defined (days with events for the event-mix scores)."""
+    """Diebold-Mariano comparison of two methods on one per-day metric.
+
+    :func:`diebold_mariano` of two methods' per-day ``metric`` on the days where it is defined (days
+    with events for the event-mix scores).
+    """
     da = per_day_scores(pred_a, counts, total)[metric]
     db = per_day_scores(pred_b, counts, total)[metric]
     ok = np.isfinite(da) & np.isfinite(db)

@@ -1,5 +1,7 @@
-"""Forecast text: sampled next-day event sets projected on the basis of standard events, and
-the partners a country's events actually involve.
+"""Forecast text: next-day event sets and a country's partners, in words.
+
+Forecast text: sampled next-day event sets projected on the basis of standard events, and the
+partners a country's events actually involve.
 
 A forecast cloud is K atoms ``x_k`` on the embedding sphere with weights ``w_k`` plus a
 total-count distribution (negative binomial: a Gamma-Poisson mixture with mean ``mu`` and
@@ -44,10 +46,12 @@ def project_atoms(x: torch.Tensor, basis: StandardEvents) -> Projection:
 
 def partner_shares(partners: np.ndarray, counts: np.ndarray, focal: str, basis: StandardEvents,
                    top: int = 3) -> list[tuple[str, str, float]]:
-    """The ``top`` partners of a country over some days, with their share of the partnered
-    events: ``partners`` [..., 3] FIPS codes ('' for none; the focal code itself means
-    domestic) and ``counts`` [..., 3] events per partner, summed over the leading axes.
-    Returns (code, label, share) with the label ``domestic`` for the focal country."""
+    """The ``top`` partners of a country over some days, with their share of the partnered events.
+
+    ``partners`` [..., 3] FIPS codes ('' for none; the focal code itself means domestic) and ``counts``
+    [..., 3] events per partner, summed over the leading axes. Returns (code, label, share) with the
+    label ``domestic`` for the focal country.
+    """
     tally: dict[str, float] = {}
     for code, n in zip(partners.reshape(-1).tolist(), counts.reshape(-1).tolist(), strict=True):
         if code and n > 0:
@@ -101,22 +105,28 @@ def _gamma(shape: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def phrase(country: str, event: str, partner: str | None) -> str:
+    """One forecast line: the country, the event and, when known, the partner."""
     return f"{country} — {event} — {partner}" if partner else f"{country} — {event}"
 
 
 def forecast_phrases(probs: np.ndarray, country: str, basis: StandardEvents, top: int,
                      partner: str | None) -> list[str]:
-    """The ``top`` most probable standard events (``probs`` [P]), each with ``partner`` (the
-    country's main recent partner, or None)."""
+    """The ``top`` most probable standard events of a forecast, as phrases.
+
+    The ``top`` most probable standard events (``probs`` [P]), each with ``partner`` (the country's main
+    recent partner, or None).
+    """
     order = np.argsort(-probs, kind="stable")
     return [phrase(country, str(basis.phrases[e]), partner) for e in order[:top] if probs[e] > 0]
 
 
 def actual_phrases(proj_event: np.ndarray, weights: np.ndarray, country: str, basis: StandardEvents,
                    top: int, partner: str | None) -> list[str]:
-    """The actual day's cloud as text: its distinct standard events by total weight, each with
-    the day's main partner (``partner``: from that day's events; None when no event of the
-    day had a located actor)."""
+    """The actual day's cloud as text.
+
+    Its distinct standard events by total weight, each with the day's main partner (``partner``: from
+    that day's events; None when no event of the day had a located actor).
+    """
     mass: dict[int, float] = {}
     for e, w in zip(proj_event.tolist(), weights.tolist(), strict=True):
         if w > 0:

@@ -36,6 +36,7 @@ class ToyData:
 
     @property
     def n_modes(self) -> int:
+        """Number of mixture modes (0 for the continuous datasets)."""
         return 0 if self.centres is None else int(self.centres.shape[0])
 
     def sample(self, count: int, generator: torch.Generator, device: str | torch.device = "cpu",
@@ -59,8 +60,11 @@ def _swissroll(count: int, noise: float, generator: torch.Generator) -> torch.Te
 
 
 def make_dataset(name: str, *, std: float | None = None) -> ToyData:
-    """The dataset ``name`` (one of :data:`DATASETS`); ``std`` overrides the mode std of
-    ``gauss2_1d`` (default 0.1) and, for the others, the std *before* the rescaling."""
+    """The dataset ``name`` (one of :data:`DATASETS`).
+
+    ``std`` overrides the mode std of ``gauss2_1d`` (default 0.1) and, for the others, the std *before*
+    the rescaling.
+    """
     f64 = torch.float64
     if name == "gauss2_1d":
         return ToyData(name, 1, torch.tensor([[-1.0], [1.0]], dtype=f64), 0.1 if std is None else std)

@@ -29,6 +29,7 @@ import numpy as np
 
 @dataclass
 class Trajectory:
+    """Orbits of the Dirac-GAN flow: times and ``(θ, ψ)`` of ``m`` trajectories side by side."""
     t: np.ndarray  # (N+1,)
     theta: np.ndarray  # (N+1, m) -- m trajectories side by side
     psi: np.ndarray
@@ -36,6 +37,7 @@ class Trajectory:
 
     @property
     def radius(self) -> np.ndarray:
+        """Distance ``sqrt(θ² + ψ²)`` to the equilibrium at every time."""
         return np.hypot(self.theta, self.psi)
 
 
@@ -150,10 +152,12 @@ def clipped_cycle(theta0: float, psi0: float, c: float) -> tuple[float, float]:
 
 
 def time_to_cycle(traj: Trajectory) -> np.ndarray:
-    """Measured time to reach the limit cycle: the orbit reaches the circle of radius ``c``
-    at the end of its first slide along a face, where ``θ`` crosses 0 (linear interpolation
-    inside the step: on the face ``θ' = ±c`` exactly).  0 for an orbit that never touched
-    the box; NaN when the slide has not ended by the last step."""
+    """Measured time to reach the limit cycle.
+
+    The orbit reaches the circle of radius ``c`` at the end of its first slide along a face, where ``θ``
+    crosses 0 (linear interpolation inside the step: on the face ``θ' = ±c`` exactly). 0 for an orbit
+    that never touched the box; NaN when the slide has not ended by the last step.
+    """
     assert traj.on_boundary is not None, "time_to_cycle needs a clipped flow()"
     out = np.zeros(traj.theta.shape[1])
     for j in range(traj.theta.shape[1]):

@@ -111,4 +111,5 @@ class SinkhornLoss:
         self.fn = geomloss_sinkhorn(p=p, blur=blur, scaling=scaling)
 
     def __call__(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """The debiased Sinkhorn divergence between the fake and real samples."""
         return self.fn(fake, real)

@@ -30,17 +30,22 @@ def mlp(in_dim: int, out_dim: int, hidden: int, depth: int, activation: str = "r
 
 
 class Scale(nn.Module):
-    """Multiplication by a fixed factor (not trained): puts a network's inputs or outputs on
-    the data's scale, so that the MLP itself works with O(1) quantities."""
+    """Multiplication by a fixed factor (not trained).
+
+    Puts a network's inputs or outputs on the data's scale, so that the MLP itself works with O(1)
+    quantities.
+    """
 
     def __init__(self, factor: float) -> None:
         super().__init__()
         self.factor = float(factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` times the fixed factor."""
         return x * self.factor
 
     def extra_repr(self) -> str:
+        """The factor, for the module's printout."""
         return f"factor={self.factor:g}"
 
 
@@ -59,6 +64,7 @@ def critic_net(dim: int, hidden: int, depth: int, activation: str = "relu",
 
 
 def linear_layers(net: nn.Module) -> list[nn.Linear]:
+    """The linear layers of ``net`` in order."""
     return [m for m in net.modules() if isinstance(m, nn.Linear)]
 
 

@@ -40,8 +40,10 @@ def w1_distance(theta):
 
 
 def w1_gp_value(theta, lam: float):
-    """The WGAN-GP critic's value at the penalised optimum, without the penalty:
-    ``E_P f − E_Q f = k |θ|`` with ``k = 1 + |θ| / (2λ)``, i.e. ``|θ| + θ² / (2λ)``."""
+    """The WGAN-GP critic's value at the penalised optimum, without the penalty.
+
+    ``E_P f − E_Q f = k |θ|`` with ``k = 1 + |θ| / (2λ)``, i.e. ``|θ| + θ² / (2λ)``.
+    """
     th = np.abs(np.asarray(theta, dtype=np.float64))
     return th + th * th / (2.0 * lam)
 
@@ -58,6 +60,7 @@ def sample_line(theta: float, n: int, generator: torch.Generator, dtype=torch.fl
 
 
 def critic_mlp(hidden: int = 64, depth: int = 2) -> nn.Sequential:
+    """A ReLU MLP from the plane to one output (``depth`` hidden layers of width ``hidden``)."""
     layers: list[nn.Module] = []
     d = 2
     for _ in range(depth):
@@ -69,6 +72,7 @@ def critic_mlp(hidden: int = 64, depth: int = 2) -> nn.Sequential:
 
 @dataclass
 class TrainedCritic:
+    """A critic trained at one ``θ`` and what it measures on fresh samples."""
     theta: float
     kind: str  # "gan" | "wgan_gp"
     estimate: float  # JS estimate (gan) or E_P f - E_Q f (wgan_gp), on fresh samples
@@ -78,10 +82,12 @@ class TrainedCritic:
 
 def train_critic(theta: float, kind: str, steps: int = 500, batch: int = 256, hidden: int = 64,
                  lr: float = 1e-3, lam: float = 10.0, seed: int = 0, eval_samples: int = 4096) -> TrainedCritic:
-    """Train a GAN discriminator (``kind="gan"``, logits ``f``, ``D = σ(f)``) or a WGAN-GP
-    critic (``kind="wgan_gp"``) to separate ``P_0`` from ``P_θ`` with Adam, then measure on
-    fresh samples the divergence estimate and its gradient in ``θ`` (autograd through the
-    generated points ``(θ, y)``)."""
+    """Train a GAN discriminator or a WGAN-GP critic between two parallel lines and measure it.
+
+    Train a GAN discriminator (``kind="gan"``, logits ``f``, ``D = σ(f)``) or a WGAN-GP critic
+    (``kind="wgan_gp"``) to separate ``P_0`` from ``P_θ`` with Adam, then measure on fresh samples the
+    divergence estimate and its gradient in ``θ`` (autograd through the generated points ``(θ, y)``).
+    """
     if kind not in ("gan", "wgan_gp"):
         raise ValueError(f"kind must be gan or wgan_gp, got {kind!r}")
     torch.manual_seed(seed)

@@ -107,9 +107,12 @@ class ProtocolConfig:
         return self.train.iterations
 
     def generators(self) -> tuple[int | None, dict[str, int | None]]:
-        """Which generator the headline metrics score (``None``: the trained one, ``k``:
-        ``GANTrainer.G_ema[k]``) and the others scored beside it, by key prefix (``raw_``,
-        ``ema<decay>_``)."""
+        """The generator the headline metrics score and the others scored beside it.
+
+        Returns:
+            The headline generator (``None``: the trained one, ``k``: ``GANTrainer.G_ema[k]``) and
+            the others by key prefix (``raw_``, ``ema<decay>_``).
+        """
         head = 0 if self.ema_decay > 0 else None
         others: dict[str, int | None] = {"raw_": None} if self.ema_decay > 0 else {}
         for k, d in enumerate(self.ema_compare):
@@ -186,8 +189,10 @@ def seed_statistics(values: list[float | None], worst: str | None = None) -> See
 
 
 def data_scale(data: ToyData) -> float:
-    """The RMS norm per coordinate of the mode centres (of 10,000 samples for data without
-    modes, e.g. the swiss roll): the ``auto`` scale of the MLPs."""
+    """The ``auto`` scale of the MLPs: the RMS norm per coordinate of the mode centres.
+
+    Data without modes (the swiss roll) use 10,000 samples instead of the centres.
+    """
     if data.centres is not None:
         return float(data.centres.pow(2).mean().sqrt())
     x = data.sample(10_000, torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -196,8 +201,11 @@ def data_scale(data: ToyData) -> float:
 
 def critic_grid(plot_range: float, size: int, dim: int, device: str | torch.device,
                 dtype: torch.dtype) -> tuple[torch.Tensor, np.ndarray]:
-    """The points of the critic snapshots and their axis: ``size`` points per axis on
-    ``[-plot_range, plot_range]``; in 2-D ``D(points).reshape(size, size)[i, j] = D(x_i, y_j)``."""
+    """The points of the critic snapshots and their axis.
+
+    ``size`` points per axis on ``[-plot_range, plot_range]``; in 2-D ``D(points).reshape(size, size)[i,
+    j] = D(x_i, y_j)``.
+    """
     ax = torch.linspace(-plot_range, plot_range, size, dtype=torch.float64)
     pts = ax[:, None] if dim == 1 else torch.cartesian_prod(ax, ax)
     return pts.to(device=device, dtype=dtype), ax.numpy()

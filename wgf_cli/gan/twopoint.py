@@ -108,9 +108,11 @@ def vector_field(theta, omega, p: float = 0.5):
 
 
 def flow(theta0, omega0, T: float, h: float, p: float = 0.5, clip: float | None = None) -> Trajectory:
-    """RK4 integration of the flow up to time ``T`` (step ``h``); with ``clip`` the critic is
-    projected onto ``[−clip, clip]`` after every step and the field uses the clipped ``ω``
-    (``on_boundary`` records where the step pushed ``ω`` out of the box)."""
+    """RK4 integration of the flow up to time ``T`` (step ``h``).
+
+    With ``clip`` the critic is projected onto ``[−clip, clip]`` after every step and the field uses the
+    clipped ``ω`` (``on_boundary`` records where the step pushed ``ω`` out of the box).
+    """
     _check_p(p)
     return projected_rk4(lambda a, b: vector_field(a, b, p), theta0, omega0, T, h, clip)
 
@@ -159,9 +161,11 @@ def time_to_limit(theta0: float, omega0: float, c: float, p: float = 0.5) -> tup
 
 
 def measured_time_to_limit(traj: Trajectory, p: float = 0.5) -> np.ndarray:
-    """Time at which a clipped :func:`flow` reaches the limit orbit: the end of its first
-    slide along a face, where ``θ`` crosses ``θ*`` (linear interpolation inside the step).
-    0 for an orbit that never touched the face; NaN when the slide has not ended."""
+    """Time at which a clipped :func:`flow` reaches the limit orbit.
+
+    The end of its first slide along a face, where ``θ`` crosses ``θ*`` (linear interpolation inside the
+    step). 0 for an orbit that never touched the face; NaN when the slide has not ended.
+    """
     assert traj.on_boundary is not None, "measured_time_to_limit needs a clipped flow()"
     ts = theta_star(p)
     out = np.zeros(traj.theta.shape[1])

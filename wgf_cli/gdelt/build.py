@@ -61,6 +61,7 @@ class BuildError(RuntimeError):
 
 # -- atomic files --------------------------------------------------------------------
 def atomic_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (a temporary file, then ``os.replace``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -75,6 +76,7 @@ def atomic_bytes(path: Path, data: bytes) -> Path:
 
 
 def atomic_json(path: Path, obj) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (NumPy scalars and arrays allowed)."""
     return atomic_bytes(path, (json.dumps(obj, indent=1, default=_json_default) + "\n").encode())
 
 
@@ -87,12 +89,14 @@ def _json_default(x):
 
 
 def atomic_npz(path: Path, **arrays) -> Path:
+    """Write ``arrays`` as an ``.npz`` file to ``path`` atomically."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return atomic_bytes(path, buf.getvalue())
 
 
 def atomic_parquet(path: Path, table: pa.Table) -> Path:
+    """Write ``table`` as a zstd Parquet file to ``path`` atomically."""
     buf = io.BytesIO()
     # no Arrow schema stored: dictionary-encoded strings (the codes) are read back as strings
     pq.write_table(table, buf, compression="zstd", store_schema=False)
@@ -101,8 +105,11 @@ def atomic_parquet(path: Path, table: pa.Table) -> Path:
 
 # -- one input -------------------------------------------------------------------------
 def publication_days(table: pa.Table) -> list[int]:
-    """Days the input published events: DATEADDED's day for daily-era rows, SQLDATE for
-    backfile rows (whose DATEADDED is the 2013 bulk load)."""
+    """Days the input published events.
+
+    DATEADDED's day for daily-era rows, SQLDATE for backfile rows (whose DATEADDED is the 2013 bulk
+    load).
+    """
     return publication_counts(table)[0]
 
 
@@ -153,12 +160,15 @@ def process_input(path: str, name: str, out_dir: str) -> dict:
 
 
 def is_archive(path: Path) -> bool:
+    """Whether ``path`` names a tar archive of event files."""
     return path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
 def list_inputs(folder: str | Path) -> list[Path]:
-    """GDELT event files in ``folder`` (zipped or not, or archives of them), sorted by name;
-    hidden files skipped.  A single file (an event file or an archive) is its own list."""
+    """GDELT event files in ``folder`` (zipped or not, or archives of them), sorted by name; hidden files skipped.
+
+    A single file (an event file or an archive) is its own list.
+    """
     folder = Path(folder)
     if folder.is_file():
         return [folder] if folder.name.lower().endswith(EVENT_SUFFIXES + ARCHIVE_SUFFIXES) else []
@@ -176,10 +186,13 @@ def archive_members(path: Path) -> list[str]:
 
 
 def expand_archives(inputs: list[Path], out: Path, say: Callable[[str], None] = lambda _m: None) -> list[Path]:
-    """``inputs`` with each tar archive replaced by its event files, extracted once into
-    ``out/inputs/<archive name>/`` (a marker with the archive's md5 makes a re-run reuse
-    them).  Members are named ``<archive stem>__<file name>`` (``<archive stem>__<member path
-    with / as _>`` when two members share a file name), so names stay distinct across archives."""
+    """Replace each tar archive among ``inputs`` by its event files, extracted once.
+
+    ``inputs`` with each tar archive replaced by its event files, extracted once into
+    ``out/inputs/<archive name>/`` (a marker with the archive's md5 makes a re-run reuse them).  Members
+    are named ``<archive stem>__<file name>`` (``<archive stem>__<member path with / as _>`` when two
+    members share a file name), so names stay distinct across archives.
+    """
     import tarfile
 
     result: list[Path] = []
@@ -209,9 +222,11 @@ def expand_archives(inputs: list[Path], out: Path, say: Callable[[str], None] = 
 
 
 def sniff(path: Path) -> str | None:
-    """The layout of an input from its first bytes, without reading it: ``"57"``, ``"58"``,
-    ``"61"``, ``"csv"`` (a header row), ``"archive"``; ``None`` when none is recognised (or
-    the file cannot be opened).  Cheap: the validation step calls it on every input."""
+    """The layout of an input from its first bytes, without reading it.
+
+    ``"57"``, ``"58"``, ``"61"``, ``"csv"`` (a header row), ``"archive"``; ``None`` when none is
+    recognised (or the file cannot be opened). Cheap: the validation step calls it on every input.
+    """
     import zipfile
 
     if is_archive(path):
@@ -245,6 +260,7 @@ def sniff(path: Path) -> str | None:
 # -- the build ---------------------------------------------------------------------------
 @dataclass
 class BuildOptions:
+    """The settings of one build: output folder, workers and engine, and the build's parameters."""
     out_dir: Path
     source: str = "dir"
     workers: int = 1
@@ -277,6 +293,7 @@ class BuildOptions:
 
 @dataclass
 class BuildResult:
+    """What a build produced: its summary, its manifest, the descriptors and the sequences."""
     summary: dict
     manifest: dict
     descriptors: desc_mod.Descriptors | None
@@ -300,8 +317,7 @@ def _reusable(entry: dict | None, md5: str, out: Path) -> bool:
 
 def day_window(pub_days: list[int], pub_rows: list[int], start: int | None = None, end: int | None = None,
                split_gap: int = 90, tail_fraction: float = 0.005) -> tuple[int, int, dict]:
-    """The day axis ``[first, last]`` (YYYYMMDD) of a build from its publication days and the
-    rows published on each.
+    """The day axis ``[first, last]`` (YYYYMMDD) of a build from its publication days and the rows published on each.
 
     Publication days outside ``[start, end]`` are left out.  With both bounds given the axis
     runs from the first to the last remaining publication day.  Otherwise (automatic) the
@@ -311,7 +327,8 @@ def day_window(pub_days: list[int], pub_rows: list[int], start: int | None = Non
     of the cluster holding at least ``tail_fraction`` of the rows of its busiest month.  So a
     sparse tail -- a few rows dated 1982 inside a 2020 daily file, backfile rows spread one a
     month over 1979-2019 beside a month of daily files -- never stretches the day axis.
-    Returns the axis and a report (rows and days left out, the clusters)."""
+    Returns the axis and a report (rows and days left out, the clusters).
+    """
     days = np.asarray(pub_days, np.int64)
     rows = np.asarray(pub_rows, np.int64)
     order = np.argsort(days, kind="stable")
@@ -358,11 +375,13 @@ def day_window(pub_days: list[int], pub_rows: list[int], start: int | None = Non
 def select_panel(counts: dict[str, np.ndarray], observed: np.ndarray, min_country_events: int = 1,
                  min_median_events: float = 1.0, top_countries: int | None = None
                  ) -> tuple[list[str], dict]:
-    """The countries of a build by volume: ``counts[c]`` is country ``c``'s events per day of
-    the axis.  A country is kept when it has at least ``min_country_events`` events and a
-    median of at least ``min_median_events`` events per observed day; of those at most
-    ``top_countries`` (the most events first, ties by code).  Returns the sorted panel and a
-    report (each kept country's events and median, the left-out countries' events)."""
+    """The countries of a build by volume: ``counts[c]`` is country ``c``'s events per day of the axis.
+
+    A country is kept when it has at least ``min_country_events`` events and a median of at least
+    ``min_median_events`` events per observed day; of those at most ``top_countries`` (the most events
+    first, ties by code).  Returns the sorted panel and a report (each kept country's events and median,
+    the left-out countries' events).
+    """
     stats = []
     for c, v in counts.items():
         total = int(v.sum())
@@ -421,9 +440,11 @@ EVENT_COLUMNS = ["SQLDATE", "DATEADDED", "EventCode", "EventRootCode", "QuadClas
 
 
 def month_windows(days: np.ndarray, busy: set[int] | None = None) -> list[tuple[int, int]]:
-    """[start, end) index ranges of ``days`` (YYYYMMDD) by calendar month; with ``busy`` (the
-    YYYYMM months that may hold events), a month outside it joins the window before it (or
-    the first window), so a long axis with few busy months costs few windows."""
+    """[start, end) index ranges of ``days`` (YYYYMMDD) by calendar month.
+
+    With ``busy`` (the YYYYMM months that may hold events), a month outside it joins the window before
+    it (or the first window), so a long axis with few busy months costs few windows.
+    """
     month = days // 100
     cuts = np.flatnonzero(np.diff(month)) + 1
     if busy is not None:
@@ -433,9 +454,12 @@ def month_windows(days: np.ndarray, busy: set[int] | None = None) -> list[tuple[
 
 
 def busy_months(files: list[str], day_key: str) -> set[int] | None:
-    """YYYYMM months the events of ``files`` can fall in, from the Parquet statistics of the
-    day-key column (SQLDATE, or DATEADDED's day): no data is read.  ``None`` (every month)
-    when a row group has no statistics."""
+    """The YYYYMM months the events of ``files`` can fall in, from Parquet statistics alone.
+
+    YYYYMM months the events of ``files`` can fall in, from the Parquet statistics of the day-key column
+    (SQLDATE, or DATEADDED's day): no data is read.  ``None`` (every month) when a row group has no
+    statistics.
+    """
     col = "SQLDATE" if day_key == "sqldate" else "DATEADDED"
     months: set[int] = set()
     for f in files:
@@ -454,9 +478,12 @@ def busy_months(files: list[str], day_key: str) -> set[int] | None:
 
 
 def _window_events(dataset, day_key: str, first: int | None, last: int | None, columns: list[str]):
-    """The events whose day key (SQLDATE, or the day of DATEADDED: 1.0 YYYYMMDD, 2.0
-    YYYYMMDDHHMMSS) lies in [first, last] (YYYYMMDD; ``None``: open), as pandas.  Parquet
-    statistics skip the row groups of other months."""
+    """The events whose day key lies in ``[first, last]``, as pandas.
+
+    The events whose day key (SQLDATE, or the day of DATEADDED: 1.0 YYYYMMDD, 2.0 YYYYMMDDHHMMSS) lies
+    in [first, last] (YYYYMMDD; ``None``: open), as pandas.  Parquet statistics skip the row groups of
+    other months.
+    """
     import pyarrow.dataset as pads
 
     def within(col, scale: int = 1, extra: int = 0):
@@ -474,9 +501,12 @@ def _window_events(dataset, day_key: str, first: int | None, last: int | None, c
 
 
 def _outside_events(files: list[str], days: np.ndarray, opts: BuildOptions) -> dict[str, int]:
-    """The diagnostics (``events_in``, ``too_old``, ``outside_days``, ``backfile_on_load_day``) of the events whose day
-    key lies outside the axis ``days``, counted one Parquet file (one input's month) at a
-    time from the date columns alone: memory stays bounded however far the dates spread."""
+    """Diagnostics of the events whose day key lies outside the axis ``days``.
+
+    The diagnostics (``events_in``, ``too_old``, ``outside_days``, ``backfile_on_load_day``) of the
+    events whose day key lies outside the axis ``days``, counted one Parquet file (one input's month) at
+    a time from the date columns alone: memory stays bounded however far the dates spread.
+    """
     import pyarrow.dataset as pads
 
     first, last = int(days[0]), int(days[-1])
@@ -499,14 +529,16 @@ def _outside_events(files: list[str], days: np.ndarray, opts: BuildOptions) -> d
 
 def describe(files: list[str], vocab, days: np.ndarray, observed_days: np.ndarray, opts: BuildOptions,
              progress: Callable[[int, int], None] | None = None) -> desc_mod.Descriptors:
-    """Descriptors of the events in the Parquet ``files`` on the day axis ``days``, computed
-    one calendar month at a time: memory is bounded by one month of events (plus the output
-    arrays), whatever the size of the archive or the spread of its dates (the events outside
-    the axis are only counted, file by file, from their date columns).  Without a country
-    list, a first pass over the months counts each country's events per day (dates and
-    country columns only) and :func:`select_panel` picks the panel.  Equal to
-    :func:`~wgf_cli.gdelt.descriptors.compute` on all events at once with the same countries.
-    The panel report is in the result's ``panel`` attribute (``None`` with a given list)."""
+    """Descriptors of the events in the Parquet ``files``, one calendar month at a time.
+
+    Descriptors of the events in the Parquet ``files`` on the day axis ``days``, computed one calendar
+    month at a time: memory is bounded by one month of events (plus the output arrays), whatever the
+    size of the archive or the spread of its dates (the events outside the axis are only counted, file
+    by file, from their date columns).  Without a country list, a first pass over the months counts each
+    country's events per day (dates and country columns only) and :func:`select_panel` picks the panel.
+    Equal to :func:`~wgf_cli.gdelt.descriptors.compute` on all events at once with the same countries.
+    The panel report is in the result's ``panel`` attribute (``None`` with a given list).
+    """
     import pyarrow.dataset as pads
 
     dataset = pads.dataset(files, format="parquet")
@@ -549,8 +581,11 @@ def describe(files: list[str], vocab, days: np.ndarray, observed_days: np.ndarra
 
 
 def _observed_days(ok: list[dict], first: int, last: int) -> np.ndarray:
-    """Publication days of the inputs inside [first, last], plus every day of the date range
-    of the header-row exports (a filtered export has no "file published that day" notion)."""
+    """The days on which the inputs published events, inside ``[first, last]``.
+
+    Publication days of the inputs inside [first, last], plus every day of the date range of the
+    header-row exports (a filtered export has no "file published that day" notion).
+    """
     pub = {d for e in ok for d in e["pub_days"] if first <= d <= last}
     ranges = [e["export_range"] for e in ok if e.get("export_range")]
     if ranges:
@@ -569,7 +604,8 @@ def build(inputs: list[Path], opts: BuildOptions, progress: Callable[[str, int, 
     with its cause and every rule that bent the data (dates outside the window, backfile rows
     piled onto their load day).  Raises :class:`BuildError` (one line) when nothing can be
     built: no readable input, no event in the window, no country in the panel.  A build with
-    no sequence returns (its descriptors are useful); :func:`no_sequence_reason` says why."""
+    no sequence returns (its descriptors are useful); :func:`no_sequence_reason` says why.
+    """
     t0 = time.perf_counter()
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -731,8 +767,11 @@ def no_sequence_reason(res: BuildResult) -> str | None:
 
 
 def oracle_log_loss(counts: np.ndarray, root_probs: np.ndarray, index, context: int, split: str = "test") -> float:
-    """Mean per-event root-code cross entropy of ``root_probs`` on the targets of ``split``
-    (the contract's LL; target days with no event are left out)."""
+    """Mean per-event root-code cross entropy of ``root_probs`` on the targets of ``split``.
+
+    Mean per-event root-code cross entropy of ``root_probs`` on the targets of ``split`` (the contract's
+    LL; target days with no event are left out).
+    """
     sel = index[index["split"] == split]
     c = sel["country_idx"].to_numpy()
     t = sel["start"].to_numpy() + context

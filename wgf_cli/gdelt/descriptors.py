@@ -1,5 +1,7 @@
-"""Daily descriptors: per (country, day) counts, Goldstein moments, partners and the day's
-events compressed to ``k`` weighted points on the embedding sphere.
+"""Daily descriptors: per (country, day) counts, Goldstein moments, partners and event clouds.
+
+Daily descriptors: per (country, day) counts, Goldstein moments, partners and the day's events
+compressed to ``k`` weighted points on the embedding sphere.
 
 Membership, partners and days
 -----------------------------
@@ -61,12 +63,14 @@ def day_index(days_int: np.ndarray, first: int) -> np.ndarray:
 
 
 def day_range(first: int, last: int) -> np.ndarray:
+    """Every day from ``first`` to ``last`` (YYYYMMDD, both included) as int32."""
     r = pd.date_range(pd.Timestamp(str(first)), pd.Timestamp(str(last)), freq="D")
     return np.array([int(d.strftime("%Y%m%d")) for d in r], np.int32)
 
 
 @dataclass
 class Descriptors:
+    """The daily descriptors of a panel: per (country, day) counts, moments, partners and clouds."""
     countries: np.ndarray
     days: np.ndarray
     counts: np.ndarray
@@ -84,6 +88,7 @@ class Descriptors:
     panel: dict | None = None       # the build's panel report (countries chosen by volume)
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays to save (everything but the diagnostics and the panel)."""
         return {k: v for k, v in self.__dict__.items() if k not in ("diagnostics", "panel")}
 
 
@@ -100,8 +105,11 @@ def _attribution(ev: pd.DataFrame, country_by: str) -> list[pd.Series]:
 
 
 def _memberships(ev: pd.DataFrame, country_by: str) -> tuple[np.ndarray, np.ndarray]:
-    """(row position in ``ev``, country) of each (event, country it counts for), each distinct
-    country of an event once, in the order of the attribution columns."""
+    """The (row position, country) pairs of each event and the countries it counts for.
+
+    (row position in ``ev``, country) of each (event, country it counts for), each distinct country of
+    an event once, in the order of the attribution columns.
+    """
     cols = _attribution(ev, country_by)
     pos, cty = [], []
     seen: list[pd.Series] = []
@@ -125,10 +133,12 @@ def _membership(ev: pd.DataFrame, countries: np.ndarray, country_by: str = "acti
 
 def top_partners(rows: pd.DataFrame, cell: np.ndarray, n_cells: int, top: int = N_PARTNERS
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """``(partners [n_cells, top] <U3, counts [n_cells, top] int32)`` of membership ``rows``
-    (each in cell ``cell``): the partners are the distinct non-empty actor geo countries of
-    each event (the focal country itself when an actor is located there: domestic), ranked
-    by the number of the cell's events that involve them, ties by code."""
+    """``(partners [n_cells, top] <U3, counts [n_cells, top] int32)`` of membership ``rows`` (each in cell ``cell``).
+
+    The partners are the distinct non-empty actor geo countries of each event (the focal country itself
+    when an actor is located there: domestic), ranked by the number of the cell's events that involve
+    them, ties by code.
+    """
     partners = np.full((n_cells, top), "", dtype="<U3")
     counts = np.zeros((n_cells, top), np.int32)
     a1, a2 = rows["Actor1Geo_CountryCode"], rows["Actor2Geo_CountryCode"]
@@ -178,9 +188,11 @@ def spherical_kmeans(x: torch.Tensor, w: torch.Tensor, k: int, iters: int) -> tu
 
 def day_and_keep(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate", max_lag: int = 30
                  ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Each event's day index on the axis ``days`` (from SQLDATE and DATEADDED only), whether it
-    belongs to the axis, and the counts ``events_in``, ``too_old`` (the lag rule) and
-    ``outside_days``."""
+    """Each event's day index on the axis ``days``, whether it belongs to it, and the counts.
+
+    Each event's day index on the axis ``days`` (from SQLDATE and DATEADDED only), whether it belongs to
+    the axis, and the counts ``events_in``, ``too_old`` (the lag rule) and ``outside_days``.
+    """
     diag: dict[str, int] = {"events_in": len(events)}
     sql = events["SQLDATE"].to_numpy().astype(np.int64)
     added = events["DATEADDED"].to_numpy().astype(np.int64)
@@ -205,8 +217,11 @@ def day_and_keep(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate
 
 def select(events: pd.DataFrame, days: np.ndarray, day_key: str = "sqldate", max_lag: int = 30
            ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The events that belong to the day axis ``days``, with their day index (column ``day``),
-    and the counts of :func:`day_and_keep`."""
+    """The events that belong to the day axis ``days``, with their day index.
+
+    The events that belong to the day axis ``days``, with their day index (column ``day``), and the
+    counts of :func:`day_and_keep`.
+    """
     d, keep, diag = day_and_keep(events, days, day_key, max_lag)
     cols = ["EventCode", "EventRootCode", "QuadClass", "GoldsteinScale", "Actor1Geo_CountryCode",
             "Actor2Geo_CountryCode", "ActionGeo_CountryCode", "Multi_Country_Flag"]
@@ -227,12 +242,15 @@ def country_day_counts(ev: pd.DataFrame, day: np.ndarray, country_by: str = "act
 
 
 def seen_countries(counts: pd.Series, min_country_events: int = 1) -> list[str]:
+    """The countries with at least ``min_country_events`` events, sorted."""
     return sorted(counts[counts >= min_country_events].index)
 
 
 def concat(parts: list[Descriptors]) -> Descriptors:
-    """Descriptors of consecutive day windows (same countries) joined along the day axis;
-    diagnostics summed (``cells_with_events`` and the rest are additive over disjoint days)."""
+    """Descriptors of consecutive day windows (same countries) joined along the day axis.
+
+    Diagnostics summed (``cells_with_events`` and the rest are additive over disjoint days).
+    """
     first = parts[0]
     joined = {name: np.concatenate([getattr(p, name) for p in parts], axis=0 if name == "days" else 1)
               for name in first.arrays() if name != "countries"}
@@ -350,6 +368,7 @@ def standard_events(vocab: Vocabulary) -> dict[str, np.ndarray]:
 
 
 def vocabulary(embedder, cache=None) -> Vocabulary:
+    """The embedded CAMEO phrases and country names of the lookups, through ``embedder``."""
     cam, cty = schema.cameo(), schema.countries()
     return Vocabulary(embedder, list(cam.codes), [cam.description[c] for c in cam.codes],
                       list(cty.codes), [cty.label(c) for c in cty.codes], cache)

@@ -30,6 +30,7 @@ DEFAULT_URL = "http://data.gdeltproject.org/events/"
 
 
 def parse_md5sums(text: str) -> dict[str, str]:
+    """``{file name: md5}`` from the text of GDELT's ``md5sums`` index."""
     out = {}
     for line in text.splitlines():
         parts = line.strip().split()
@@ -39,6 +40,7 @@ def parse_md5sums(text: str) -> dict[str, str]:
 
 
 def parse_filesizes(text: str) -> dict[str, int]:
+    """``{file name: size in bytes}`` from the text of GDELT's ``filesizes`` index."""
     out = {}
     for line in text.splitlines():
         parts = line.strip().split()
@@ -76,6 +78,7 @@ def file_names(start: dt.date, end: dt.date) -> list[str]:
 
 @dataclass
 class Planned:
+    """A file to download: its name, URL, expected size and md5."""
     name: str
     url: str
     size: int
@@ -84,6 +87,7 @@ class Planned:
 
 @dataclass
 class DownloadReport:
+    """What a download did: the files planned, verified, downloaded, reused or missing."""
     planned: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)       # verified, ready to build
     downloaded: list[str] = field(default_factory=list)
@@ -95,6 +99,7 @@ class DownloadReport:
     bytes: int = 0
 
     def as_dict(self) -> dict:
+        """The report as a JSON-ready dict (file names instead of paths)."""
         d = dict(self.__dict__)
         d["files"] = [p.name for p in self.files]
         return d
@@ -105,8 +110,10 @@ def _get(url: str, timeout: float, headers: dict | None = None):
 
 
 def read_index(name: str, base_url: str, index_dir: str | Path | None, timeout: float) -> str:
-    """The text of index ``name`` (``md5sums`` / ``filesizes``): from ``index_dir`` (a file
-    whose name contains ``name``) or fetched from ``base_url``."""
+    """The text of index ``name`` (``md5sums`` / ``filesizes``).
+
+    From ``index_dir`` (a file whose name contains ``name``) or fetched from ``base_url``.
+    """
     if index_dir:
         matches = sorted(p for p in Path(index_dir).iterdir() if name in p.name)
         if not matches:
@@ -117,6 +124,7 @@ def read_index(name: str, base_url: str, index_dir: str | Path | None, timeout: 
 
 
 def md5_of(path: Path) -> str:
+    """The md5 hex digest of the file at ``path``."""
     h = hashlib.md5()
     with open(path, "rb") as fh:
         while block := fh.read(1 << 20):
@@ -125,8 +133,10 @@ def md5_of(path: Path) -> str:
 
 
 def fetch(p: Planned, dest: Path, *, retries: int = 3, timeout: float = 60.0, backoff: float = 0.5) -> tuple[str, str]:
-    """Download one planned file into ``dest`` (resume, verify); returns (status, detail) with
-    status ``reused | downloaded | missing | corrupt | error``."""
+    """Download one planned file into ``dest`` (resume, verify).
+
+    Returns (status, detail) with status ``reused | downloaded | missing | corrupt | error``.
+    """
     target = dest / p.name
     if target.exists() and target.stat().st_size == p.size and md5_of(target) == p.md5:
         return "reused", ""

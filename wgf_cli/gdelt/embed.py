@@ -62,6 +62,7 @@ class HashEmbedder:
         return [f"w:{w}" for w in words] + [f"g:{g}" for g in grams]
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors ``(len(texts), dim)`` from the hashed word and character features of each text."""
         out = np.zeros((len(texts), self.dim), np.float64)
         for i, text in enumerate(texts):
             for feat in self._features(text):
@@ -73,8 +74,11 @@ class HashEmbedder:
 
 
 def find_minilm(model_path: str | None = None) -> Path:
-    """The folder holding all-MiniLM-L6-v2 (``config.json`` + weights): ``model_path`` when
-    given, else the first installed package of :data:`MINILM_PACKAGES` that holds it."""
+    """The folder holding all-MiniLM-L6-v2 (``config.json`` + weights).
+
+    ``model_path`` when given, else the first installed package of :data:`MINILM_PACKAGES` that holds
+    it.
+    """
     roots = [Path(model_path)] if model_path else []
     for pkg in () if model_path else MINILM_PACKAGES:   # an explicit folder is the only place looked in
         spec = importlib.util.find_spec(pkg)
@@ -122,6 +126,7 @@ class SentenceModelEmbedder:
                                        "installed (or use embedding=hash)")
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        """The model's normalised sentence embeddings of ``texts``, float32."""
         if self._st is not None:
             return self._st.encode(texts, normalize_embeddings=True, convert_to_numpy=True,
                                    show_progress_bar=False).astype(np.float32)
@@ -139,6 +144,7 @@ class SentenceModelEmbedder:
 
 
 def make_embedder(name: str, dim: int = 64, model_path: str | None = None, device: str = "cpu"):
+    """The embedder named ``name``: ``hash`` (offline, ``dim``) or ``minilm`` (all-MiniLM-L6-v2)."""
     if name == "hash":
         return HashEmbedder(dim)
     if name == "minilm":
@@ -179,6 +185,7 @@ class Vocabulary:
         self._country_index = {c: i for i, c in enumerate(self.country_codes)}
 
     def country_vector(self, code: str | None) -> np.ndarray:
+        """The embedding of a country code (zeros for none or an unknown code)."""
         if not code:
             return np.zeros(self.dim, np.float32)
         i = self._country_index.get(code)
@@ -194,6 +201,7 @@ class Vocabulary:
         return _normalize(v.astype(np.float64)).astype(np.float32)
 
     def phrase(self, code: str, a1: str | None, a2: str | None, names: dict[str, str]) -> str:
+        """The text of an event: actor names around the CAMEO description of ``code``."""
         parts = [names.get(a1, a1)] if a1 else []
         parts.append(self.phrases[self._code_index[code]])
         if a2:

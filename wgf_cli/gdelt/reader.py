@@ -100,10 +100,12 @@ class InputReport:
     error: str | None = None
 
     def as_dict(self) -> dict:
+        """The report as a JSON-ready dict."""
         return dict(self.__dict__)
 
 
 def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The md5 hex digest of the file at ``path``, read in chunks."""
     h = hashlib.md5()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -112,9 +114,12 @@ def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def _member_bytes(zf: zipfile.ZipFile, fh, info: zipfile.ZipInfo) -> bytes:
-    """One member's bytes.  A deflated member is inflated in one call by libdeflate when it
-    is installed (about 2.5x zlib), into exactly its recorded size, and its CRC-32 checked as
-    :mod:`zipfile` does; anything else goes through :mod:`zipfile`."""
+    """One member's bytes.
+
+    A deflated member is inflated in one call by libdeflate when it is installed (about 2.5x zlib), into
+    exactly its recorded size, and its CRC-32 checked as :mod:`zipfile` does; anything else goes through
+    :mod:`zipfile`.
+    """
     if _deflate is None or info.compress_type != zipfile.ZIP_DEFLATED or info.flag_bits & 0x1:
         return zf.read(info)
     if info.file_size > 1032 * info.compress_size + 1024:        # beyond deflate's largest ratio
@@ -154,8 +159,11 @@ def read_bytes(path: str | Path) -> bytes:
 
 
 def detect_layout(data: bytes, lines: int = 500) -> tuple[int, int]:
-    """(layout, byte offset) of the first line, among the first ``lines``, whose column count
-    is a GDELT layout (57, 58, 61); :class:`InputError` if there is none."""
+    """The layout and byte offset of the first line that has a GDELT column count.
+
+    (layout, byte offset) of the first line, among the first ``lines``, whose column count is a GDELT
+    layout (57, 58, 61); :class:`InputError` if there is none.
+    """
     offset = 0
     counts = []
     for line in data[: 1 << 20].split(b"\n", lines)[:lines]:
@@ -177,10 +185,12 @@ _SOFT_COLS = {"NumMentions": True, "AvgTone": False}          # name -> integer
 
 
 def _read(data, idx: dict[str, int], typed: bool, handler=None) -> pa.Table:
-    """Arrow CSV read of the kept columns, quoting off, one thread.  ``typed``: the event id
-    as int64, every other column dictionary-encoded (few distinct values per file: dates,
-    codes, scores), so that cleaning works on the distinct values only; raises on a row that
-    does not fit.  Otherwise every column as a string."""
+    """Arrow CSV read of the kept columns, quoting off, one thread.
+
+    ``typed``: the event id as int64, every other column dictionary-encoded (few distinct values per
+    file: dates, codes, scores), so that cleaning works on the distinct values only; raises on a row
+    that does not fit.  Otherwise every column as a string.
+    """
     if typed:
         types = {f"f{i}": (pa.int64() if n == "GLOBALEVENTID" else pa.string() if n == "SOURCEURL" else _DICT)
                  for n, i in idx.items()}
@@ -210,17 +220,22 @@ def _complete(table: pa.Table) -> pa.Table:
 
 
 def is_header(data) -> bool:
-    """Whether the input starts with a header row (a BigQuery / CSV export): its first line
-    names GLOBALEVENTID, SQLDATE and EventCode, in any order."""
+    """Whether the input starts with a header row (a BigQuery / CSV export).
+
+    Its first line names GLOBALEVENTID, SQLDATE and EventCode, in any order.
+    """
     first = bytes(data[: 1 << 16]).split(b"\n", 1)[0].upper()
     return b"GLOBALEVENTID" in first and b"SQLDATE" in first and b"EVENTCODE" in first
 
 
 def parse_header_csv(data) -> tuple[pa.Table, list[tuple[str, str]]]:
-    """An export with a header row (BigQuery's CSV: comma separated, ``NA`` or empty for a
-    missing value, double-quoted strings; tab-separated headers too): the kept columns by
-    name, as strings, with ``layout`` = :data:`schema.CSV_LAYOUT`.  Other columns (``row_id``,
-    the 2.0 ``*_ADM2Code``) are ignored; a missing required column makes the input unreadable."""
+    """Parse an export with a header row (BigQuery's CSV) into the kept columns.
+
+    An export with a header row (BigQuery's CSV: comma separated, ``NA`` or empty for a missing value,
+    double-quoted strings; tab-separated headers too): the kept columns by name, as strings, with
+    ``layout`` = :data:`schema.CSV_LAYOUT`.  Other columns (``row_id``, the 2.0 ``*_ADM2Code``) are
+    ignored; a missing required column makes the input unreadable.
+    """
     first = bytes(data[: 1 << 16]).split(b"\n", 1)[0]
     delim = "\t" if first.count(b"\t") > first.count(b",") else ","
     names = [x.strip().strip('"').strip().lstrip("\ufeff") for x in first.decode("utf-8", "replace").split(delim)]
@@ -250,9 +265,10 @@ def parse_header_csv(data) -> tuple[pa.Table, list[tuple[str, str]]]:
 
 
 def parse_general(data: bytes) -> tuple[pa.Table, list[tuple[str, str]]]:
-    """Raw bytes -> (table of the kept columns + ``layout`` int8, field-count rejects as
-    ``(reason, raw line)``) with Arrow's CSV reader alone.  Rows are in file order within each
-    layout.
+    """Parse raw bytes into the kept columns and the field-count rejects with Arrow's CSV reader.
+
+    Raw bytes -> (table of the kept columns + ``layout`` int8, field-count rejects as ``(reason, raw
+    line)``) with Arrow's CSV reader alone.  Rows are in file order within each layout.
 
     A file whose rows all have the first row's layout and whose numbers all parse is read
     typed (numbers as numbers, codes dictionary-encoded).  Otherwise the file is re-read with
@@ -321,9 +337,12 @@ def _decode_cc3(keys: np.ndarray) -> list[str]:
 
 
 def parse_fast(data) -> tuple[pa.Table, bytes] | None:
-    """The C pass (:mod:`wgf_cli.gdelt._fastread`): (typed table of the rows in plain form,
-    the declined lines, each ended by a newline), or ``None`` when the extension is not built
-    or the input is not mostly plain rows (then :func:`parse_general` reads all of it)."""
+    """The C pass (:mod:`wgf_cli.gdelt._fastread`).
+
+    (typed table of the rows in plain form, the declined lines, each ended by a newline), or ``None``
+    when the extension is not built or the input is not mostly plain rows (then :func:`parse_general`
+    reads all of it).
+    """
     if _fastread is None:
         return None
     cap = len(data) // 56 + 2           # a row has at least 56 tabs
@@ -423,9 +442,11 @@ def _repair_codes(root: str, base: str, code: str, valid: frozenset[str]) -> tup
 
 
 def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct values of int keys and each row's index into them
-    (``np.unique(..., return_inverse=True)``, by a presence table over the keys' span when
-    it is small: O(n), no sort)."""
+    """Sorted distinct values of int keys and each row's index into them.
+
+    Sorted distinct values of int keys and each row's index into them (``np.unique(...,
+    return_inverse=True)``, by a presence table over the keys' span when it is small: O(n), no sort).
+    """
     if len(key) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     low = int(key.min())
@@ -448,8 +469,10 @@ def _valid_dates(d: np.ndarray) -> np.ndarray:
 
 
 def _numeric(col: pa.ChunkedArray, is_int: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | bool]:
-    """(values, ok, padded) of a numeric column, typed (null = bad) or string (strict regex
-    after trimming whitespace); ``ok`` is ``None`` when every value is good."""
+    """(values, ok, padded) of a numeric column, typed (null = bad) or string (strict regex after trimming whitespace).
+
+    ``ok`` is ``None`` when every value is good.
+    """
     if pa.types.is_string(col.type):
         trimmed = pc.utf8_trim_whitespace(col)
         padded = pc.not_equal(pc.binary_length(col), pc.binary_length(trimmed)).to_numpy(zero_copy_only=False)
@@ -474,8 +497,10 @@ def _numeric(col: pa.ChunkedArray, is_int: bool) -> tuple[np.ndarray, np.ndarray
 
 
 def _soft_numeric(col: pa.ChunkedArray, is_int: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(values, present) of a column kept as null where absent or malformed: parsed as the
-    strict columns are (whitespace trimmed), never rejecting a row."""
+    """(values, present) of a column kept as null where absent or malformed.
+
+    Parsed as the strict columns are (whitespace trimmed), never rejecting a row.
+    """
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         ok = pc.is_valid(col).to_numpy(zero_copy_only=False)
         return pc.fill_null(col, 0).to_numpy(zero_copy_only=False), ok
@@ -537,7 +562,7 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
         dicts[name] = (trimmed, ind)
 
     def per_row(name: str, fn) -> np.ndarray | None:
-        """fn of each row's value of a string column; ``None`` when false for every row."""
+        """Fn of each row's value of a string column; ``None`` when false for every row."""
         values, ind = dicts[name]
         table = np.array([fn(v) for v in values] or [False], bool)
         return table[ind] if table.any() else None
@@ -665,8 +690,7 @@ def clean(raw: pa.Table, source_file: str, report: InputReport
 
 
 def _id_order(table: pa.Table) -> pa.Table:
-    """The rows sorted by GLOBALEVENTID (stable); untouched when already in order, as GDELT
-    writes its files."""
+    """The rows sorted by GLOBALEVENTID (stable); untouched when already in order, as GDELT writes its files."""
     ids = table.column("GLOBALEVENTID").to_numpy()
     if len(ids) < 2 or (ids[1:] >= ids[:-1]).all():
         return table
@@ -675,9 +699,11 @@ def _id_order(table: pa.Table) -> pa.Table:
 
 def read_file(path: str | Path, name: str | None = None, *, checksum: bool = True
               ) -> tuple[pa.Table, list[tuple[str, str]], InputReport]:
-    """Parse and clean one input: (clean table in GLOBALEVENTID order, rejects, report with
-    the file's md5 when ``checksum``).  Raises :class:`InputError` when the input cannot be
-    read at all."""
+    """Parse and clean one input.
+
+    (clean table in GLOBALEVENTID order, rejects, report with the file's md5 when ``checksum``). Raises
+    :class:`InputError` when the input cannot be read at all.
+    """
     path = Path(path)
     name = name or path.name
     report = InputReport(name=name, size=path.stat().st_size, md5=file_md5(path) if checksum else "")

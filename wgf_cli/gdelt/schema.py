@@ -101,8 +101,10 @@ def _read_table(name: str) -> list[list[str]]:
 
 
 def _clean_description(text: str) -> str:
-    """GDELT's descriptions, readable: ``MAKE PUBLIC STATEMENT`` -> ``Make public statement``;
-    the mis-encoded quotes of code 044 (``Meet at a "third" location``) repaired."""
+    """GDELT's descriptions, readable: ``MAKE PUBLIC STATEMENT`` -> ``Make public statement``.
+
+    The mis-encoded quotes of code 044 (``Meet at a "third" location``) repaired.
+    """
     text = text.strip().replace("\u00d2hird\u00d3", "third ")  # GDELT ships code 044 so
     text = text.replace("\u201c", "").replace("\u201d", "").replace('"', "")
     if text.isupper():
@@ -112,6 +114,7 @@ def _clean_description(text: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def cameo() -> Cameo:
+    """The CAMEO event codes with their descriptions and Goldstein scores (cached)."""
     rows = _read_table("CAMEO.eventcodes.txt")
     desc = {code.strip(): _clean_description(d) for code, d in rows}
     gold = {code.strip(): float(g) for code, g in _read_table("CAMEO.goldsteinscale.txt")}
@@ -128,11 +131,13 @@ class Countries:
     neighbours: dict[str, tuple[str, ...]]  # land neighbours (FIPS), from GeoNames
 
     def label(self, code: str) -> str:
+        """The readable name of a FIPS code (the code itself when unknown)."""
         return self.name.get(code, code)
 
 
 @functools.lru_cache(maxsize=1)
 def countries() -> Countries:
+    """The FIPS country table: names, ISO codes and neighbours (cached)."""
     name: dict[str, str] = {}
     iso3: dict[str, str] = {}
     iso2_to_fips: dict[str, str] = {}

@@ -26,6 +26,7 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass
 class Sequences:
+    """The training windows of a build: index, split ranges and why windows were left out."""
     index: pd.DataFrame          # seq_id, country, country_idx, start, split
     requested: int
     available: dict[str, int]    # valid windows per split
@@ -34,7 +35,7 @@ class Sequences:
 
 
 def _run_lengths(observed: np.ndarray) -> np.ndarray:
-    """int [C, D]: the number of consecutive unobserved days ending at each day (0 if observed)."""
+    """Int [C, D]: the number of consecutive unobserved days ending at each day (0 if observed)."""
     C, D = observed.shape
     miss = ~observed
     idx = np.where(miss, 0, np.arange(D)[None, :] + 1)          # last observed position + 1, so far
@@ -43,9 +44,11 @@ def _run_lengths(observed: np.ndarray) -> np.ndarray:
 
 
 def window_status(observed: np.ndarray, context: int, max_gap: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(target observed [C, D - context], gap ok [C, D - context]) of each window: its target
-    day observed; no run of more than ``max_gap`` consecutive unobserved days inside its
-    context (runs clipped to the window)."""
+    """(target observed [C, D - context], gap ok [C, D - context]) of each window.
+
+    Its target day observed; no run of more than ``max_gap`` consecutive unobserved days inside its
+    context (runs clipped to the window).
+    """
     C, D = observed.shape
     if D <= context:
         return np.zeros((C, 0), bool), np.zeros((C, 0), bool)
@@ -62,13 +65,14 @@ def window_status(observed: np.ndarray, context: int, max_gap: int = 0) -> tuple
 
 
 def valid_windows(observed: np.ndarray, context: int, max_gap: int = 0) -> np.ndarray:
-    """bool [C, D - context]: the window starting at ``s`` is valid (see the module doc)."""
+    """Bool [C, D - context]: the window starting at ``s`` is valid (see the module doc)."""
     target, gap_ok = window_status(observed, context, max_gap)
     return target & gap_ok
 
 
 def sample(observed: np.ndarray, countries: np.ndarray, days: np.ndarray, *, count: int, context: int = 50,
            fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0, max_gap: int = 0) -> Sequences:
+    """Sample up to ``count`` usable windows of ``context`` days and split them by target day."""
     C, D = observed.shape
     target, gap_ok = window_status(observed, context, max_gap)
     ok = target & gap_ok

@@ -1,4 +1,6 @@
-"""Synthetic GDELT 1.0 daily files driven by a documented hidden Markov model, with the exact
+"""Synthetic GDELT 1.0 daily files from a documented hidden Markov model, with the exact oracle.
+
+Synthetic GDELT 1.0 daily files driven by a documented hidden Markov model, with the exact
 forward-filter predictive distribution (the "oracle") of every country and day.
 
 The model
@@ -83,6 +85,7 @@ _PI_SHOCK[[17, 18, 19]] = [0.3, 0.5, 0.2]
 
 @dataclass
 class SyntheticConfig:
+    """Parameters of the synthetic panel and of its hidden Markov model."""
     countries: int = 40
     days: int = 330
     start: str = "2019-06-01"
@@ -127,8 +130,10 @@ class Model:
     neighbours: np.ndarray        # [C, C] 0/1 symmetric, no self loops
 
     def transition_at(self, x: np.ndarray) -> np.ndarray:
-        """A(x): [C, 3, 3] transition matrices for neighbour conflict shares ``x`` [C]: the
-        base matrix with ``contagion * max(x - calm_share, 0)`` moved one regime up."""
+        """A(x): [C, 3, 3] transition matrices for neighbour conflict shares ``x`` [C].
+
+        The base matrix with ``contagion * max(x - calm_share, 0)`` moved one regime up.
+        """
         a = np.broadcast_to(self.transition, (len(x), 3, 3)).copy()
         excess = np.maximum(x - self.calm_share, 0.0)
         for i in (0, 1):
@@ -161,6 +166,7 @@ class Model:
 
 
 def build_model(cfg: SyntheticConfig) -> Model:
+    """The hidden Markov model of a synthetic panel, from ``cfg``."""
     names = schema.countries()
     order = PRIORITY + [c for c in names.codes if c not in PRIORITY]
     if cfg.countries + cfg.partners > len(order):
@@ -232,6 +238,7 @@ def simulate(model: Model, rng: np.random.Generator) -> Truth:
 
 @dataclass
 class Oracle:
+    """The exact forward-filter predictive distribution of every country and day."""
     root_probs: np.ndarray   # float64 [C, D, 20]
     quad_probs: np.ndarray   # float64 [C, D, 4]
     total_mean: np.ndarray   # float64 [C, D]
@@ -274,8 +281,11 @@ def forward_filter(model: Model, roots: np.ndarray) -> Oracle:
 
 # -- writing the files -------------------------------------------------------------
 def _code_table() -> tuple[list[list[str]], list[np.ndarray]]:
-    """Per root: its event codes and their probabilities.  Four-digit codes take 9 % of the
-    roots that have them (about half of all events), so about 4 % of all codes."""
+    """Per root: its event codes and their probabilities.
+
+    Four-digit codes take 9 % of the roots that have them (about half of all events), so about 4 % of
+    all codes.
+    """
     cam = schema.cameo()
     codes, probs = [], []
     for root in schema.ROOTS:
@@ -310,6 +320,7 @@ def _actor_fields(code: str) -> list[str]:
 
 @dataclass
 class GeneratedFile:
+    """A written daily file and its number of rows."""
     path: Path
     rows: int
 

@@ -30,61 +30,20 @@ Everything accepts batches ``(..., n, n)`` (``fast`` excepted) and runs where it
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 
+from wgf_cli.info.fast import entropy_fast
+from wgf_cli.info.spectral import LN2, _check_square, check_alpha, renyi_from_spectrum, spectrum  # noqa: F401  (LN2 re-exported)
+
 METHODS = ("auto", "eig", "frobenius", "fast")
-LN2 = math.log(2.0)
-
-
-def check_alpha(alpha: float) -> float:
-    """``alpha`` as a float; :class:`ValueError` unless finite and > 0."""
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha) \
-            or not alpha > 0:
-        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
-    return float(alpha)
-
-
-def _check_square(A: torch.Tensor, what: str = "A") -> None:
-    if A.dim() < 2 or A.shape[-1] != A.shape[-2]:
-        raise ValueError(f"{what} must be a (batch of) square matrix (..., n, n), got {tuple(A.shape)}")
 
 
 def _check_same_samples(mats: Sequence[torch.Tensor]) -> None:
     ns = {int(M.shape[-1]) for M in mats}
     if len(ns) > 1:
         raise ValueError(f"mismatched sample counts between Gram matrices: {sorted(ns)}")
-
-
-def spectrum(A: torch.Tensor) -> torch.Tensor:
-    """The eigenvalues of ``A / tr A`` in float64 (ascending), ``(..., n)``.
-
-    Eigenvalues below the round-off level ``n * eps * lambda_max`` (negative ones included)
-    are set to 0 -- they are indistinguishable from rounding errors of ``eigvalsh`` and, for
-    ``alpha < 1``, ``lambda^alpha`` would otherwise turn them into a spurious entropy -- and the
-    spectrum is renormalized to sum 1."""
-    _check_square(A)
-    lam = torch.linalg.eigvalsh(A.to(torch.float64))
-    floor = A.shape[-1] * torch.finfo(torch.float64).eps * lam[..., -1:].abs()
-    lam = torch.where(lam > floor, lam, torch.zeros_like(lam))
-    return lam / lam.sum(-1, keepdim=True)
-
-
-def renyi_from_spectrum(lam: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Rényi entropy in bits of a (batch of) probability vector(s) ``lam`` ``(..., n)``.
-
-    Stable near ``alpha = 1``: ``sum lam^alpha = 1 + sum lam expm1((alpha-1) ln lam)``."""
-    alpha = check_alpha(alpha)
-    lam = lam.clamp_min(0.0)
-    lam = lam / lam.sum(-1, keepdim=True)
-    pos = lam > 0
-    loglam = torch.where(pos, lam, torch.ones_like(lam)).log()
-    if alpha == 1.0:
-        return -(lam * loglam).sum(-1) / LN2
-    t = torch.where(pos, lam * torch.expm1((alpha - 1.0) * loglam), torch.zeros_like(lam)).sum(-1)
-    return torch.log1p(t) / ((1.0 - alpha) * LN2)
 
 
 def entropy(A: torch.Tensor, alpha: float = 1.01, method: str = "auto", **fast_kwargs) -> torch.Tensor:
@@ -105,8 +64,6 @@ def entropy(A: torch.Tensor, alpha: float = 1.01, method: str = "auto", **fast_k
         fro2 = (A * A).sum((-2, -1)) / (tr * tr)
         return -torch.log2(fro2)
     if method == "fast":
-        from wgf_cli.info.fast import entropy_fast
-
         if A.dim() != 2:
             raise ValueError("method=fast takes one (n, n) matrix, not a batch")
         res = entropy_fast(A, alpha, **fast_kwargs)

@@ -59,8 +59,8 @@ from dataclasses import dataclass
 
 import torch
 
-from wgf_cli.info.entropy import LN2, check_alpha, renyi_from_spectrum, spectrum
 from wgf_cli.info.operators import DenseGram, GaussianGram
+from wgf_cli.info.spectral import LN2, check_alpha, renyi_from_spectrum, spectrum
 
 F64 = torch.float64
 FLAT_RATIO = 20.0  # deflation stops once the largest unconverged Ritz value is below this
@@ -207,9 +207,11 @@ def _deflate(op, n: int, b: int, q_fixed: int | None, q_max: int, rank: int | No
 
 
 def _lanczos(mm_tail, Z: torch.Tensor, s_max: int, check):
-    """Lanczos (full re-orthogonalization per probe) on the columns of ``Z``; ``check(a, b, s)``
-    after steps 4, 6, 8, ... returns True to stop.  Returns ``a (m, s)``, ``b (m, s)`` (``b[:, j]``:
-    the coupling after step ``j``, which the Gauss-Radau rule of ``s`` steps uses)."""
+    """Lanczos (full re-orthogonalization per probe) on the columns of ``Z``.
+
+    ``check(a, b, s)`` after steps 4, 6, 8, ... returns True to stop.  Returns ``a (m, s)``, ``b (m,
+    s)`` (``b[:, j]``: the coupling after step ``j``, which the Gauss-Radau rule of ``s`` steps uses).
+    """
     n, m = Z.shape
     znorm = Z.norm(dim=0).clamp_min(1e-300)
     # per probe, its Lanczos vectors as rows: (m, s_max, n), so re-orthogonalization is two
@@ -326,14 +328,17 @@ class _Tail:
 
 
 def entropy_fast(A, alpha: float, **kwargs) -> FastEntropyResult:
-    """Approximate ``S_alpha(A / tr A)`` in bits for a symmetric PSD ``(n, n)`` matrix ``A``
-    (a tensor, or an operator of :mod:`wgf_cli.info.operators` for matrix-free use).
+    """Approximate matrix-based Rényi entropy (bits) by deflation and stochastic Lanczos quadrature.
+
+    Approximate ``S_alpha(A / tr A)`` in bits for a symmetric PSD ``(n, n)`` matrix ``A`` (a tensor, or
+    an operator of :mod:`wgf_cli.info.operators` for matrix-free use).
 
     The keyword arguments are those of :func:`_entropy_fast` (documented there).  Subnormal
     floating-point numbers are flushed to zero while it runs (``torch.set_flush_denormal``):
     Gram matrices of Gaussian kernels hold many entries below the smallest normal float32,
     and CPU arithmetic on subnormals is an order of magnitude slower.  The flag is off again
-    afterwards (PyTorch's default)."""
+    afterwards (PyTorch's default).
+    """
     flushed = torch.set_flush_denormal(True)
     try:
         return _entropy_fast(A, alpha, **kwargs)
@@ -349,8 +354,10 @@ def _entropy_fast(A, alpha: float, *, tol: float = 1e-4, block: int | None = Non
                  matmul_dtype: torch.dtype | None = None, max_blocks: int = 10,
                  max_probes: int = 192, max_steps: int = 60, exact_n: int = 256
                  ) -> FastEntropyResult:
-    """Approximate ``S_alpha(A / tr A)`` in bits for a symmetric PSD ``(n, n)`` matrix ``A``
-    (a tensor, or an operator of :mod:`wgf_cli.info.operators` for matrix-free use).
+    """Approximate matrix-based Rényi entropy (bits): the implementation of :func:`entropy_fast`.
+
+    Approximate ``S_alpha(A / tr A)`` in bits for a symmetric PSD ``(n, n)`` matrix ``A`` (a tensor, or
+    an operator of :mod:`wgf_cli.info.operators` for matrix-free use).
 
     ``tol``: relative error target on the entropy; the settings are chosen to meet it (see
     the module doc) and the result reports them with the error estimate.  ``block``,

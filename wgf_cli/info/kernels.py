@@ -55,7 +55,8 @@ def sq_distances(x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor
     """Squared Euclidean distances ``||x_i - y_j||^2`` (clamped at 0), ``(n, m)``.
 
     Computed through the Gram expansion, with the diagonal set exactly to 0 when ``y`` is
-    ``x``."""
+    ``x``.
+    """
     x = _as_2d(x)
     same = y is None
     y = x if same else _as_2d(y)
@@ -78,7 +79,8 @@ def normalize_gram(K: torch.Tensor) -> torch.Tensor:
     """``A_ij = K_ij / (n sqrt(K_ii K_jj))`` for a (batch of) PSD kernel matrix ``(..., n, n)``.
 
     The result has unit trace.  A zero diagonal entry (a zero feature vector under a linear
-    or NTK kernel) is an error."""
+    or NTK kernel) is an error.
+    """
     n = K.shape[-1]
     d = torch.diagonal(K, dim1=-2, dim2=-1)
     if bool((d <= 0).any()):
@@ -89,10 +91,12 @@ def normalize_gram(K: torch.Tensor) -> torch.Tensor:
 
 def label_gram(labels: torch.Tensor, num_classes: int | None = None, *,
                sigma: float = 0.1, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """The normalized Gram matrix of integer labels through one-hot vectors and a Gaussian
-    kernel of width ``sigma`` (narrow: ``exp(-1/sigma^2)`` between different classes; at the
-    default 0.1 that is 4e-44, so ``A`` is the block matrix of the label partition and its
-    Rényi entropy is that of the label histogram)."""
+    """The normalized Gram matrix of integer labels (one-hot vectors, narrow Gaussian kernel).
+
+    The Gaussian kernel of width ``sigma`` on the one-hot vectors is narrow: ``exp(-1/sigma^2)``
+    between different classes, 4e-44 at the default 0.1, so ``A`` is the block matrix of the label
+    partition and its Rényi entropy is that of the label histogram.
+    """
     labels = labels.long().reshape(-1)
     k = int(num_classes if num_classes is not None else int(labels.max()) + 1)
     y = torch.nn.functional.one_hot(labels, k).to(dtype or torch.get_default_dtype())
@@ -100,9 +104,11 @@ def label_gram(labels: torch.Tensor, num_classes: int | None = None, *,
 
 
 def alignment(K: torch.Tensor, L: torch.Tensor, centered: bool = False) -> torch.Tensor:
-    """Kernel alignment ``<K, L>_F / (||K||_F ||L||_F)`` (Cristianini et al. 2002), in ``[0, 1]``
-    for PSD inputs; ``centered=True``: of ``HKH`` and ``HLH`` with ``H = I - 11^T/n`` (Cortes,
-    Mohri & Rostamizadeh 2012), which discounts the constant part of the kernels."""
+    """Kernel alignment ``<K, L>_F / (||K||_F ||L||_F)`` (Cristianini et al. 2002), in ``[0, 1]`` for PSD inputs.
+
+    ``centered=True``: of ``HKH`` and ``HLH`` with ``H = I - 11^T/n`` (Cortes, Mohri & Rostamizadeh
+    2012), which discounts the constant part of the kernels.
+    """
     if centered:
         K = K - K.mean(-1, keepdim=True) - K.mean(-2, keepdim=True) + K.mean((-2, -1), keepdim=True)
         L = L - L.mean(-1, keepdim=True) - L.mean(-2, keepdim=True) + L.mean((-2, -1), keepdim=True)
@@ -111,8 +117,11 @@ def alignment(K: torch.Tensor, L: torch.Tensor, centered: bool = False) -> torch
 
 
 def parse_width(spec: str | float) -> tuple[str, float | None]:
-    """``"knn:10"`` -> ``("knn", 10.0)``; ``"silverman"`` -> ``("silverman", None)``; a number
-    ``v`` -> ``("fixed", v)``.  Raises :class:`ValueError` with the allowed forms."""
+    """``"knn:10"`` -> ``("knn", 10.0)``.
+
+    ``"silverman"`` -> ``("silverman", None)``; a number ``v`` -> ``("fixed", v)``. Raises
+    :class:`ValueError` with the allowed forms.
+    """
     if isinstance(spec, int | float) and not isinstance(spec, bool):
         return "fixed", float(spec)
     s = str(spec).strip()

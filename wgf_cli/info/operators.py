@@ -57,8 +57,11 @@ class DenseGram:
 
 
 class GaussianGram:
-    """The normalized Gaussian Gram matrix ``A = K / n`` of samples ``x`` ``(n, d...)``,
-    matrix-free (``K`` is evaluated block by block in every product and never stored)."""
+    """The normalized Gaussian Gram matrix ``A = K / n`` of samples ``x``, matrix-free.
+
+    The samples ``x`` have shape ``(n, d...)``; ``K`` is evaluated block by block in every product and
+    never stored.
+    """
 
     def __init__(self, x: torch.Tensor, sigma: float, *, dtype: torch.dtype = torch.float32,
                  chunk: int = 1024) -> None:
@@ -86,10 +89,12 @@ class GaussianGram:
         self.columns = 0
 
     def rows(self, i0: int, i1: int) -> torch.Tensor:
-        """Rows ``i0:i1`` of ``K`` (not divided by ``n``): ``exp(2g x_i.x_j - g|x_i|^2 - g|x_j|^2)``,
-        one GEMM onto the broadcast ``-g|x_j|^2`` and in-place updates (the exponent clamped to
-        ``[log tiny + 1, 0]``: no subnormal numbers, whose arithmetic is slow; the diagonal set
-        to 1)."""
+        """Rows ``i0:i1`` of ``K`` (not divided by ``n``).
+
+        ``exp(2g x_i.x_j - g|x_i|^2 - g|x_j|^2)``, one GEMM onto the broadcast ``-g|x_j|^2`` and in-place
+        updates (the exponent clamped to ``[log tiny + 1, 0]``: no subnormal numbers, whose arithmetic is
+        slow; the diagonal set to 1).
+        """
         m = i1 - i0
         E = torch.addmm(self.gsq_neg[None, :].expand(m, self.n), self.x2g[i0:i1], self.x.T)
         E.sub_(self.gsq[i0:i1, None]).clamp_(self._floor, 0.0).exp_()
@@ -99,6 +104,7 @@ class GaussianGram:
 
     @property
     def fro2(self) -> float:
+        """``||A||_F^2``, computed block by block once (or during the first product) and cached."""
         if self._fro2 is None:
             acc = 0.0
             for i0 in range(0, self.n, self.chunk):
@@ -108,6 +114,7 @@ class GaussianGram:
         return self._fro2
 
     def matmul(self, X: torch.Tensor) -> torch.Tensor:
+        """The product ``A X`` for a block of columns ``X`` ``(n, b)``, in float64."""
         self.passes += 1
         self.columns += int(X.shape[1])
         Xd = X.to(self.matmul_dtype)

@@ -33,15 +33,20 @@ class Dataset:
 
     @property
     def dim(self) -> int:
+        """Input dimension ``d`` (with the bias coordinate)."""
         return int(self.x.shape[1])
 
     @property
     def scale(self) -> float:
-        """``max_j |x_j|`` of the augmented training inputs (a cell of the (w, b) grid moves
-        a neuron's pre-activation by at most ``cell * scale``)."""
+        """The largest absolute augmented training input, ``max_j |x_j|``.
+
+        ``max_j |x_j|`` of the augmented training inputs (a cell of the (w, b) grid moves a neuron's
+        pre-activation by at most ``cell * scale``).
+        """
         return float(self.x.norm(dim=1).max())
 
     def to(self, device=None, dtype=None) -> Dataset:
+        """A copy on ``device`` with ``dtype``."""
         def cv(t):
             return None if t is None else t.to(device=device, dtype=dtype)
 
@@ -56,8 +61,10 @@ def augment(x: Tensor) -> Tensor:
 
 def teacher_network(k: int, dim: int, generator: torch.Generator, dtype=torch.float64,
                     x_range: float = 2.0) -> tuple[Tensor, Tensor]:
-    """``k`` teacher neurons: unit directions in ``R^(d-1)`` times a magnitude in [1, 2], kinks
-    placed uniformly inside the input range, output signs alternating ``+1, -1, ...``.
+    """A random teacher network of ``k`` ReLU neurons.
+
+    ``k`` teacher neurons: unit directions in ``R^(d-1)`` times a magnitude in [1, 2], kinks placed
+    uniformly inside the input range, output signs alternating ``+1, -1, ...``.
 
     Returns ``U`` (k, d) and ``a`` (k,); the teacher is ``g(x) = (1/k) sum a_l relu(<u_l, x>)``.
     """
@@ -94,7 +101,8 @@ def make_dataset(target: str, size: int, test_size: int, dim: int, *, x_range: f
 
     Args:
         target: ``teacher`` | ``abs`` | ``sin`` | ``csv``.
-        size, test_size: number of training and test points.
+        size: number of training points.
+        test_size: number of test points.
         dim: ``d`` = input dimension + 1 (the bias).
         x_range: inputs uniform on ``[-x_range, x_range]^(d-1)``.
         noise: standard deviation of the Gaussian label noise (training labels only).
@@ -102,6 +110,11 @@ def make_dataset(target: str, size: int, test_size: int, dim: int, *, x_range: f
         frequency: of the ``sin`` target.
         path: the csv file of the ``csv`` target (header row, last column the label).
         generator: seeds inputs, teacher and noise.
+        dtype: dtype of the tensors.
+        device: device of the tensors.
+
+    Returns:
+        The :class:`Dataset` (training and test inputs and labels).
     """
     gen = generator or torch.Generator().manual_seed(0)
     teacher = None

@@ -1,5 +1,7 @@
-"""The two-layer ReLU network in mean-field scaling: outputs, loss, explicit gradients, the
-potential ``dF/dmu`` and four measure representations of the same network.
+"""The two-layer ReLU network in mean-field scaling.
+
+Outputs, loss, explicit gradients, the potential ``dF/dmu`` and four measure representations of the
+same network.
 
 ``W`` is ``(m, d)`` (input weights with the bias last, inputs augmented with a constant 1),
 ``alpha`` is ``(m,)``; ``f(x) = (1/m) sum_i alpha_i relu(<w_i, x>)``.  The loss is
@@ -77,8 +79,11 @@ def gradient(W: Tensor, alpha: Tensor, x: Tensor, y: Tensor, weight_decay: float
 
 def potential(theta: Tensor, alpha: Tensor | float, x: Tensor, residual: Tensor,
               weight_decay: float = 0.0) -> Tensor:
-    """First variation ``V(theta, alpha) = (2/n) sum_j e_j alpha relu(<theta, x_j>) (+ lam (|theta|^2
-    + alpha^2))`` at points ``theta`` (N, d) with output weights ``alpha`` (N,) or a scalar."""
+    """The first variation ``V(theta, alpha)`` of the loss at the points ``theta``.
+
+    First variation ``V(theta, alpha) = (2/n) sum_j e_j alpha relu(<theta, x_j>) (+ lam (|theta|^2 +
+    alpha^2))`` at points ``theta`` (N, d) with output weights ``alpha`` (N,) or a scalar.
+    """
     base = torch.relu(theta @ x.T) @ residual * (2.0 / x.shape[0])
     out = alpha * base
     if weight_decay:
@@ -99,6 +104,7 @@ class NeuronMeasure:
 
     @classmethod
     def from_network(cls, W: Tensor, alpha: Tensor) -> NeuronMeasure:
+        """The empirical measure of a network's neurons: uniform weights ``1/m``."""
         m = W.shape[0]
         return cls(W, alpha, torch.full((m,), 1.0 / m, dtype=W.dtype, device=W.device))
 
@@ -109,14 +115,18 @@ class NeuronMeasure:
 
 @dataclass
 class SignedMeasure:
-    """``nu = sum_i c_i delta_(w_i)`` on ``R^d`` with signed masses ``c_i = alpha_i / m``
-    (atoms at the same ``w`` merged)."""
+    """The network as one signed measure ``nu = sum_i c_i delta_(w_i)`` on ``R^d``.
+
+    ``nu = sum_i c_i delta_(w_i)`` on ``R^d`` with signed masses ``c_i = alpha_i / m`` (atoms at the
+    same ``w`` merged).
+    """
 
     W: Tensor
     mass: Tensor
 
     @classmethod
     def from_measure(cls, mu: NeuronMeasure) -> SignedMeasure:
+        """The signed measure of ``mu``, atoms at the same ``w`` merged."""
         uniq, inv = torch.unique(mu.W, dim=0, return_inverse=True)
         mass = torch.zeros(uniq.shape[0], dtype=mu.W.dtype, device=mu.W.device)
         mass.index_add_(0, inv, mu.weights * mu.alpha)
@@ -129,8 +139,11 @@ class SignedMeasure:
 
 @dataclass
 class MeasurePair:
-    """``(nu_+, nu_-)``: the positive and negative parts of the output weights, two
-    non-negative measures on ``R^d`` with ``f = int relu dnu_+ - int relu dnu_-``."""
+    """The network as two non-negative measures ``(nu_+, nu_-)`` on ``R^d``.
+
+    ``(nu_+, nu_-)``: the positive and negative parts of the output weights, two non-negative measures
+    on ``R^d`` with ``f = int relu dnu_+ - int relu dnu_-``.
+    """
 
     W_pos: Tensor
     mass_pos: Tensor
@@ -139,19 +152,24 @@ class MeasurePair:
 
     @classmethod
     def from_measure(cls, mu: NeuronMeasure) -> MeasurePair:
+        """Split ``mu`` by the sign of its output weights."""
         c = mu.weights * mu.alpha
         pos, neg = c > 0, c < 0
         return cls(mu.W[pos], c[pos], mu.W[neg], -c[neg])
 
     def output(self, x: Tensor) -> Tensor:
+        """``int relu(<w, x>) dnu_+ - int relu(<w, x>) dnu_-``."""
         return torch.relu(x @ self.W_pos.T) @ self.mass_pos - torch.relu(x @ self.W_neg.T) @ self.mass_neg
 
 
 @dataclass
 class SphereMeasure:
-    """Atoms ``(d_i, alpha~_i)`` on ``S^(d-1) x R`` with ``d_i = w_i/|w_i|`` and ``alpha~_i =
-    |w_i| alpha_i`` (1-homogeneity of relu); a neuron with ``w_i = 0`` gets ``alpha~_i = 0`` and
-    the direction ``e_1``."""
+    """The network as a measure on ``S^(d-1) x R`` (directions and rescaled weights).
+
+    Atoms ``(d_i, alpha~_i)`` on ``S^(d-1) x R`` with ``d_i = w_i/|w_i|`` and ``alpha~_i = |w_i|
+    alpha_i`` (1-homogeneity of relu); a neuron with ``w_i = 0`` gets ``alpha~_i = 0`` and the direction
+    ``e_1``.
+    """
 
     direction: Tensor
     alpha_tilde: Tensor
@@ -159,6 +177,7 @@ class SphereMeasure:
 
     @classmethod
     def from_measure(cls, mu: NeuronMeasure) -> SphereMeasure:
+        """The sphere view of ``mu``."""
         r = mu.W.norm(dim=1)
         e1 = torch.zeros_like(mu.W)
         e1[:, 0] = 1.0
@@ -167,6 +186,7 @@ class SphereMeasure:
         return cls(direction, r * mu.alpha, mu.weights)
 
     def output(self, x: Tensor) -> Tensor:
+        """``int alpha~ relu(<d, x>)`` over the atoms."""
         return torch.relu(x @ self.direction.T) @ (self.weights * self.alpha_tilde)
 
     def to_measure(self) -> NeuronMeasure:
@@ -177,9 +197,12 @@ class SphereMeasure:
 
 def init_particles(m: int, dim: int, std: float, generator: torch.Generator, *,
                    dtype=torch.float64, device="cpu") -> tuple[Tensor, Tensor]:
-    """``m`` neurons ``w_i ~ N(0, std^2 I_d)`` with ``alpha = +1`` for the first ``ceil(m/2)``
-    and ``-1`` for the rest (sampled on the CPU from ``generator``, so the same seed gives the
-    same network on every device)."""
+    """Initial neurons: Gaussian input weights and output weights of alternating sign.
+
+    ``m`` neurons ``w_i ~ N(0, std^2 I_d)`` with ``alpha = +1`` for the first ``ceil(m/2)`` and ``-1``
+    for the rest (sampled on the CPU from ``generator``, so the same seed gives the same network on
+    every device).
+    """
     W = std * torch.randn(m, dim, generator=generator, dtype=torch.float64)
     k = math.ceil(m / 2)
     alpha = torch.cat([torch.ones(k, dtype=torch.float64), -torch.ones(m - k, dtype=torch.float64)])

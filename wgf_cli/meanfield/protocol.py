@@ -147,8 +147,11 @@ def _emit(callback: Callback | None, event: str, info: dict[str, Any]) -> None:
 
 
 def particle_rows(method: str, res: ParticleResult, extra: dict[int, dict] | None = None) -> list[dict[str, Any]]:
-    """The metrics rows of a particle run (``method, t, loss, test_loss, grad_norm`` and, for
-    record ``i`` in ``extra``, the entries of ``extra[i]``)."""
+    """The metrics rows of a particle run.
+
+    Each row has ``method, t, loss, test_loss, grad_norm`` and, for record ``i`` in ``extra``, the
+    entries of ``extra[i]``.
+    """
     rows = []
     for i, t in enumerate(res.times):
         row = {"method": method, "t": t, "loss": res.loss[i], "test_loss": res.test_loss[i],
@@ -217,9 +220,10 @@ class GridRun:
 def run_grid(problem: MeanFieldGrid, flow: GridJKO, W0: Tensor, a0: Tensor, T: float, cfg: GridConfig, *,
              snapshots: int = 2, dist_steps: set[int] | None = None, method: str = "jko_grid",
              callback: Callback | None = None) -> GridRun:
-    """The grid flow over ``[0, T]`` from the initial neurons (``cfg.init = particles``) or a
-    Gaussian; one ``record`` event per step (``method, t, loss, test_loss, grad_norm, mass`` and
-    the step diagnostics).
+    """The grid flow over ``[0, T]`` from the initial neurons (``cfg.init = particles``) or a Gaussian.
+
+    One ``record`` event per step (``method, t, loss, test_loss, grad_norm, mass`` and the step
+    diagnostics).
 
     Args:
         problem: the grid problem.

@@ -37,8 +37,10 @@ Tensor = torch.Tensor
 # the pointwise proximal map of the kinetic action
 # ----------------------------------------------------------------------------------------
 def prox_kinetic(rho: Tensor, m: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
-    """Proximal map of ``gamma * f`` with ``f(rho, m) = |m|^2 / (2 rho)`` (``rho > 0``; 0 at
-    ``(0, 0)``; +inf otherwise), pointwise.
+    """Pointwise proximal map of the kinetic energy ``gamma * |m|^2 / (2 rho)``.
+
+    Proximal map of ``gamma * f`` with ``f(rho, m) = |m|^2 / (2 rho)`` (``rho > 0``; 0 at ``(0, 0)``;
+    +inf otherwise), pointwise.
 
     ``rho``: any shape ``S``; ``m``: shape ``(d, *S)`` (one row per component).  Returns the
     minimiser ``(rho*, m*)`` of ``1/2 (r - rho)^2 + 1/2 |q - m|^2 + gamma |q|^2 / (2 r)``.
@@ -79,8 +81,10 @@ def prox_kinetic(rho: Tensor, m: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
 
 
 def kinetic_action(rho: Tensor, m: Tensor, weight: float = 1.0) -> float:
-    """``weight * sum |m|^2 / rho`` over the cells with ``rho > 0`` (twice the action of
-    :func:`prox_kinetic`'s ``f``): the Benamou-Brenier W2^2 estimate for ``weight = dt dx^d``."""
+    """``weight * sum |m|^2 / rho`` over the cells with ``rho > 0`` (twice the action of :func:`prox_kinetic`'s ``f``).
+
+    The Benamou-Brenier W2^2 estimate for ``weight = dt dx^d``.
+    """
     pos = rho > 0
     e = torch.where(pos, (m * m).sum(dim=0) / torch.where(pos, rho, torch.ones_like(rho)),
                     torch.zeros_like(rho))
@@ -121,8 +125,10 @@ def _dct_matrix(n: int, dtype, device) -> Tensor:
 
 @dataclass
 class Staggered:
-    """``U = (rho, m)`` on the staggered space-time grid: ``rho`` of shape ``(P+1, *N)``,
-    ``m[j]`` of shape ``(P, N_1, .., N_j + 1, .., N_d)``."""
+    """``U = (rho, m)`` on the staggered space-time grid.
+
+    ``rho`` of shape ``(P+1, *N)``, ``m[j]`` of shape ``(P, N_1, .., N_j + 1, .., N_d)``.
+    """
 
     rho: Tensor
     m: list[Tensor]
@@ -134,9 +140,11 @@ class Staggered:
         return Staggered(self.rho - o.rho, [a - b for a, b in zip(self.m, o.m, strict=True)])
 
     def scale(self, s: float) -> Staggered:
+        """The variable times ``s``."""
         return Staggered(self.rho * s, [a * s for a in self.m])
 
     def sqnorm(self) -> float:
+        """The squared Euclidean norm over all entries."""
         return float((self.rho**2).sum() + sum((a**2).sum() for a in self.m))
 
 
@@ -154,9 +162,11 @@ class Centred:
         return Centred(self.rho - o.rho, self.m - o.m)
 
     def scale(self, s: float) -> Centred:
+        """The variable times ``s``."""
         return Centred(self.rho * s, self.m * s)
 
     def sqnorm(self) -> float:
+        """The squared Euclidean norm over all entries."""
         return float((self.rho**2).sum() + (self.m**2).sum())
 
 
@@ -167,7 +177,8 @@ class SpaceTimeGrid:
         shape: cells per space axis (1 to 3 axes).
         spacing: cell width per axis.
         time_steps: P, the number of time steps on [0, 1].
-        dtype, device: of every tensor.
+        dtype: dtype of every tensor.
+        device: device of every tensor.
     """
 
     def __init__(self, shape: tuple[int, ...], spacing: tuple[float, ...], time_steps: int,
@@ -227,9 +238,11 @@ class SpaceTimeGrid:
         return x
 
     def project_continuity(self, U: Staggered, rho0: Tensor, rho1: Tensor) -> Staggered:
-        """Orthogonal projection of ``U`` on ``C``: ``divergence(U) = 0``, ``rho(0) = rho0``,
-        ``rho(1) = rho1``, zero flux through the walls.  ``rho0`` and ``rho1`` (densities,
-        shape ``N``) must have the same mass."""
+        """Orthogonal projection of ``U`` on ``C``.
+
+        ``divergence(U) = 0``, ``rho(0) = rho0``, ``rho(1) = rho1``, zero flux through the walls. ``rho0``
+        and ``rho1`` (densities, shape ``N``) must have the same mass.
+        """
         rho = U.rho.clone()
         rho[0], rho[-1] = rho0, rho1
         m = []
@@ -304,18 +317,26 @@ def benamou_brenier(rho0: Tensor, rho1: Tensor, spacing: tuple[float, ...], *, t
                     gamma: float = 1.0, alpha: float = 1.0, iters: int = 2000, tol: float = 1e-5,
                     check_every: int = 10,
                     callback: Callable[[int, dict[str, float]], None] | None = None) -> BenamouBrenierResult:
-    """W2 geodesic between the densities ``rho0`` and ``rho1`` (same mass; on a regular grid of
-    cells of width ``spacing``, walls with no flux) by Douglas-Rachford splitting.
+    """The W2 geodesic between two grid densities by Douglas-Rachford splitting.
+
+    The densities ``rho0`` and ``rho1`` have the same mass and live on a regular grid of cells of
+    width ``spacing``, with walls that let no flux through.
 
     Args:
-        rho0, rho1: densities (mass per unit volume) at the cell centres, same shape and mass.
+        rho0: source density (mass per unit volume) at the cell centres.
+        rho1: target density, same shape and mass as ``rho0``.
         spacing: cell width per axis.
         time_steps: P, time steps on [0, 1].
         gamma: the proximal step (the scale of the densities is a good start).
         alpha: the Douglas-Rachford relaxation, in (0, 2).
-        iters: most iterations; tol: stop when the splitting mismatch ``|V - I(U)| / |V|``
-            falls below it (checked every ``check_every`` iterations).
+        iters: most iterations.
+        tol: stop when the splitting mismatch ``|V - I(U)| / |V|`` falls below it.
+        check_every: iterations between two checks of the mismatch.
         callback: ``callback(iteration, errors)`` after every check.
+
+    Returns:
+        A :class:`BenamouBrenierResult`: the space-time density and momentum, ``w2sq`` and the
+        convergence diagnostics.
     """
     if rho0.shape != rho1.shape:
         raise ValueError(f"rho0 and rho1 need the same shape, got {tuple(rho0.shape)} and {tuple(rho1.shape)}")

@@ -1,8 +1,8 @@
-"""Static optimal transport between densities on a grid and between point clouds: exact
-plans (POT's network simplex), displacement interpolation, Brenier maps from the dual
-potentials and by barycentric projection, the 1-D quantile formula, entropic plans
-(log-domain Sinkhorn, dense in 1-D and separable on grids) and Kantorovich duality with
-c-transforms.
+"""Static optimal transport between densities on a grid and between point clouds.
+
+Exact plans (POT's network simplex), displacement interpolation, Brenier maps from the dual
+potentials and by barycentric projection, the 1-D quantile formula, entropic plans (log-domain
+Sinkhorn, dense in 1-D and separable on grids) and Kantorovich duality with c-transforms.
 
 The cost is the squared Euclidean distance ``c(x, y) = |x - y|^2`` throughout, so that the
 optimal cost is W2^2.  Plain PyTorch and POT (``ot.emd`` runs on the CPU in float64); no
@@ -57,8 +57,11 @@ class ExactPlan:
 
 
 def exact_plan(a: Tensor, x: Tensor, b: Tensor, y: Tensor, *, max_iter: int = 1_000_000) -> ExactPlan:
-    """Exact OT between discrete measures (masses ``a``, ``b``, normalised to sum 1; squared
-    Euclidean cost) by POT's network simplex, with the dual potentials and the marginal errors."""
+    """Exact OT between discrete measures by POT's network simplex.
+
+    The masses ``a``, ``b`` are normalised to sum 1; the cost is squared Euclidean. The result carries
+    the dual potentials and the marginal errors.
+    """
     import ot
 
     t0 = time.perf_counter()
@@ -87,10 +90,13 @@ def support(masses: Tensor, threshold: float = 0.0) -> Tensor:
 
 
 def grid_exact_plan(points: Tensor, a: Tensor, b: Tensor, threshold: float = 1e-9) -> tuple[ExactPlan, Tensor, Tensor]:
-    """:func:`exact_plan` between two grid measures (masses ``a``, ``b`` per cell, grid
-    ``points`` ``(N, d)``), on the cells whose mass exceeds ``threshold`` times the largest
-    (the tails of a Gaussian cost the simplex time and nothing else).  Returns the plan and
-    the flat indices of the source and target cells it uses."""
+    """Exact OT plan between two grid measures, on the cells that carry mass.
+
+    :func:`exact_plan` between two grid measures (masses ``a``, ``b`` per cell, grid ``points`` ``(N,
+    d)``), on the cells whose mass exceeds ``threshold`` times the largest (the tails of a Gaussian cost
+    the simplex time and nothing else).  Returns the plan and the flat indices of the source and target
+    cells it uses.
+    """
     ia, ib = support(a, threshold), support(b, threshold)
     af, bf = a.reshape(-1)[ia], b.reshape(-1)[ib]
     return exact_plan(af, points[ia], bf, points[ib]), ia, ib
@@ -98,9 +104,12 @@ def grid_exact_plan(points: Tensor, a: Tensor, b: Tensor, threshold: float = 1e-
 
 def deposit(points: Tensor, masses: Tensor, lo: Sequence[float], spacing: Sequence[float],
             shape: Sequence[int]) -> Tensor:
-    """Cloud-in-cell deposit of point masses on a cell-centred grid: each mass is shared
-    (multi-linearly) between the ``2^d`` nearest cell centres; mass that falls outside the
-    outer centres is clamped onto the border cells.  Returns masses per cell, shape ``shape``."""
+    """Cloud-in-cell deposit of point masses on a cell-centred grid.
+
+    Each mass is shared (multi-linearly) between the ``2^d`` nearest cell centres; mass that falls
+    outside the outer centres is clamped onto the border cells. Returns masses per cell, shape
+    ``shape``.
+    """
     d = len(shape)
     out = torch.zeros(math.prod(shape), dtype=masses.dtype, device=masses.device)
     pos = [(points[:, k] - lo[k]) / spacing[k] - 0.5 for k in range(d)]  # in cell-centre units
@@ -120,8 +129,10 @@ def deposit(points: Tensor, masses: Tensor, lo: Sequence[float], spacing: Sequen
 
 def displacement_interpolation(plan: ExactPlan, t: float, lo, spacing, shape,
                                min_mass: float = 0.0) -> Tensor:
-    """McCann's interpolant ``sum_ij P_ij delta_{(1-t) x_i + t y_j}`` deposited on the grid
-    (:func:`deposit`); masses per cell.  Entries of the plan below ``min_mass`` are skipped."""
+    """McCann's interpolant ``sum_ij P_ij delta_{(1-t) x_i + t y_j}`` deposited on the grid (:func:`deposit`).
+
+    Masses per cell. Entries of the plan below ``min_mass`` are skipped.
+    """
     p = plan.plan
     i, j = torch.nonzero(p > min_mass, as_tuple=True)
     pts = (1.0 - t) * plan.x[i] + t * plan.y[j]
@@ -135,17 +146,23 @@ def barycentric_map(plan: Tensor, y: Tensor) -> Tensor:
 
 
 def map_from_potential(u: Tensor, points: Tensor, spacing: Sequence[float]) -> Tensor:
-    """The Brenier map ``T(x) = x - grad u(x) / 2`` from the dual potential ``u`` of the cost
-    ``|x - y|^2`` given on the whole grid (shape ``grid.shape``; central differences inside,
-    one-sided at the walls).  Returns ``(N, d)``."""
+    """The Brenier map ``T(x) = x - grad u(x) / 2`` from a dual potential on the grid.
+
+    ``u`` is the dual potential of the cost ``|x - y|^2``, given on the whole grid (shape
+    ``grid.shape``); its gradient is taken by central differences inside, one-sided at the walls.
+    Returns ``(N, d)``.
+    """
     grads = torch.gradient(u, spacing=[float(s) for s in spacing], edge_order=1)
     g = torch.stack([gr.reshape(-1) for gr in grads], dim=-1)
     return points - 0.5 * g
 
 
 def push_forward(points: Tensor, masses: Tensor, target: Tensor, t: float, lo, spacing, shape) -> Tensor:
-    """``((1 - t) id + t T)_# mu`` for ``mu = sum masses_i delta_{points_i}`` and ``T(points_i) =
-    target_i``, deposited on the grid (masses per cell)."""
+    """McCann's interpolant of a point measure towards its targets, deposited on the grid.
+
+    ``((1 - t) id + t T)_# mu`` for ``mu = sum masses_i delta_{points_i}`` and ``T(points_i) =
+    target_i``, deposited on the grid (masses per cell).
+    """
     return deposit((1.0 - t) * points + t * target, masses, lo, spacing, shape)
 
 
@@ -153,9 +170,11 @@ def push_forward(points: Tensor, masses: Tensor, target: Tensor, t: float, lo, s
 # one dimension: the quantile formula
 # ----------------------------------------------------------------------------------------
 def quantile_w2sq(x: Tensor, a: Tensor, y: Tensor, b: Tensor) -> float:
-    """Exact W2^2 between the discrete 1-D measures ``sum a_i delta_{x_i}`` and ``sum b_j
-    delta_{y_j}``: ``int_0^1 |F^{-1}(s) - G^{-1}(s)|^2 ds`` with the quantile functions, a
-    merge of the two cumulative distributions (``O((n + m) log(n + m))``)."""
+    """Exact W2^2 between the discrete 1-D measures ``sum a_i delta_{x_i}`` and ``sum b_j delta_{y_j}``.
+
+    ``int_0^1 |F^{-1}(s) - G^{-1}(s)|^2 ds`` with the quantile functions, a merge of the two cumulative
+    distributions (``O((n + m) log(n + m))``).
+    """
     x, a, y, b = (t.detach().to("cpu", torch.float64) for t in (x, a, y, b))
     ox, oy = torch.argsort(x), torch.argsort(y)
     x, a, y, b = x[ox], a[ox] / a.sum(), y[oy], b[oy] / b.sum()
@@ -203,9 +222,11 @@ def _eps_schedule(scale: float, eps: float, factor: float = 0.5) -> list[float]:
 
 def entropic_plan(a: Tensor, x: Tensor, b: Tensor, y: Tensor, eps: float, *, tol: float = 1e-8,
                   iters: int = 5000, check_every: int = 10) -> EntropicPlan:
-    """Entropic OT between small discrete measures (dense cost ``|x - y|^2``) by log-domain
-    Sinkhorn iterations with epsilon-scaling (from the largest cost down to ``eps`` by halves,
-    then at ``eps`` until the L1 error of the first marginal is below ``tol``)."""
+    """Entropic OT between small discrete measures by log-domain Sinkhorn with epsilon-scaling.
+
+    The cost ``|x - y|^2`` is a dense matrix; epsilon goes from the largest cost down to ``eps`` by
+    halves, then the iterations run at ``eps`` until the L1 error of the first marginal is below ``tol``.
+    """
     t0 = time.perf_counter()
     c = sqdist(x, y)
     la, lb = torch.log(a / a.sum()), torch.log(b / b.sum())
@@ -234,8 +255,10 @@ def entropic_plan(a: Tensor, x: Tensor, b: Tensor, y: Tensor, eps: float, *, tol
 
 
 def sinkhorn_divergence(a: Tensor, x: Tensor, b: Tensor, y: Tensor, eps: float, **kw) -> float:
-    """Debiased ``S_eps = OT_eps(a, b) - OT_eps(a, a) / 2 - OT_eps(b, b) / 2`` (cost ``|x - y|^2``):
-    non-negative, zero iff ``a = b``, and ``-> W2^2`` as ``eps -> 0``."""
+    """Debiased ``S_eps = OT_eps(a, b) - OT_eps(a, a) / 2 - OT_eps(b, b) / 2`` (cost ``|x - y|^2``).
+
+    Non-negative, zero iff ``a = b``, and ``-> W2^2`` as ``eps -> 0``.
+    """
     return (entropic_plan(a, x, b, y, eps, **kw).value - 0.5 * entropic_plan(a, x, a, x, eps, **kw).value
             - 0.5 * entropic_plan(b, y, b, y, eps, **kw).value)
 
@@ -255,11 +278,13 @@ def _grid_lse(logks: list[Tensor], h: Tensor) -> Tensor:
 
 def grid_entropic(a: Tensor, b: Tensor, axes: list[Tensor], eps: float, *, tol: float = 1e-8,
                   iters: int = 5000, check_every: int = 10) -> tuple[EntropicPlan, Tensor]:
-    """Entropic OT between two measures on the same grid (masses per cell ``a``, ``b``; cell
-    centres ``axes``), cost ``|x - y|^2``, never forming the ``N x N`` plan: the log-kernel is
-    separable, so each log-sum-exp runs axis by axis on ``n x n`` matrices.  Log-domain Sinkhorn
-    with epsilon-scaling.  Returns the result (``plan`` = None) and the barycentric map
-    ``T(x_i) = sum_j P_ij y_j / a_i``, shape ``(*grid.shape, d)``.
+    """Entropic OT between two measures on the same grid, with a separable log-kernel.
+
+    Masses per cell ``a``, ``b``; cell centres ``axes``; cost ``|x - y|^2``. The ``N x N`` plan is
+    never formed: the log-kernel is separable, so each log-sum-exp runs axis by axis on ``n x n``
+    matrices.  Log-domain Sinkhorn with epsilon-scaling.
+    Returns the result (``plan`` = None) and the barycentric map ``T(x_i) = sum_j P_ij y_j / a_i``,
+    shape ``(*grid.shape, d)``.
     """
     t0 = time.perf_counter()
     d = len(axes)
