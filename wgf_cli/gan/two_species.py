@@ -33,13 +33,14 @@ float64.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from wgf_cli.ot.pointcloud import w2_1d
 
 
 @dataclass(frozen=True)
@@ -131,22 +132,6 @@ def data_quadrature(cfg: TwoSpeciesConfig) -> np.ndarray:
     per = cfg.data_points // len(cfg.data_means)
     q = norm.ppf((np.arange(per) + 0.5) / per)
     return np.sort(np.concatenate([mu + cfg.data_std * q for mu in cfg.data_means]))
-
-
-def w2_1d(x: np.ndarray, y: np.ndarray) -> float:
-    """Exact ``W2`` between two uniform empirical measures on the line (quantile formula).
-
-    The two quantile functions are piecewise constant with breaks at ``k/len(x)`` and
-    ``l/len(y)``; the integral of their squared difference is summed on the merged breaks.
-    """
-    xs, ys = np.sort(np.asarray(x, np.float64)), np.sort(np.asarray(y, np.float64))
-    u = np.union1d(np.arange(1, xs.size + 1) / xs.size, np.arange(1, ys.size + 1) / ys.size)
-    u[-1] = 1.0
-    du = np.diff(np.concatenate([[0.0], u]))
-    mid = u - du / 2
-    qx = xs[np.minimum((mid * xs.size).astype(int), xs.size - 1)]
-    qy = ys[np.minimum((mid * ys.size).astype(int), ys.size - 1)]
-    return float(math.sqrt(max(float(np.sum(du * (qx - qy) ** 2)), 0.0)))
 
 
 def initial_state(cfg: TwoSpeciesConfig) -> tuple[Tensor, Tensor]:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wgf_cli.experiments.gdelt_train.plots import LABELS, plots
 from wgf_cli.forecast import scores as M
 from wgf_cli.forecast import text as F
 from wgf_cli.forecast.baselines import Prediction
@@ -20,9 +21,6 @@ from wgf_cli.ot.pointcloud import sinkhorn_divergence
 
 log = logging.getLogger(__name__)
 
-LABELS = {"model": "transformer", "gru": "GRU", "persistence": "persistence",
-          "moving_average": "moving average", "climatology": "climatology", "oracle": "oracle",
-          "same_weekday": "same weekday"}
 
 
 def _sinkhorn(pred: Prediction, ax: np.ndarray, aw: np.ndarray, blur: float,
@@ -204,7 +202,6 @@ def score_run(run, cfg, summary: dict[str, Any], preds: dict[str, Prediction], t
     """Score every method on the test targets, write ``scores.json``, ``forecasts.parquet``
     and the plots, complete and save ``summary``; :class:`ValueError` when a summary metric
     is NaN (a score computed on no day)."""
-    from wgf_cli.experiments.gdelt_train.plots import plots
     from wgf_cli.forecast import scores as S
     from wgf_cli.forecast.baselines import best_baseline
     from wgf_cli.run import write_json

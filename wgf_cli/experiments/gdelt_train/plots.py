@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from wgf_cli.experiments.gdelt_train.evaluate import LABELS
 from wgf_cli.forecast.data import GdeltBuild, SequenceData
+
+#: display names of the methods
+LABELS = {"model": "transformer", "gru": "GRU", "persistence": "persistence",
+          "moving_average": "moving average", "climatology": "climatology", "oracle": "oracle",
+          "same_weekday": "same weekday"}
 
 
 def plots(run, history: list[dict], scores: dict, rel: dict, preds: dict, test: SequenceData,
