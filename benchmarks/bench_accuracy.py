@@ -51,7 +51,7 @@ def run_one(n, factor, h, debias, dtype, device, tol, inner_max) -> dict:
         "steps": steps,
         "debias": debias,
         "blur_diffusion": jko.blur_diffusion,
-        "prox_diffusion": energy.prox_diffusion,
+        "prox_diffusion": jko.prox_diffusion,
         "debias_complete": jko.debias_complete,
         "l1_error": relative_l1(res.rho.to(torch.float64), ref.to(torch.float64)),
         "total_inner_iters": int(sum(res.n_iters)),
