@@ -46,7 +46,7 @@ EXPECTED_S = {
     "heat_512": 20, "gdelt_westafrica": 35, "gdelt_westafrica_train": 265,
     "ot_geodesic": 8, "ot_plans": 3, "ot_map": 2, "ot_duality": 1, "keller_segel": 5,
     "keller_segel_supercritical": 3, "wgan_twopoint": 2, "wgan_vanishing": 20,
-    "wgan_two_species": 60,
+    "wgan_two_species": 50,
 }
 
 
