@@ -377,6 +377,13 @@ def _relax(old: Tensor, new: Tensor, omega: float) -> Tensor:
     return torch.where(both, (1.0 - omega) * old + omega * new, new)
 
 
+def _relax_finite_new(old: Tensor, new: Tensor, omega: float) -> Tensor:
+    """:func:`_relax` where ``old`` is never ``+inf`` (plain-domain scalings, bounded by the
+    overflow check): ``old + omega (new - old)`` is then ``-inf`` exactly where ``new`` is, and
+    only ``old = -inf`` needs ``new`` taken as it is."""
+    return torch.where(old == -math.inf, new, torch.lerp(old, new, omega))
+
+
 class _PlainDomain:
     """The plain path's state and steps: scalings ``a = e^f``, ``b = e^g`` and ``K``.
 
@@ -390,6 +397,11 @@ class _PlainDomain:
         self.geom, self.q, self.prox_log = problem.geom, problem.q, problem.prox_log
         self.a = torch.exp(f0)
         self.b = torch.exp(g0)
+        # the log-scalings of the last over-relaxed update (``None``: take ``log a``/``log b``)
+        self.log_a: Tensor | None = None
+        self.log_b: Tensor | None = None
+        self.q_pos = self.q > 0
+        self.log_q = _safe_log(self.q)
         # scalings beyond max^0.9 count as overflow: their products with the kernel are about
         # to leave the float range
         self.big = torch.finfo(self.q.dtype).max ** 0.9
@@ -401,8 +413,12 @@ class _PlainDomain:
         kb = self.geom.apply_kernel(self.b)
         log_p = _safe_log(kb)
         log_r = self.prox_log(log_p)
-        a_new = torch.where(kb > 0, torch.exp(log_r - log_p), torch.zeros_like(kb))
-        self.a = a_new if omega == 1.0 else torch.exp(_relax(_safe_log(self.a), _safe_log(a_new), omega))
+        if omega == 1.0:
+            self.a, self.log_a = torch.where(kb > 0, torch.exp(log_r - log_p), 0.0), None
+            return
+        old = _safe_log(self.a) if self.log_a is None else self.log_a
+        self.log_a = _relax_finite_new(old, torch.where(kb > 0, log_r - log_p, -math.inf), omega)
+        self.a = torch.exp(self.log_a)
 
     def kernel_first(self) -> Tensor:
         """``K^T a``."""
@@ -414,9 +430,12 @@ class _PlainDomain:
 
     def update_second(self, ka: Tensor, omega: float) -> None:
         """``b <- q / K^T a`` (over-relaxed in log form when ``omega != 1``)."""
-        q = self.q
-        b_new = torch.where(q > 0, q / ka, torch.zeros_like(q))
-        self.b = b_new if omega == 1.0 else torch.exp(_relax(_safe_log(self.b), _safe_log(b_new), omega))
+        if omega == 1.0:
+            self.b, self.log_b = torch.where(self.q_pos, self.q / ka, 0.0), None
+            return
+        old = _safe_log(self.b) if self.log_b is None else self.log_b
+        self.log_b = _relax_finite_new(old, torch.where(self.q_pos, self.log_q - torch.log(ka), -math.inf), omega)
+        self.b = torch.exp(self.log_b)
 
     def read_check(self, residual: Tensor) -> float:
         """The residual and the largest scalings in one host read; raises on overflow."""
