@@ -126,8 +126,8 @@ def losses(model: Forecaster, batch: dict[str, torch.Tensor], tc: TrainConfig,
     """The loss terms (means over positions with events) and their weighted sum ``loss``."""
     length = batch["feats"].shape[1]
     pos = cloud_positions(length, tc.cloud_stride if all_positions else 0, batch["feats"].device)
-    with autocast():
-        out = model(batch, pos)
+    with autocast():  # the target day alone: its heads only (the same numbers)
+        out = model(batch, pos) if all_positions else model(batch, pos, last_only=True)
     y = batch["y_counts"]
     if not all_positions:
         y = y[:, -1:]
@@ -422,7 +422,7 @@ def predict(model: Forecaster, data: SequenceData, batch_size: int = 256,
     out: dict[str, list] = {k: [] for k in keys}
     for i in range(0, len(data), batch_size):
         batch = _to(data.batch(np.arange(i, min(len(data), i + batch_size))), dev, _dtype(model))
-        o = model(batch)
+        o = model(batch, last_only=True)
         root = o.root_log_probs()[:, -1].exp()
         mu = o.log_mu[:, -1].exp()
         alpha = o.log_alpha[:, -1].exp()
@@ -466,7 +466,7 @@ def calibrate_shrink(model: Forecaster, data: SequenceData, device: str | torch.
         n_obs += float(seen.sum())
         for j, lam in enumerate(grid):
             model.shrink.fill_(lam)
-            o = model(batch)
+            o = model(batch, last_only=True)
             lp = torch.log_softmax(o.cell_logits[:, -1].double(), -1)
             ce = -(y * lp).sum(-1) / n.clamp_min(1)
             ll[j] += ce[has].sum()
