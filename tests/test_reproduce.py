@@ -113,7 +113,7 @@ def test_start_order_longest_chain_first_and_last_wall_times(tmp_path):
     names = [p.name for p in order]
     assert sorted(names) == sorted(p.name for _, p in todo)
     assert cost == {p.name: float(EXPECTED_S[p.name]) for _, p in todo}
-    assert names[:2] == ["gdelt_synthetic", "gdelt_train"]  # the 700 s training and the build it needs
+    assert names[:2] == ["gdelt_synthetic", "gdelt_train"]  # the 600 s training and the build it needs
     for p in order:  # a preset that another needs starts before it
         assert all(names.index(dep) < names.index(p.name) for dep in p.needs.values()), p.name
     rest = [p for p in order if not p.needs and not any(p.name in q.needs.values() for q in order)]

@@ -42,7 +42,7 @@ EXPECTED_S = {
     "ntk": 2, "scaling": 10, "dirac": 1, "wgan_ring8_gp": 66, "wgan_ring8_pacgan": 200,
     "wgan_grid25_pacgan": 330, "wgan_ring8_pacgan_vanilla": 34, "wgan_clip_boundary": 28,
     "wgan_gauss2_vanilla": 7, "wgan_ring8_sinkhorn": 27, "wgan_grid25_gan": 52,
-    "wgan_grid25_clip": 41, "wgan_grid25_sinkhorn": 48, "gdelt_synthetic": 20, "gdelt_train": 700,
+    "wgan_grid25_clip": 41, "wgan_grid25_sinkhorn": 48, "gdelt_synthetic": 20, "gdelt_train": 600,
     "heat_512": 20, "gdelt_westafrica": 35, "gdelt_westafrica_train": 265,
     "ot_geodesic": 8, "ot_plans": 3, "ot_map": 2, "ot_duality": 1, "keller_segel": 5,
     "keller_segel_supercritical": 3, "wgan_twopoint": 2, "wgan_vanishing": 20,

@@ -207,3 +207,23 @@ def test_regime_filter_starts_the_heads_at_its_law_and_stays_causal():
     torch.testing.assert_close(shifted.log_mu[:, :30], out.log_mu[:, :30], rtol=0, atol=1e-5)
     assert (shifted.log_mu[:, 30:] - out.log_mu[:, 30:]).abs().max() > 1e-3
     assert (shifted.cell_logits[:, 30:] - out.cell_logits[:, 30:]).abs().max() > 1e-3
+
+
+def test_last_only_heads_are_the_full_forwards_last_position_exactly():
+    build = load_build(FIXTURE)
+    data = SequenceData(build, "test", 50)
+    mixes = torch.as_tensor(event_mixes(build, 60, 3), dtype=torch.float32)
+    for kw in ({"mixture": 3, "regime_filter": True, "mix_evidence": True}, {"mixture": 3, "mixture_tilt": 2},
+               {}):
+        model = _model(build, **kw)
+        model.init_biases(mixes.mean(0), 20.0, mixes=mixes if kw else None)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+            for rows in ([0], [0, 1, 2], list(range(len(data)))):
+                batch = data.batch(rows)
+                full, last = model(batch), model(batch, last_only=True)
+                for k in ("cell_logits", "log_mu", "log_alpha"):
+                    assert getattr(last, k).shape[1] == 1
+                    assert torch.equal(getattr(full, k)[:, -1:], getattr(last, k)), (kw, k)
+                assert torch.equal(full.cloud_x, last.cloud_x) and torch.equal(full.cloud_logw, last.cloud_logw)

@@ -35,6 +35,23 @@ def test_rouge_clips_repeated_ngrams():
     assert M.lcs_length(list("ABCBDAB"), list("BDCABA")) == 4  # textbook example (CLRS)
 
 
+def test_lcs_length_is_the_quadratic_tables():
+    def table(a, b):
+        prev = [0] * (len(b) + 1)
+        for x in a:
+            cur = [0]
+            for j, y in enumerate(b):
+                cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+            prev = cur
+        return prev[-1]
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        a = list(rng.choice(list("abcde"), rng.integers(0, 40)))
+        b = list(rng.choice(list("abcdef"), rng.integers(0, 90)))
+        assert M.lcs_length(a, b) == table(a, b)
+
+
 def test_log_loss_brier_quad_kl_by_hand():
     n = np.zeros((2, 20))
     n[0, 3], n[0, 0] = 3, 1

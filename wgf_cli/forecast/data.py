@@ -176,7 +176,8 @@ class GdeltBuild:
             cache.update(
                 feats=torch.as_tensor(day_features(self)),
                 counts=torch.as_tensor(self.counts.reshape(*self.total.shape, N_CELLS)),
-                points=torch.as_tensor(self.points), weights=torch.as_tensor(self.weights),
+                # float32 once here (exact from float16), not per batch
+                points=torch.as_tensor(self.points).float(), weights=torch.as_tensor(self.weights),
                 dow=torch.as_tensor(self.weekday(extra=1)),
                 world=torch.as_tensor(world_features(self)),
                 observed=torch.as_tensor(self.observed.astype(bool)))
@@ -296,13 +297,13 @@ class SequenceData:
             "rows": rows,
             "country": c,
             "feats": t_["feats"][cc, ctx],
-            "points": t_["points"][cc, ctx].float(),
+            "points": t_["points"][cc, ctx],
             "weights": t_["weights"][cc, ctx],
             "dow": t_["dow"][ctx],
             "world": t_["world"][ctx],  # [B, L, C, 5]: context days only
             "next_dow": t_["dow"][nxt],
             "y_counts": t_["counts"][cc, nxt_c].float() * known[..., None],
-            "y_points": t_["points"][cc, nxt_c].float(),
+            "y_points": t_["points"][cc, nxt_c],
             "y_weights": t_["weights"][cc, nxt_c] * known[..., None],
             "y_observed": t_["observed"][cc, nxt_c] & known,
         }

@@ -438,8 +438,17 @@ class Forecaster(nn.Module):
         return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-6), torch.log_softmax(raw[..., -1], dim=-1)
 
     def forward(self, batch: dict[str, torch.Tensor],
-                cloud_positions: torch.Tensor | None = None) -> ForecastOutput:
-        """Heads at every position; the cloud head at ``cloud_positions`` (default: last)."""
+                cloud_positions: torch.Tensor | None = None, last_only: bool = False) -> ForecastOutput:
+        """Heads at every position; the cloud head at ``cloud_positions`` (default: last).
+
+        Args:
+            batch: a :meth:`~wgf_cli.forecast.data.SequenceData.batch`.
+            cloud_positions: the positions of the cloud forecasts (default: the last).
+            last_only: the event and count outputs at the last position only (``[B, 1, ...]``):
+                what validation and prediction read.  The mixture of the event head (the
+                costly part) is then formed there alone; the backbone and the linear maps
+                still run on every position, so the numbers are those of the full forward.
+        """
         h, prior, filter_log_mu = self.features(batch)
         tot = self.total(h)
         log_mu = tot[..., 0].float()
@@ -454,13 +463,18 @@ class Forecaster(nn.Module):
         cells = self.cells(self.cell_proj(h))
         if self.cfg.prior:
             cells = batch["prior_cells"].float() + self.shrink[0] * cells.float()
+        tilt = self.tilt(h).float() if self.tilt is not None else None
+        if last_only:  # the linear maps above ran on every position: the same numbers
+            tot, log_mu, cells = tot[:, -1:], log_mu[:, -1:], cells[:, -1:]
+            prior = None if prior is None else prior[:, -1:]
+            tilt = None if tilt is None else tilt[:, -1:]
         if self.cfg.mixture:  # log sum_k w_k softmax(components_k): normalised log-probs
             if prior is not None:  # the state's readout corrects the filter's law
                 cells = cells.float() + prior
             mix = torch.log_softmax(cells.float(), -1)
             comp = self.components.float()
-            if self.tilt is not None:  # [..., K, 80]: every mix tilted by the same offset
-                comp = comp + self.tilt(h).float()[..., None, :]
+            if tilt is not None:  # [..., K, 80]: every mix tilted by the same offset
+                comp = comp + tilt[..., None, :]
             comp = torch.log_softmax(comp, -1)
             cells = torch.logsumexp(mix[..., :, None] + comp, dim=-2)
         return ForecastOutput(cells, log_mu, tot[..., 1].float().clamp(-8.0, 4.0), x, logw)

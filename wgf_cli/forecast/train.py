@@ -126,8 +126,8 @@ def losses(model: Forecaster, batch: dict[str, torch.Tensor], tc: TrainConfig,
     """The loss terms (means over positions with events) and their weighted sum ``loss``."""
     length = batch["feats"].shape[1]
     pos = cloud_positions(length, tc.cloud_stride if all_positions else 0, batch["feats"].device)
-    with autocast():
-        out = model(batch, pos)
+    with autocast():  # the target day alone: its heads only (the same numbers)
+        out = model(batch, pos) if all_positions else model(batch, pos, last_only=True)
     y = batch["y_counts"]
     if not all_positions:
         y = y[:, -1:]
@@ -192,6 +192,8 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(total, warm, tc.min_lr))
         self.state = TrainState()
         self.cloud_opt: torch.optim.Optimizer | None = None
+        # cloud phase: the frozen network's validation event and count terms, per batch
+        self._val_kept: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         # the weight average that is validated, kept as the best state and used at the end
         self.ema_model = copy.deepcopy(self.model) if tc.ema > 0 else None
 
@@ -221,6 +223,7 @@ class Trainer:
         self.load_best()
         self.model.attach_cloud_branch()
         st.phase = "cloud"
+        self._val_kept = None
         self._make_cloud_opt()
         st.cloud_best = self.validate()["val_sinkhorn"]
         st.best_state = self._snapshot()
@@ -247,6 +250,7 @@ class Trainer:
         if state["train_state"].get("phase") == "cloud" and self.model.cloud_branch is None:
             self.model.attach_cloud_branch()
         self.model.load_state_dict(state["model"])
+        self._val_kept = None
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["cpu"])
@@ -346,17 +350,40 @@ class Trainer:
             rows = np.linspace(0, n_val - 1, self.tc.max_val).round().astype(int)
         rows = rows[self.rank::self.world]
         sums = torch.zeros(5, dtype=torch.float64, device=self.device)
-        for i in range(0, len(rows), self.tc.batch_size):
+        # the cloud phase trains the cloud branch alone: the event and count terms of the
+        # frozen network are those of the phase's first validation, kept per batch
+        cloud = self.state.phase == "cloud"
+        kept = self._val_kept if cloud else None
+        fresh: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for j, i in enumerate(range(0, len(rows), self.tc.batch_size)):
             batch = _to(self.val_data.batch(rows[i: i + self.tc.batch_size]), self.device,
                         _dtype(self.model))
-            terms = losses(model, batch, self.tc, False, self._autocast)
+            if kept is not None:
+                terms = self._cloud_val_terms(model, batch, *kept[j])
+            else:
+                terms = losses(model, batch, self.tc, False, self._autocast)
+                fresh.append((terms["events"], terms["total"]))
             bs = len(batch["rows"])
             sums += torch.tensor([float(terms[k].detach()) * bs for k in ("loss", "events", "total", "cloud")]
                                  + [bs], dtype=torch.float64, device=self.device)
+        if cloud and kept is None:
+            self._val_kept = fresh
         if self.world > 1:
             torch.distributed.all_reduce(sums)
         s = (sums[:4] / sums[4].clamp_min(1)).tolist()
         return {"val_loss": s[0], "val_log_loss": s[1], "val_total_nll": s[2], "val_sinkhorn": s[3]}
+
+    def _cloud_val_terms(self, model: Forecaster, batch: dict[str, torch.Tensor], events: torch.Tensor,
+                         total: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:func:`losses` of the target day in the cloud phase from the kept event and count
+        terms: only the cloud branch runs (the same numbers as the whole forward)."""
+        branch, tc = model.cloud_branch, self.tc
+        pos = cloud_positions(batch["feats"].shape[1], 0, batch["feats"].device)
+        with self._autocast():
+            x, logw = branch.cloud_head(branch.features(batch)[0], pos)
+        cloud = cloud_loss(x, logw, batch, pos, tc) if tc.w_cloud > 0 else torch.zeros((), device=x.device)
+        loss = tc.w_events * events + tc.w_total * total + tc.w_cloud * cloud
+        return {"loss": loss, "events": events, "total": total, "cloud": cloud}
 
     def fit(self, on_epoch: Callable[[int, dict], None] | None = None,
             on_step: Callable[[dict], None] | None = None) -> TrainState:
@@ -422,7 +449,7 @@ def predict(model: Forecaster, data: SequenceData, batch_size: int = 256,
     out: dict[str, list] = {k: [] for k in keys}
     for i in range(0, len(data), batch_size):
         batch = _to(data.batch(np.arange(i, min(len(data), i + batch_size))), dev, _dtype(model))
-        o = model(batch)
+        o = model(batch, last_only=True)
         root = o.root_log_probs()[:, -1].exp()
         mu = o.log_mu[:, -1].exp()
         alpha = o.log_alpha[:, -1].exp()
@@ -466,7 +493,7 @@ def calibrate_shrink(model: Forecaster, data: SequenceData, device: str | torch.
         n_obs += float(seen.sum())
         for j, lam in enumerate(grid):
             model.shrink.fill_(lam)
-            o = model(batch)
+            o = model(batch, last_only=True)
             lp = torch.log_softmax(o.cell_logits[:, -1].double(), -1)
             ce = -(y * lp).sum(-1) / n.clamp_min(1)
             ll[j] += ce[has].sum()
