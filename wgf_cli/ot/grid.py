@@ -50,8 +50,10 @@ DEFAULT_TRUNCATION = 1e-30
 
 
 def _log_tap_min(dtype: torch.dtype) -> float:
-    """``-log`` of the smallest tap a banded kernel keeps in ``dtype``: 80 % of the way to the
-    smallest normal number (70 in float32, 566 in float64)."""
+    """``-log`` of the smallest tap a banded kernel keeps in ``dtype``.
+
+    80 % of the way to the smallest normal number (70 in float32, 566 in float64).
+    """
     return 0.8 * -math.log(torch.finfo(dtype).tiny)
 
 
@@ -59,10 +61,16 @@ def _log_tap_min(dtype: torch.dtype) -> float:
 class Grid:
     """Cell-centred regular grid over the box ``[lo_k, hi_k]`` in each axis.
 
-    Args:
-        shape: number of cells per axis (1 to 3 axes).
-        lo, hi: box corners, one float per axis.
-        dtype, device: of every tensor the grid produces.
+    Attributes:
+        shape: Number of cells per axis (1 to 3 axes, at least 2 cells each).
+        lo: Lower box corner, one float per axis.
+        hi: Upper box corner, one float per axis (``hi > lo`` in every axis).
+        dtype: Dtype of every tensor the grid produces.
+        device: Device of every tensor the grid produces.
+
+    Raises:
+        ValueError: If the dimension is not 1-3, the per-axis tuples differ in length, an
+            axis has fewer than 2 cells, or ``hi <= lo`` in some axis.
     """
 
     shape: tuple[int, ...]
@@ -91,11 +99,24 @@ class Grid:
         dtype: torch.dtype = torch.float64,
         device: torch.device | str = "cpu",
     ) -> Grid:
-        """``size`` cells per axis over the cube ``[lo, hi]^dim``."""
+        """``size`` cells per axis over the cube ``[lo, hi]^dim``.
+
+        Args:
+            size: Number of cells per axis.
+            dim: Number of axes (1 to 3).
+            lo: Lower end of every axis.
+            hi: Upper end of every axis.
+            dtype: Dtype of the grid's tensors.
+            device: Device of the grid's tensors.
+
+        Returns:
+            The grid.
+        """
         return cls((size,) * dim, (float(lo),) * dim, (float(hi),) * dim, dtype, device)
 
     @property
     def dim(self) -> int:
+        """Number of axes."""
         return len(self.shape)
 
     @property
@@ -105,10 +126,12 @@ class Grid:
 
     @property
     def spacing(self) -> tuple[float, ...]:
+        """Cell width ``(hi_k - lo_k) / shape_k`` per axis."""
         return tuple((h - lo) / s for lo, h, s in zip(self.lo, self.hi, self.shape, strict=True))
 
     @property
     def cell_volume(self) -> float:
+        """Volume (length, area) of one cell: the product of the spacings."""
         return math.prod(self.spacing)
 
     @cached_property
@@ -128,6 +151,15 @@ class Grid:
         return torch.stack([m.reshape(-1) for m in self.mesh()], dim=-1)
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Grid:
+        """The same grid producing tensors of another dtype and/or device.
+
+        Args:
+            dtype: New dtype; ``None`` keeps the current one.
+            device: New device; ``None`` keeps the current one.
+
+        Returns:
+            A new :class:`Grid` with the same cells.
+        """
         return Grid(self.shape, self.lo, self.hi, dtype or self.dtype, device or self.device)
 
 
@@ -137,6 +169,18 @@ class GridGeometry:
     The kernel is stored as one ``n_k x n_k`` matrix per axis and applied separably.
     ``apply_kernel`` works with scalings (fast: one matrix product per axis);
     ``apply_lse_kernel`` works with log-scalings and never overflows or underflows.
+
+    Args:
+        grid: The grid the measures live on.
+        gamma: Entropic regularisation, in squared length units (``> 0``): the kernel is
+            ``exp(-|x - y|^2 / gamma)``.
+        truncation: Relative size below which 1-D kernel entries are dropped, so that each
+            axis applies a band of ``2w + 1`` taps (see :data:`DEFAULT_TRUNCATION`); ``None``
+            keeps the full kernel (the band is still capped where its taps would leave the
+            float range).
+
+    Raises:
+        ValueError: If ``gamma <= 0`` or ``truncation`` is not in ``(0, 1)``.
     """
 
     def __init__(self, grid: Grid, gamma: float, truncation: float | None = DEFAULT_TRUNCATION) -> None:
@@ -164,8 +208,10 @@ class GridGeometry:
         self._set_taps()
 
     def _set_taps(self) -> None:
-        """Per-axis tap weights of the banded path for offsets ``-w..w`` (the kernel is Toeplitz
-        on a regular grid: ``K_k = exp(-(k dx)^2 / gamma)``), and which axes use it."""
+        """Set the per-axis tap weights of the banded path for offsets ``-w..w``, and which axes use it.
+
+        The kernel is Toeplitz on a regular grid: ``K_k = exp(-(k dx)^2 / gamma)``.
+        """
         self.banded = [2 * w + 1 < n and w <= wm
                        for w, n, wm in zip(self.band, self.grid.shape, self._band_max, strict=True)]
         # the plain product's operator per axis: ``None`` (shifted slices over the taps) or a
@@ -197,9 +243,14 @@ class GridGeometry:
         return any(self.banded)
 
     def widened(self) -> GridGeometry | None:
-        """A copy whose banded axes have twice the band (the full kernel once the band covers
-        the axis or its outer taps would leave the float range); ``None`` if nothing is
-        truncated."""
+        """A copy with a wider band on every banded axis.
+
+        The band grows by half (at least one cell); an axis takes the full kernel once the band
+        covers it or its outer taps would leave the float range.
+
+        Returns:
+            The widened geometry, or ``None`` if nothing is truncated.
+        """
         if not self.is_banded:
             return None
         other = copy.copy(self)
@@ -218,10 +269,12 @@ class GridGeometry:
 
     @property
     def dtype(self) -> torch.dtype:
+        """Dtype of the grid and the kernels."""
         return self.grid.dtype
 
     @property
     def device(self) -> torch.device:
+        """Device the kernels live on."""
         return self.kernel_1d[0].device
 
     # -- plain domain ---------------------------------------------------------------
@@ -229,12 +282,21 @@ class GridGeometry:
         """``(K b)_i = sum_j exp(-|x_i - x_j|^2 / gamma) b_j`` for ``b`` of shape ``(..., *grid.shape)``.
 
         The kernel is symmetric, so this is also ``K^T b``.
+
+        Args:
+            b: Scalings on the grid, shape ``(..., *grid.shape)`` (leading batch axes allowed).
+
+        Returns:
+            ``K b``, same shape as ``b``.
         """
         return self._plain(b, self.plain_matrix, self.taps)
 
     def _plain(self, b: Tensor, mats: list[Tensor | _BlockBand | None], taps: list[list[float]]) -> Tensor:
-        """Apply per axis ``mats[k]`` (dense and symmetric, or block-tridiagonal) or, where it
-        is ``None``, the banded ``taps[k]`` by shifted slices."""
+        """Apply the per-axis operators to ``b``.
+
+        Axis ``k`` uses ``mats[k]`` (dense and symmetric, or block-tridiagonal) or, where it is
+        ``None``, the banded ``taps[k]`` by shifted slices.
+        """
         d = self.grid.dim
         out = b
         for k, mat in enumerate(mats):
@@ -262,6 +324,12 @@ class GridGeometry:
 
         ``g`` may contain ``-inf`` (zero scalings); the result is ``-inf`` only where every
         term is.
+
+        Args:
+            g: Log-scalings, shape ``(..., *grid.shape)``.
+
+        Returns:
+            ``log(K exp(g))``, same shape as ``g``.
         """
         d = self.grid.dim
         out = g
@@ -279,16 +347,35 @@ class GridGeometry:
         return all(self.banded)
 
     def absorb(self, g_ref: Tensor, bound: float | None = None) -> AbsorbedKernel:
-        """The log-kernel stabilised at ``g_ref`` (absorption): applies ``log K exp(g)`` for
-        ``g`` near ``g_ref`` at about the cost of the plain banded product.  Needs
-        :attr:`fully_banded`."""
+        """The log-kernel stabilised at ``g_ref`` (absorption).
+
+        The result applies ``log K exp(g)`` for ``g`` near ``g_ref`` at about the cost of the
+        plain banded product.  Needs :attr:`fully_banded`.
+
+        Args:
+            g_ref: Reference log-scalings, shape ``grid.shape``.
+            bound: Largest ``|g - g_ref|`` the absorbed kernel accepts; ``None`` for 40 % of
+                the log of the dtype's largest number.
+
+        Returns:
+            The :class:`AbsorbedKernel`.
+        """
         return AbsorbedKernel(self, g_ref, bound)
 
     def band_edge_mass(self, f: Tensor, g: Tensor) -> float:
-        """Mass of the plan ``diag(exp f) K diag(exp g)`` on the outermost kept offsets
-        ``+-w`` of the banded axes (0 when no axis is banded), an a-posteriori check of the
-        truncation: where it is negligible the mass beyond the band, which the truncated
-        kernel drops, is smaller still."""
+        """Mass of the plan ``diag(exp f) K diag(exp g)`` on the outermost kept offsets ``+-w``.
+
+        Summed over the banded axes (0 when no axis is banded), this is an a-posteriori check
+        of the truncation: where it is negligible the mass beyond the band, which the truncated
+        kernel drops, is smaller still.
+
+        Args:
+            f: Log-scaling of the first marginal, shape ``grid.shape``.
+            g: Log-scaling of the second marginal, shape ``grid.shape``.
+
+        Returns:
+            The edge mass, in the plan's mass units.
+        """
         d = self.grid.dim
         total = 0.0
         a, b = torch.exp(f), torch.exp(g)
@@ -324,6 +411,13 @@ class GridGeometry:
 
         ``|x - y|^2 = sum_k (x_k - y_k)^2``, so the cost is a sum of ``d`` kernel
         applications in which axis ``k`` uses ``C_k * K_k``.
+
+        Args:
+            f: Log-scaling of the first marginal, shape ``grid.shape``.
+            g: Log-scaling of the second marginal, shape ``grid.shape``.
+
+        Returns:
+            The transport cost (mass times squared length).
         """
         a, b = torch.exp(f), torch.exp(g)
         plain = bool(torch.isfinite(a).all() and torch.isfinite(b).all())
@@ -448,8 +542,10 @@ class _BlockBand:
 
 
 def _band_apply(taps: list[float], x: Tensor, axis: int) -> Tensor:
-    """``out_i = sum_{|k| <= w} taps[w + k] x_{i+k}`` along ``axis`` (zero outside the grid):
-    a banded Toeplitz product by shifted slices, O(n w) per fibre.  ``taps`` symmetric."""
+    """``out_i = sum_{|k| <= w} taps[w + k] x_{i+k}`` along ``axis`` (zero outside the grid).
+
+    A banded Toeplitz product by shifted slices, O(n w) per fibre.  ``taps`` symmetric.
+    """
     w = (len(taps) - 1) // 2
     n = x.shape[axis]
     out = x * taps[w]
@@ -490,8 +586,9 @@ def _band_lse(log_taps: list[float], g: Tensor, axis: int) -> Tensor:
 
 
 class AbsorbedKernel:
-    """``g -> log K exp(g)`` stabilised at a reference ``g_ref`` (Schmitzer's absorption,
-    done axis by axis so that the kernel stays separable and banded).
+    """``g -> log K exp(g)`` stabilised at a reference ``g_ref`` (Schmitzer's absorption).
+
+    The absorption is done axis by axis so that the kernel stays separable and banded.
 
     With ``u_0 = g_ref`` and ``u_k = log K_k exp(u_{k-1})`` (the exact banded log-sum-exp along
     axis ``k``, computed once), the weights ``W_k[i, t] = K_k[t] exp(u_{k-1}[i+t] - u_k[i])``
@@ -504,6 +601,15 @@ class AbsorbedKernel:
     ``|g - g_ref| <= bound`` (every intermediate is a convex combination of ``exp(g - g_ref)``).
     :meth:`apply` returns ``None`` when ``g`` has left that range or changed its support:
     absorb again (at the current ``g``).
+
+    Args:
+        geom: A :attr:`GridGeometry.fully_banded` geometry.
+        g_ref: Reference log-scalings, shape ``grid.shape`` (``-inf`` outside the support).
+        bound: Largest ``|g - g_ref|`` :meth:`apply` accepts; ``None`` for 40 % of the log of
+            the dtype's largest number.
+
+    Raises:
+        ValueError: If some axis of ``geom`` is not banded.
     """
 
     def __init__(self, geom: GridGeometry, g_ref: Tensor, bound: float | None = None) -> None:
@@ -538,8 +644,15 @@ class AbsorbedKernel:
         self.axes = [u.ndim - d + k for k in range(d)]
 
     def apply(self, g: Tensor) -> Tensor | None:
-        """``log K exp(g)``, or ``None`` if ``g`` drifted beyond ``bound`` from the reference
-        or its support (finite entries) differs."""
+        """``log K exp(g)`` through the absorbed weights.
+
+        Args:
+            g: Log-scalings, shape ``grid.shape``.
+
+        Returns:
+            ``log K exp(g)``, or ``None`` if ``g`` drifted beyond ``bound`` from the reference
+            or its support (finite entries) differs.
+        """
         diff = torch.where(self.supp, g - self.ref, torch.zeros_like(g))
         lo, hi = torch.aminmax(diff)
         if not (float(lo) >= -self.bound and float(hi) <= self.bound):

@@ -20,8 +20,9 @@ def grid_w2(grid: Grid, p: torch.Tensor, q: torch.Tensor, *, n_projections: int 
     the same convergence.  Computed in float64 with NumPy; negative masses are clipped to 0.
 
     Args:
-        grid: the grid.
-        p, q: densities or masses of shape ``grid.shape`` (any scale).
+        grid: the grid both measures live on.
+        p: first measure, densities or masses of shape ``grid.shape`` (any scale).
+        q: second measure, like ``p``.
         n_projections: directions of the sliced distance (2-D and 3-D).
         seed: seed of those directions.
 

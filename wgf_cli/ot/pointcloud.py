@@ -122,8 +122,9 @@ def w2_squared_same_support(x: np.ndarray, a: np.ndarray, b: np.ndarray, p: int 
     exactly by merging the two sets of cumulative levels: one sort of ``2N`` levels per row.
 
     Args:
-        x: sorted points, float64.
-        a, b: the two weightings (zero weights allowed).
+        x: sorted points, float64, shape ``(..., N)``.
+        a: the first weighting, shape of ``x`` (zero weights allowed).
+        b: the second weighting, shape of ``x`` (zero weights allowed).
         p: the exponent of the cost ``|x - y|^p``.
 
     Returns:
@@ -186,15 +187,21 @@ def w2_1d(x: Array, y: Array | None = None, a: Array | None = None, b: Array | N
         y: ``(m,)`` or ``(m, k)`` points of the second measure; ``None``: the points ``x``
             again (``a`` and ``b`` are then two weightings of one support, and each problem
             needs a single sort).
-        a, b: non-negative weights ``(n,)`` / ``(m,)`` (or per column) summing to 1;
-            ``None``: uniform.  Two weightings of the same points (``y=None``) may have any
-            (positive) total mass: they are normalised.
+        a: non-negative weights of ``x``, ``(n,)`` (or per column) summing to 1; ``None``:
+            uniform.  Two weightings of the same points (``y=None``) may have any (positive)
+            total mass: they are normalised.
+        b: non-negative weights of ``y`` (of ``x`` when ``y=None``), ``(m,)`` (or per column),
+            as ``a``.
         p: the exponent of the cost ``|x - y|^p`` (``>= 1``).
         squared: return ``W_p^p`` (the optimal cost, ``W2^2`` for ``p = 2``) instead of ``W_p``.
 
     Returns:
-        A float (NumPy inputs, computed in float64) or a tensor (torch inputs: their device and
-        dtype, differentiable); an array / tensor of shape ``(k,)`` for batched inputs.
+        (float | numpy.ndarray | torch.Tensor): A float (NumPy inputs, computed in float64) or
+            a tensor (torch inputs: their device and dtype, differentiable); an array / tensor
+            of shape ``(k,)`` for batched inputs.
+
+    Raises:
+        ValueError: If ``p < 1``, or ``y`` is ``None`` and ``a`` or ``b`` is missing.
     """
     if p < 1:
         raise ValueError(f"p must be >= 1, got {p}")
@@ -223,9 +230,10 @@ def sliced_w2(x: Array, y: Array | None = None, a: Array | None = None, b: Array
         y: ``(m, dim)`` points of the second measure; ``None``: the points ``x`` again (``a``
             and ``b`` are two weightings of one support: one sort per direction, NumPy inputs
             processed in chunks of directions so that memory stays bounded).
-        a, b: non-negative weights summing to 1 (any positive mass when ``y=None``: they are
-            normalised); ``None``: uniform.  Two uniform clouds of the same size are compared
-            by the sorted matching.
+        a: non-negative weights of ``x`` summing to 1 (any positive mass when ``y=None``: they
+            are normalised); ``None``: uniform.  Two uniform clouds of the same size are
+            compared by the sorted matching.
+        b: non-negative weights of ``y`` (of ``x`` when ``y=None``), as ``a``.
         n_projections: how many directions :func:`directions` draws from ``seed`` when
             ``projections`` is not given.
         seed: seed of those directions.
@@ -234,8 +242,11 @@ def sliced_w2(x: Array, y: Array | None = None, a: Array | None = None, b: Array
         squared: return the squared distance (the mean of the ``W2^2``).
 
     Returns:
-        A float (NumPy inputs, float64) or a 0-d tensor (torch inputs: their device and dtype,
-        differentiable in the points).
+        (float | torch.Tensor): A float (NumPy inputs, float64) or a 0-d tensor (torch inputs:
+            their device and dtype, differentiable in the points).
+
+    Raises:
+        ValueError: If ``y`` is ``None`` and ``a`` or ``b`` is missing.
     """
     torch_mode = _is_torch(x, y, a, b)
     if projections is None:
@@ -284,14 +295,18 @@ def w2(x: Array, y: Array, a: Array | None = None, b: Array | None = None, *, p:
     Args:
         x: ``(n, dim)`` points (a 1-D NumPy array is a cloud on the line).
         y: ``(m, dim)`` points.
-        a, b: non-negative weights summing to 1; ``None``: uniform.
+        a: non-negative weights of ``x`` summing to 1; ``None``: uniform.
+        b: non-negative weights of ``y`` summing to 1; ``None``: uniform.
         p: 1 or 2.
         squared: return the optimal cost ``W_p^p`` instead of ``W_p``.
         num_iter_max: the simplex's iteration limit (POT's ``numItermax``); POT warns when it is
             reached before optimality.
 
     Returns:
-        A float (NumPy inputs) or a 0-d tensor (torch inputs).
+        (float | torch.Tensor): A float (NumPy inputs) or a 0-d tensor (torch inputs).
+
+    Raises:
+        ValueError: If ``p`` is not 1 or 2, or ``x`` and ``y`` differ in dimension.
     """
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p}")

@@ -62,8 +62,13 @@ class SinkhornNotConverged(UserWarning):
 class Geometry(Protocol):
     """What the iterations need of a geometry: its Gibbs kernel, plain and in log form."""
 
-    def apply_kernel(self, b: Tensor) -> Tensor: ...
-    def apply_lse_kernel(self, g: Tensor) -> Tensor: ...
+    def apply_kernel(self, b: Tensor) -> Tensor:
+        """``K b`` for scalings ``b`` on the geometry's points (``K`` is symmetric)."""
+        ...
+
+    def apply_lse_kernel(self, g: Tensor) -> Tensor:
+        """``log K exp(g)`` for log-scalings ``g``, without overflow."""
+        ...
 
 
 class DenseGeometry:
@@ -74,8 +79,9 @@ class DenseGeometry:
     geometry is tested and benchmarked against.
 
     Args:
-        cost: the symmetric cost matrix ``C``.
-        gamma: entropic parameter.
+        cost: The symmetric cost matrix ``C``, shape ``(N, N)``.
+        gamma: Entropic parameter (``> 0``), in the units of ``C``: the kernel is
+            ``exp(-C / gamma)``.
     """
 
     def __init__(self, cost: Tensor, gamma: float) -> None:
@@ -85,15 +91,37 @@ class DenseGeometry:
         self.kernel = torch.exp(self.log_kernel)
 
     def apply_kernel(self, b: Tensor) -> Tensor:
-        """``K b``."""
+        """``K b``.
+
+        Args:
+            b: Scalings, shape ``(N,)``.
+
+        Returns:
+            ``K b``, shape ``(N,)``.
+        """
         return self.kernel @ b
 
     def apply_lse_kernel(self, g: Tensor) -> Tensor:
-        """``log K exp(g)`` by log-sum-exp."""
+        """``log K exp(g)`` by log-sum-exp.
+
+        Args:
+            g: Log-scalings, shape ``(N,)`` (``-inf`` allowed).
+
+        Returns:
+            ``log K exp(g)``, shape ``(N,)``.
+        """
         return torch.logsumexp(self.log_kernel + g[None, :], dim=-1)
 
     def transport_cost(self, f: Tensor, g: Tensor) -> float:
-        """``<C, pi>`` of the plan ``pi = diag(e^f) K diag(e^g)``."""
+        """``<C, pi>`` of the plan ``pi = diag(e^f) K diag(e^g)``.
+
+        Args:
+            f: Log-scaling of the first marginal, shape ``(N,)``.
+            g: Log-scaling of the second marginal, shape ``(N,)``.
+
+        Returns:
+            The transport cost.
+        """
         logpi = f[:, None] + self.log_kernel + g[None, :]
         return float((torch.exp(logpi) * self.cost).sum())
 
@@ -104,15 +132,16 @@ class ProxSinkhornResult:
 
     Attributes:
         rho: first marginal ``pi 1`` (mass per point) after the last iteration.
-        f, g: log-scalings ``log a``, ``log b`` (``-inf`` where a scaling is zero); pass
-            them back as ``init`` to warm-start the next solve.
+        f: log-scaling ``log a`` of the first marginal (``-inf`` where ``a`` is zero); pass
+            ``(f, g)`` back as ``init`` to warm-start the next solve.
+        g: log-scaling ``log b`` of the second marginal (``-inf`` where ``b`` is zero).
         n_iters: iterations run.
         error: L1 error of the second marginal relative to ``sum(q)`` at the last check.
         converged: ``error <= tol``.
         log_domain: whether the log-domain path produced the result.
         errors: the error at every check, in order.
         omega: the over-relaxation in use at the end (adapted when ``overrelax="auto"``).
-        widened: how many times a banded geometry's band was doubled after the band-edge check.
+        widened: how many times a banded geometry's band was widened after the band-edge check.
         geom: the geometry that produced the result (``geom`` itself, or a widened copy:
             pass it to the next solve to keep the wider band).
         stalled: the last iterations stopped because the error stalled (the rounding floor
@@ -160,7 +189,14 @@ class ProxProblem:
         object.__setattr__(self, "mass", float(self.q.sum()))
 
     def on(self, geom: Geometry) -> ProxProblem:
-        """The same problem on another geometry (e.g. a widened band)."""
+        """The same problem on another geometry (e.g. a widened band).
+
+        Args:
+            geom: The geometry to use instead of ``self.geom``.
+
+        Returns:
+            A new :class:`ProxProblem` with the same ``q`` and ``prox_log``.
+        """
         return dataclasses.replace(self, geom=geom)
 
 
@@ -188,7 +224,7 @@ class ProxSinkhorn:
             used from the start instead of being estimated again.
         edge_tol: with a banded geometry (``geom.is_banded``), the plan mass on the band's
             outermost offsets must be ``<= edge_tol * sum(q)`` at the end; otherwise the band
-            doubles (in a copy, ``result.geom``) and the solve continues from the result
+            widens (in a copy, ``result.geom``) and the solve continues from the result
             (``widened`` counts it).
         warn: warn (:class:`SinkhornNotConverged`) when ``inner_max`` is reached before ``tol``.
 
@@ -253,8 +289,11 @@ class ProxSinkhorn:
 
     def _attempt(self, problem: ProxProblem, f0: Tensor, g0: Tensor, omega: float, *,
                  plain: bool) -> ProxSinkhornResult:
-        """The plain path when ``plain`` (falling back to the log domain on overflow unless
-        ``log_domain=False``), else the log path; a fresh over-relaxation state each try."""
+        """One solve from ``(f0, g0)``: the plain path when ``plain``, else the log path.
+
+        The plain path falls back to the log domain on overflow unless ``log_domain=False``;
+        each try starts a fresh over-relaxation state.
+        """
         auto = self.overrelax == "auto"
         if plain:
             try:
@@ -313,13 +352,21 @@ def prox_sinkhorn(
 ) -> ProxSinkhornResult:
     """``ProxSinkhorn(...).solve(ProxProblem(geom, q, prox_log), init)`` in one call.
 
+    The keyword settings are those of :class:`ProxSinkhorn`, which describes them in full.
+
     Args:
         geom: geometry providing the kernel.
         q: second marginal (non-negative, any shape the geometry accepts).
         prox_log: log-form KL-proximal map of ``sigma F`` (``sigma`` already folded in).
-        tol, inner_max, check_every, log_domain, overrelax, omega_init, edge_tol: the
-            solver's settings (:class:`ProxSinkhorn`).
+        tol: relative L1 tolerance on the second marginal.
+        inner_max: cap on the number of iterations (reaching it warns).
+        check_every: iterations between error checks (one host read each).
+        log_domain: ``True``, ``False`` or ``"auto"`` (plain path, log domain on overflow).
         init: warm start ``(f, g)`` log-scalings; zeros (``a = b = 1``) by default.
+        overrelax: over-relaxation ``omega`` in ``[1, 2)``, or ``"auto"``.
+        omega_init: with ``overrelax="auto"``, a starting omega > 1 to use as it is.
+        edge_tol: largest relative plan mass on a banded geometry's outermost offsets
+            before the band is widened.
 
     Returns:
         The :class:`ProxSinkhornResult`.
@@ -331,8 +378,11 @@ def prox_sinkhorn(
 
 
 class _Omega:
-    """The over-relaxation parameter, fixed, or (``auto``) estimated once from the decay of
-    the unrelaxed iterations and then held (backed off if the error clearly grows)."""
+    """The over-relaxation parameter, fixed or (``auto``) estimated.
+
+    In ``auto`` mode it is estimated once from the decay of the unrelaxed iterations and then
+    held (backed off if the error clearly grows).
+    """
 
     def __init__(self, omega: float, auto: bool, tol: float = 1e-9) -> None:
         self.omega, self.auto = omega, auto
@@ -371,16 +421,21 @@ def _stalled(errors: list[float]) -> bool:
 
 
 def _relax(old: Tensor, new: Tensor, omega: float) -> Tensor:
-    """``(1 - omega) old + omega new`` for log-scalings (``-inf`` in ``new`` stays ``-inf``;
-    where ``old`` is ``-inf`` the new value is taken as it is)."""
+    """``(1 - omega) old + omega new`` for log-scalings.
+
+    ``-inf`` in ``new`` stays ``-inf``; where ``old`` is ``-inf`` the new value is taken as it is.
+    """
     both = torch.isfinite(old) & torch.isfinite(new)
     return torch.where(both, (1.0 - omega) * old + omega * new, new)
 
 
 def _relax_finite_new(old: Tensor, new: Tensor, omega: float) -> Tensor:
-    """:func:`_relax` where ``old`` is never ``+inf`` (plain-domain scalings, bounded by the
-    overflow check): ``old + omega (new - old)`` is then ``-inf`` exactly where ``new`` is, and
-    only ``old = -inf`` needs ``new`` taken as it is."""
+    """:func:`_relax` where ``old`` is never ``+inf``.
+
+    That holds for plain-domain scalings, bounded by the overflow check: ``old + omega (new -
+    old)`` is then ``-inf`` exactly where ``new`` is, and only ``old = -inf`` needs ``new``
+    taken as it is.
+    """
     return torch.where(old == -math.inf, new, torch.lerp(old, new, omega))
 
 
@@ -456,9 +511,11 @@ class _PlainDomain:
 
 
 class _Stabilized:
-    """``g -> log K exp(g)`` through an absorbed kernel (re-absorbed when ``g`` drifts) where
-    the geometry offers one (:meth:`GridGeometry.absorb`, banded grids), else the exact
-    log-sum-exp."""
+    """``g -> log K exp(g)``, through an absorbed kernel where the geometry offers one.
+
+    Banded grids offer one (:meth:`GridGeometry.absorb`; re-absorbed when ``g`` drifts);
+    other geometries use the exact log-sum-exp.
+    """
 
     def __init__(self, geom) -> None:
         self.geom = geom
@@ -478,8 +535,10 @@ class _Stabilized:
 
 
 class _LogDomain:
-    """The log path's state and steps: log-scalings ``f``, ``g`` and ``log K exp(.)``
-    (through absorbed kernels where the geometry has them)."""
+    """The log path's state and steps: log-scalings ``f``, ``g`` and ``log K exp(.)``.
+
+    The kernel goes through absorbed kernels where the geometry has them.
+    """
 
     log_domain = True
 
@@ -515,8 +574,10 @@ class _LogDomain:
         return residual.item()
 
     def finish(self, exact_second: bool) -> tuple[Tensor, Tensor, Tensor]:
-        """``(rho, f, g)``; an exact last ``g``-update first after over-relaxed updates or
-        absorbed kernels."""
+        """``(rho, f, g)``.
+
+        An exact last ``g``-update comes first after over-relaxed updates or absorbed kernels.
+        """
         geom, q, f, g = self.geom, self.q, self.f, self.g
         if exact_second or self.kern_f.on:
             # exact second marginal (mass): the last g-update with the exact log-sum-exp, the
