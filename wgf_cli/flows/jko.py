@@ -248,9 +248,11 @@ class EntropicJKO:
 
     @property
     def effective_diffusion(self) -> float:
-        """The scheme's own diffusion: ``D + D_blur``, minus what ``debias`` compensates (up
-        to ``D``); with the blur above ``D`` the flow is that of ``F`` with ``D`` replaced by
-        ``max(D, D_blur)``."""
+        """The scheme's own diffusion: ``D + D_blur``, minus what ``debias`` compensates (up to ``D``).
+
+        With the blur above ``D`` the flow is that of ``F`` with ``D`` replaced by
+        ``max(D, D_blur)``.
+        """
         d = self.energy.diffusion
         return d + self.blur_diffusion - (min(d, self.blur_diffusion) if self.debias else 0.0)
 
@@ -295,14 +297,26 @@ class EntropicJKO:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """What a step hands to the next, to checkpoint: warm start, over-relaxation, domain
-        and kernel band (tensors as they are; move them to the CPU to save)."""
+        """What a step hands to the next, to checkpoint.
+
+        Returns:
+            A dict with the warm start ``(f, g)`` (tensors as they are; move them to the CPU to
+            save), the over-relaxation ``omega``, whether the last step ran in the log domain,
+            and the kernel band per axis.
+        """
         return {"warm_start": self.warm_start, "omega": self.omega, "last_log": self._last_log,
                 "band": list(self.geom.band)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` (the band by widening this flow's kernel to it); the
-        next step then continues exactly where the saved flow stopped."""
+        """Restore :meth:`state_dict`; the next step then continues where the saved flow stopped.
+
+        Args:
+            state: A dict from :meth:`state_dict`; the band is restored by widening this
+                flow's kernel to it.
+
+        Raises:
+            ValueError: If the saved band is not reachable by widening this flow's band.
+        """
         ws = state.get("warm_start")
         self.warm_start = None if ws is None else tuple(ws)
         self.omega = float(state.get("omega", self.omega))
