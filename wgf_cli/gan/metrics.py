@@ -1,5 +1,6 @@
-"""Measurements of a GAN run: exact transport distances, mode metrics, clipping statistics
-and oscillation detection.
+"""Measurements of a GAN run.
+
+Exact transport distances, mode metrics, clipping statistics and oscillation detection.
 
 - :func:`wasserstein`: exact W1 / W2 between two empirical measures with POT's network simplex
   (``ot.emd2``; CPU, float64); in 1-D by sorting, which is exact too
@@ -47,6 +48,9 @@ def wasserstein(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, p: i
 
     Returns:
         The distance, a float.
+
+    Raises:
+        ValueError: If ``p`` is not 1 or 2.
     """
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p}")
@@ -55,6 +59,19 @@ def wasserstein(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, p: i
 
 @dataclass
 class ModeMetrics:
+    """Mode metrics of a sample set (see :func:`mode_metrics`).
+
+    Attributes:
+        counts: ``(K,)`` number of high-quality samples per mode.
+        nearest: ``(n,)`` index of each sample's nearest mode.
+        high_quality: ``(n,)`` bool, whether each sample lies within the threshold of its mode.
+        modes_covered: number of modes with at least ``min_count`` high-quality samples.
+        hq_fraction: fraction of the samples that are high quality (nan with no samples).
+        reverse_kl: ``KL(p̂ ‖ uniform)`` of the high-quality histogram over the modes, in nats
+            (nan when no sample is high quality).
+        n_modes: number of modes ``K``.
+    """
+
     counts: np.ndarray  # (K,) high-quality samples per mode
     nearest: np.ndarray  # (n,) nearest mode of each sample
     high_quality: np.ndarray  # (n,) bool
@@ -71,7 +88,18 @@ class ModeMetrics:
 
 def mode_metrics(samples: torch.Tensor | np.ndarray, centres: torch.Tensor | np.ndarray, std: float,
                  threshold: float = 3.0, min_count: int = 1) -> ModeMetrics:
-    """PacGAN mode metrics of ``samples`` (n x d) for modes at ``centres`` (K x d) of std ``std``."""
+    """PacGAN mode metrics of ``samples`` (n x d) for modes at ``centres`` (K x d) of std ``std``.
+
+    Args:
+        samples: ``(n, d)`` generated samples (or ``(n,)`` on the line).
+        centres: ``(K, d)`` mode centres.
+        std: standard deviation of each mode; distances are measured in units of it.
+        threshold: standardized distance below which a sample is high quality (3 std).
+        min_count: high-quality samples a mode needs to count as covered.
+
+    Returns:
+        The :class:`ModeMetrics`.
+    """
     x, c = _np(samples), _np(centres)
     d2 = ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1) / std**2
     nearest = d2.argmin(1)
@@ -90,8 +118,18 @@ def mode_metrics(samples: torch.Tensor | np.ndarray, centres: torch.Tensor | np.
 
 
 def mode_collapse(m: ModeMetrics, share: float = 0.2) -> bool:
-    """A mode holds less than ``share`` of its fair share ``1/K`` of the high-quality samples
-    (or none): the generator dropped or starved it."""
+    """Whether some mode holds less than ``share`` of its fair share ``1/K`` of the high-quality samples.
+
+    Such a mode (or the absence of any high-quality sample) means the generator dropped or
+    starved it.
+
+    Args:
+        m: the mode metrics of a sample set.
+        share: fraction of the fair share ``1/K`` below which a mode counts as collapsed.
+
+    Returns:
+        ``True`` if a mode collapsed or no sample is high quality.
+    """
     total = m.counts.sum()
     if total == 0:
         return True
@@ -100,6 +138,16 @@ def mode_collapse(m: ModeMetrics, share: float = 0.2) -> bool:
 
 @dataclass
 class ClipStatistics:
+    """Where a weight-clipped critic's parameters sit in the box ``[-c, c]``.
+
+    Attributes:
+        boundary_fraction: fraction of the parameters with ``|p| >= c (1 - rtol)``.
+        corner_fraction: fraction of the neurons with every incoming weight and bias at ±c.
+        face_fraction: fraction of the neurons with at least one coordinate at ±c.
+        n_parameters: number of parameters counted.
+        n_neurons: number of neurons (rows of the Linear layers) counted.
+    """
+
     boundary_fraction: float  # parameters with |p| >= c (1 - rtol)
     corner_fraction: float  # neurons with every incoming weight and bias at ±c
     face_fraction: float  # neurons with at least one coordinate at ±c
@@ -109,7 +157,16 @@ class ClipStatistics:
 
 @torch.no_grad()
 def clip_statistics(critic: nn.Module, c: float, rtol: float = 1e-6) -> ClipStatistics:
-    """Where the critic's parameters sit in the box [−c, c] (every Linear layer, biases included)."""
+    """Where the critic's parameters sit in the box [−c, c] (every Linear layer, biases included).
+
+    Args:
+        critic: the critic network.
+        c: the clipping bound.
+        rtol: relative tolerance: a parameter with ``|p| >= c (1 - rtol)`` is at the bound.
+
+    Returns:
+        The :class:`ClipStatistics`.
+    """
     tol = c * (1 - rtol)
     on = [(p.detach().abs() >= tol) for p in critic.parameters()]
     n_par = sum(o.numel() for o in on)
@@ -139,13 +196,24 @@ class Oscillation:
 def detect_oscillation(times: np.ndarray, series: np.ndarray, *, window: float = 0.5,
                        min_amplitude: float = 0.05, min_peak_share: float = 0.3,
                        min_cycles: float = 2.0) -> Oscillation:
-    """Dominant period and amplitude of ``series`` (T or T x k) over the last ``window``
-    fraction of the run.
+    """Dominant period and amplitude of ``series`` over the last ``window`` fraction of the run.
 
     The window is detrended (least-squares line per coordinate, so a slow convergence is not
     taken for an oscillation); the power spectra of the coordinates are summed.  The run is
     *periodic* when the amplitude exceeds ``min_amplitude``, the peak (±1 bin) carries at
     least ``min_peak_share`` of the power and the window holds at least ``min_cycles`` periods.
+
+    Args:
+        times: ``(T,)`` sample times (e.g. iterations), increasing.
+        series: ``(T,)`` or ``(T, k)`` values at those times.
+        window: fraction of the run, at its end, that is analysed.
+        min_amplitude: smallest amplitude (in the units of ``series``) counted as periodic.
+        min_peak_share: smallest share of the non-DC power within one bin of the peak.
+        min_cycles: fewest periods the window must hold.
+
+    Returns:
+        The :class:`Oscillation` (not periodic, zero amplitude, when the window has fewer
+        than 8 points).
     """
     t = np.asarray(times, dtype=np.float64)
     x = np.asarray(series, dtype=np.float64)

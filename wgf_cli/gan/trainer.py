@@ -78,6 +78,19 @@ class TrainConfig:
 
 @dataclass
 class StepStats:
+    """What one training iteration (:meth:`GANTrainer.step`) measured.
+
+    Attributes:
+        iteration: the 0-based index of the iteration.
+        critic_loss: critic loss of the last critic step, without the penalty (``None``
+            without a critic).
+        penalty: gradient penalty of the last critic step (``wgan_gp`` only).
+        grad_norm: mean per-sample critic gradient norm at the interpolates (``wgan_gp`` only).
+        generator_loss: loss of the generator step.
+        critic_steps: number of critic steps taken before the generator step.
+        extra: free-form measurements added by the caller.
+    """
+
     iteration: int
     critic_loss: float | None = None  # last critic step, without the penalty
     penalty: float | None = None
@@ -98,7 +111,20 @@ def _optimizer(params, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
 
 
 class GANTrainer:
-    """Trains ``generator`` (z_dim -> d) against ``critic`` (d -> 1) on ``data``."""
+    """Trains ``generator`` (z_dim -> d) against ``critic`` (d -> 1) on ``data``.
+
+    Args:
+        generator: the generator network; its first parameter sets the device and dtype.
+        critic: the critic network; ``None`` only with ``loss="sinkhorn"``.
+        data: the target distribution to sample real batches from.
+        cfg: the hyper-parameters.
+        seed: seed of the three CPU generators (data, noise, penalty) and of the uniform
+            critic initialisation of ``wgan_clip``.
+
+    Raises:
+        ValueError: If the loss needs a critic and ``critic`` is ``None``, or ``cfg.optimizer``
+            is unknown.
+    """
 
     def __init__(self, generator: nn.Module, critic: nn.Module | None, data: ToyData,
                  cfg: TrainConfig, seed: int = 0) -> None:
@@ -135,10 +161,20 @@ class GANTrainer:
 
     # -- sampling -------------------------------------------------------------------
     def noise(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Standard normal latent codes, drawn in float64 on the CPU.
+
+        Args:
+            count: number of codes.
+            generator: the CPU generator to draw from; the trainer's noise generator by default.
+
+        Returns:
+            ``(count, z_dim)`` codes on the model's device and dtype.
+        """
         z = torch.randn(count, self.cfg.z_dim, generator=generator or self.gen_noise, dtype=torch.float64)
         return z.to(self.device, self.dtype)
 
     def real(self, count: int) -> torch.Tensor:
+        """A batch of ``count`` data samples, ``(count, d)``, from the data generator."""
         return self.data.sample(count, self.gen_data, self.device, self.dtype)
 
     @torch.no_grad()
@@ -187,6 +223,11 @@ class GANTrainer:
         return float(loss.detach()), pen, gn
 
     def generator_step(self) -> float:
+        """One generator update on a fresh noise batch (the critic frozen).
+
+        Returns:
+            The generator loss.
+        """
         B = self.cfg.batch_size
         fake = self.G(self.noise(B))
         if self.has_critic:
@@ -230,6 +271,11 @@ class GANTrainer:
         return copy.deepcopy(state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`: models, optimizers, schedulers, averages and RNG states.
+
+        Args:
+            state: a dict from :meth:`state_dict`.
+        """
         self.G.load_state_dict(state["G"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.iteration = int(state["iteration"])
