@@ -55,13 +55,19 @@ def w2(points_a: Tensor, weights_a: Tensor, signs_a: Tensor, points_b: Tensor, w
     Per sign :func:`wgf_cli.ot.pointcloud.w2` (``ot.emd2``, float64 NumPy).
 
     Args:
-        points_a, weights_a, signs_a: the first measure (support ``(n, d)``, weights and
-            output signs ``(n,)``).
-        points_b, weights_b, signs_b: the second measure.
+        points_a: support of the first measure, ``(n, d)``.
+        weights_a: masses of the first measure, ``(n,)`` (zero-mass points are dropped).
+        signs_a: output-weight sign of each point of the first measure, ``(n,)``.
+        points_b: support of the second measure, ``(m, d)``.
+        weights_b: masses of the second measure, ``(m,)``.
+        signs_b: output-weight signs of the second measure, ``(m,)``.
         max_pairs: the largest support-pair count per sign solved exactly.
 
     Returns:
         The distance; ``nan`` when a sign has more than ``max_pairs`` support pairs.
+
+    Raises:
+        ValueError: If a sign has mass in only one of the two measures.
     """
 
     def fn(Pa, wa, Pb, wb):
@@ -81,13 +87,20 @@ def sliced_w2(points_a: Tensor, weights_a: Tensor, signs_a: Tensor, points_b: Te
     (:func:`wgf_cli.ot.pointcloud.pot_directions`).
 
     Args:
-        points_a, weights_a, signs_a: the first measure.
-        points_b, weights_b, signs_b: the second measure.
+        points_a: support of the first measure, ``(n, d)``.
+        weights_a: masses of the first measure, ``(n,)`` (zero-mass points are dropped).
+        signs_a: output-weight sign of each point of the first measure, ``(n,)``.
+        points_b: support of the second measure, ``(m, d)``.
+        weights_b: masses of the second measure, ``(m,)``.
+        signs_b: output-weight signs of the second measure, ``(m,)``.
         n_projections: directions per sign.
         seed: seed of the directions.
 
     Returns:
         The distance.
+
+    Raises:
+        ValueError: If a sign has mass in only one of the two measures.
     """
 
     def fn(Pa, wa, Pb, wb):
@@ -98,13 +111,26 @@ def sliced_w2(points_a: Tensor, weights_a: Tensor, signs_a: Tensor, points_b: Te
 
 
 def uniform(W: Tensor) -> Tensor:
+    """Uniform float64 weights ``1/n`` for the ``n`` neurons (rows) of ``W``, shape ``(n,)``."""
     return torch.full((W.shape[0],), 1.0 / W.shape[0], dtype=torch.float64)
 
 
 def grid_support(points: Tensor, r: Tensor, alphas: Tensor, *, rel_threshold: float = 1e-10
                  ) -> tuple[Tensor, Tensor, Tensor]:
-    """A grid measure ``r`` (signs, *shape) as (points, weights, signs), dropping the cells with
-    mass below ``rel_threshold * max`` (their total mass is below ``N * rel_threshold``)."""
+    """A grid measure ``r`` as a weighted support ``(points, weights, signs)``.
+
+    Cells with mass below ``rel_threshold * max`` are dropped (their total mass is below
+    ``N * rel_threshold``).
+
+    Args:
+        points: ``(N, d)`` cell centres, in the C order of the grid.
+        r: ``(S, *grid.shape)`` masses, one grid measure per output sign.
+        alphas: ``(S,)`` the output sign of each of those measures.
+        rel_threshold: mass, relative to the largest cell, below which a cell is dropped.
+
+    Returns:
+        ``(points, weights, signs)`` of the kept cells, float64 on the CPU.
+    """
     flat = r.reshape(r.shape[0], -1).detach().to("cpu", torch.float64)
     P = points.detach().to("cpu", torch.float64)
     keep = flat > rel_threshold * float(flat.max())

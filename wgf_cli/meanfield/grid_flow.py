@@ -116,15 +116,31 @@ class MeanFieldGrid:
         return V
 
     def velocity_norm(self, r: Tensor) -> float:
-        """``||grad V_r||_{L2(r)}`` with ``grad V`` by centred differences on the grid (one-sided
-        at the walls): the grid counterpart of the particles' ``grad_norm``."""
+        """``||grad V_r||_{L2(r)}``, the grid counterpart of the particles' ``grad_norm``.
+
+        ``grad V`` is taken by centred differences on the grid (one-sided at the walls).
+
+        Args:
+            r: ``(2, n_w, n_b)`` cell masses per sign.
+
+        Returns:
+            The norm, a float.
+        """
         V = self.potential(r)
         gw, gb = torch.gradient(V, spacing=self.grid.spacing, dim=(1, 2))
         return float(((gw * gw + gb * gb) * r).sum() / r.sum()) ** 0.5
 
     def gaussian(self, std: float, sign_mass: tuple[float, ...] = (0.5, 0.5)) -> Tensor:
-        """``N(0, std^2 I)`` in (w, b) for every sign, as cell masses ``sign_mass[s]`` each
-        (density at the cell centres, normalised on the grid)."""
+        """``N(0, std^2 I)`` in (w, b) for every sign, as cell masses.
+
+        Args:
+            std: standard deviation of the Gaussian in each of ``w`` and ``b``.
+            sign_mass: total mass of each sign's measure.
+
+        Returns:
+            ``(2, n_w, n_b)`` masses: the density at the cell centres, normalised on the grid
+            to ``sign_mass[s]`` for sign ``s``.
+        """
         sq = (self.points * self.points).sum(-1)
         dens = torch.exp(-0.5 * sq / std**2)
         dens = dens / dens.sum()
@@ -220,9 +236,20 @@ class GridJKO:
 
 
 def blurred_predict(W: Tensor, alpha: Tensor, x: Tensor, variance: float) -> Tensor:
-    """Output of the network whose every neuron is spread by ``N(0, variance I)`` in ``w``:
-    ``E relu(u + s Z) = u Phi(u/s) + s phi(u/s)`` with ``u = <w, x>``, ``s = sqrt(variance) |x|``
-    (closed form; ``variance = 0`` gives the network itself)."""
+    """Output of the network whose every neuron is spread by ``N(0, variance I)`` in ``w``.
+
+    In closed form, ``E relu(u + s Z) = u Phi(u/s) + s phi(u/s)`` with ``u = <w, x>``,
+    ``s = sqrt(variance) |x|``; ``variance = 0`` gives the network itself.
+
+    Args:
+        W: ``(m, d)`` input weights of the neurons.
+        alpha: ``(m,)`` output weights.
+        x: ``(n, d)`` inputs.
+        variance: variance of the spread, per coordinate of ``w``.
+
+    Returns:
+        ``(n,)`` outputs, ``(1/m) sum_i alpha_i E relu(...)``.
+    """
     u = x @ W.T  # (n, m)
     if variance <= 0:
         return torch.relu(u) @ alpha / W.shape[0]

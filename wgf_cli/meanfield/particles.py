@@ -131,11 +131,22 @@ class ParticleTrainer:
 
     # -- wprox --------------------------------------------------------------------------
     def prox_distance(self, P: Tensor, P0: Tensor, groups: list[Tensor] | None = None) -> Tensor:
-        """``D(P, P0)`` between the uniform empirical measures on the rows of ``P`` and ``P0``
-        (differentiable in ``P``).  With ``groups`` (index sets, e.g. the neurons of each output
+        """``D(P, P0)`` between the uniform empirical measures on the rows of ``P`` and ``P0``.
+
+        The distance is differentiable in ``P``.  With ``groups`` (index sets, e.g. the neurons of each output
         sign) the measures are coupled only within a group: ``D = sum_g (|g|/m) D(P_g, P0_g)``
         -- neurons with fixed output weights never change sign, and a coupling across signs
-        would let a positive and a negative neuron swap places at no cost."""
+        would let a positive and a negative neuron swap places at no cost.
+
+        Args:
+            P: ``(m, d)`` the current particles.
+            P0: ``(m, d)`` the particles at the start of the proximal step.
+            groups: index tensors of rows coupled among themselves only; ``None`` couples all.
+
+        Returns:
+            The squared distance of ``self.distance`` (0-d tensor): exact ``W2^2``, twice the
+            debiased Sinkhorn divergence, or the squared sliced W2.
+        """
         if groups is not None:
             m = P.shape[0]
             return sum(idx.numel() / m * self.prox_distance(P[idx], P0[idx]) for idx in groups
@@ -189,8 +200,20 @@ class ParticleTrainer:
             snapshot_steps: set[int] | None = None,
             callback: Callable[[int, float, StepInfo, Tensor, Tensor], None] | None = None
             ) -> ParticleResult:
-        """``steps`` steps from ``(W, alpha)``; losses are recorded every ``record_every``
-        steps (and at the end), snapshots at ``snapshot_steps`` (step indices, 0 included)."""
+        """``steps`` steps from ``(W, alpha)``.
+
+        Args:
+            W: ``(m, d)`` initial input weights (bias included) of the neurons.
+            alpha: ``(m,)`` initial output weights.
+            steps: number of steps.
+            record_every: steps between recorded losses (the last step is always recorded).
+            snapshot_steps: step indices (0 included) at which to keep a copy of the neurons.
+            callback: called after every step ``k`` (0 to ``steps``) as
+                ``callback(k, time, info, W, alpha)``.
+
+        Returns:
+            The :class:`ParticleResult`.
+        """
         t0 = time.perf_counter()
         snaps = snapshot_steps or set()
         res = ParticleResult(W, alpha)
@@ -216,12 +239,21 @@ class ParticleTrainer:
 
 
 def sliced_w2_squared(P: Tensor, P0: Tensor, projections: Tensor) -> Tensor:
-    """Squared sliced 2-Wasserstein distance between two uniform point clouds of the same size
-    over the given unit directions (columns of ``projections``).
+    """Squared sliced 2-Wasserstein distance between two uniform point clouds of the same size.
+
+    The mean runs over the given unit directions (columns of ``projections``).
 
     :func:`wgf_cli.ot.pointcloud.sliced_w2` (``squared=True``): in 1-D the optimal coupling of
     equal uniform weights is the sorted matching, differentiable in ``P`` and about 3x faster
     than ``ot.sliced_wasserstein_distance``, which matters inside the prox loop.
+
+    Args:
+        P: ``(m, d)`` the first cloud.
+        P0: ``(m, d)`` the second cloud.
+        projections: ``(d, k)`` unit directions, one per column.
+
+    Returns:
+        The squared sliced distance, a 0-d tensor (differentiable in ``P``).
     """
     return pc.sliced_w2(P, P0, projections=projections, squared=True)
 
