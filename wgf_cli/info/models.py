@@ -20,7 +20,17 @@ ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 class MLP(nn.Module):
-    """``d_in -> widths[0] -> ... -> widths[-1] -> classes`` with ``activation`` between."""
+    """``d_in -> widths[0] -> ... -> widths[-1] -> classes`` with ``activation`` between.
+
+    Args:
+        d_in: input dimension.
+        widths: widths of the hidden layers, in order.
+        classes: number of classes (output logits).
+        activation: ``"tanh"`` or ``"relu"``, after every hidden layer.
+
+    Raises:
+        ValueError: If ``activation`` is unknown.
+    """
 
     def __init__(self, d_in: int, widths: list[int], classes: int, activation: str = "tanh") -> None:
         super().__init__()
@@ -32,6 +42,7 @@ class MLP(nn.Module):
         self.out = nn.Linear(dims[-1], classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(n, classes)`` of the inputs ``x`` ``(n, d_in)`` (no softmax)."""
         for lin in self.hidden:
             x = self.act(lin(x))
         return self.out(x)
@@ -48,6 +59,17 @@ class MLP(nn.Module):
 
 @dataclass
 class Dataset:
+    """A classification dataset split into train and test sets.
+
+    Attributes:
+        x_train: ``(n_train, d)`` standardized training features.
+        y_train: ``(n_train,)`` integer labels.
+        x_test: ``(n_test, d)`` test features, standardized with the training statistics.
+        y_test: ``(n_test,)`` integer labels.
+        classes: number of classes.
+        name: ``"digits"`` or ``"blobs"``.
+    """
+
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
@@ -57,6 +79,7 @@ class Dataset:
 
     @property
     def dim(self) -> int:
+        """Number of features."""
         return int(self.x_train.shape[1])
 
 
@@ -64,9 +87,28 @@ def load_dataset(name: str = "digits", *, test_fraction: float = 0.25, seed: int
                  samples: int = 2000, features: int = 16, classes: int = 4,
                  noise: float = 1.0, dtype: torch.dtype = torch.float32,
                  device: str | torch.device = "cpu") -> Dataset:
-    """``digits`` (bundled with scikit-learn) or ``blobs`` (``samples`` points, ``classes``
-    Gaussian blobs in ``features`` dimensions, std ``noise``).  Features are standardized with
-    the training mean and std; the split is stratified."""
+    """Load ``digits`` (bundled with scikit-learn) or make ``blobs``.
+
+    Features are standardized with the training mean and std; the split is stratified.
+
+    Args:
+        name: ``"digits"`` (1,797 8x8 images, 10 classes) or ``"blobs"``.
+        test_fraction: fraction of the samples held out for the test set.
+        seed: seed of the split and of the blobs.
+        samples: number of points (``blobs`` only).
+        features: dimension of the points (``blobs`` only).
+        classes: number of Gaussian blobs (``blobs`` only).
+        noise: standard deviation of each blob around its centre (``blobs`` only; the centres
+            have std 3).
+        dtype: dtype of the features (labels are ``torch.long``).
+        device: device of every tensor.
+
+    Returns:
+        The :class:`Dataset`.
+
+    Raises:
+        ValueError: If ``name`` is unknown.
+    """
     from sklearn.model_selection import train_test_split
 
     if name == "digits":

@@ -200,17 +200,20 @@ def measure_layers(model: torch.nn.Module, xe: torch.Tensor, ye: torch.Tensor, A
 
     Args:
         model: a network with ``layers(x)`` returning every layer's activations.
-        xe: evaluation inputs [m, d]; ``ye`` their labels [m].
-        AX: normalized input Gram matrix; ``AY`` the label Gram matrix (float64, [m, m]).
-        HX: ``S(AX)``; ``HY`` ``S(AY)`` (bits).
+        xe: evaluation inputs [m, d].
+        ye: labels of ``xe`` [m].
+        AX: normalized input Gram matrix (float64, [m, m]).
+        AY: normalized label Gram matrix (float64, [m, m]).
+        HX: ``S(AX)``, the input entropy (bits).
+        HY: ``S(AY)``, the label entropy (bits).
         ent: the entropy functional (e.g. an :class:`EntropyEstimator`).
         config: kernel width rule and scale, ``multivariate``.
         per_neuron: also measure every neuron alone.
 
     Returns:
         ``{"layers": [{"H_T", "I_XT", "I_TY", "sigma"}, ...]}`` plus ``"I_Y_layers"`` when
-        ``config.multivariate`` and ``"neurons"`` (per layer ``{"I_XT", "I_TY"}`` arrays over
-        neurons) when ``per_neuron``.
+            ``config.multivariate`` and ``"neurons"`` (per layer ``{"I_XT", "I_TY"}`` arrays
+            over neurons) when ``per_neuron``.
     """
     width, scale = str(config.kernel_width), float(config.kernel_scale)
     with torch.no_grad():
