@@ -38,7 +38,7 @@ Methods (``name``: what it forecasts; hyper-parameters, tuned on the validation 
   training targets pooled over countries, ``alpha`` included; its event mix is ``ewma``'s.
   The level enters as an offset (coefficient 1) on purpose: a free coefficient, fitted on a
   training period of stable volume, is ~0 and pulls every forecast back to the training mean
-  when the volume moves (issue 19's inflated counts);
+  when the volume moves (inflated counts);
 - ``oracle`` (synthetic builds): the generator's exact predictive distribution (oracle.npz).
 
 Totals are negative binomial ``NB(mu, alpha)`` (variance ``mu + alpha mu^2``) with ``alpha``
@@ -103,8 +103,18 @@ class Prediction:
 
 @dataclass
 class Targets:
-    """``(country, day)`` pairs of ``build`` to forecast (what the baselines read of a
-    :class:`SequenceData`).  ``target_day`` may be ``n_days`` (the day after the build)."""
+    """``(country, day)`` pairs of ``build`` to forecast.
+
+    This is what the baselines read of a :class:`SequenceData`.
+
+    Attributes:
+        build: the GDELT build the indices refer to.
+        country: ``[N]`` country indices (converted to int64, flattened).
+        target_day: ``[N]`` day indices; may be ``n_days`` (the day after the build).
+
+    Raises:
+        ValueError: If ``country`` and ``target_day`` differ in length.
+    """
 
     build: GdeltBuild
     country: np.ndarray
@@ -140,7 +150,19 @@ def _poisson_occ(root: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 
 def climatology_tables(build: GdeltBuild, last_train_day: int, cloud_days: int = 30) -> dict:
-    """Per-country base rates from observed days ``<= last_train_day`` (a day index)."""
+    """Per-country base rates from observed days ``<= last_train_day`` (a day index).
+
+    Args:
+        build: the GDELT build.
+        last_train_day: index of the last training day included.
+        cloud_days: number of evenly spaced training days pooled into each country's cloud.
+
+    Returns:
+        A dict with ``"cells"`` [C, 80] smoothed cell frequencies, ``"total"`` [C] mean
+        totals, ``"occur"`` [C, 20] root-code occurrence frequencies, ``"cloud_x"``
+        [C, cloud_days * K, E] and ``"cloud_w"`` [C, cloud_days * K] the pooled clouds, and
+        ``"last_train_day"``.
+    """
     n_c = build.n_countries
     cells = build.counts.reshape(n_c, -1, N_CELLS)[:, : last_train_day + 1].astype(np.float64)
     obs = build.observed[:, : last_train_day + 1]
@@ -167,10 +189,20 @@ def climatology_tables(build: GdeltBuild, last_train_day: int, cloud_days: int =
 
 
 def event_mixes(build: GdeltBuild, last_train_day: int, k: int) -> np.ndarray:
-    """``k`` event mixes of the training days [k, 80] (frequencies): the observed (country,
-    day)s up to ``last_train_day`` with events, sorted by their share of material conflict
-    (QuadClass 4) and cut into ``k`` groups of about equal event count, pooled per group
-    (the initial components of a mixture cell head)."""
+    """``k`` event mixes of the training days [k, 80] (frequencies).
+
+    The observed (country, day)s up to ``last_train_day`` with events are sorted by their share
+    of material conflict (QuadClass 4) and cut into ``k`` groups of about equal event count,
+    pooled per group (the initial components of a mixture cell head).
+
+    Args:
+        build: the GDELT build.
+        last_train_day: index of the last training day included.
+        k: number of mixes.
+
+    Returns:
+        ``[k, 80]`` cell frequencies, one mix per row.
+    """
     n_c = build.n_countries
     cells = build.counts.reshape(n_c, -1, N_CELLS)[:, : last_train_day + 1].reshape(-1, N_CELLS)
     keep = build.observed[:, : last_train_day + 1].reshape(-1) & (cells.sum(-1) > 0)
@@ -217,8 +249,18 @@ class _Panel:
         return np.where(valid, days, 0), valid
 
     def ewma(self, what: str, half_life: float, c: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """``sum_{s < t, observed} 0.5^((t - 1 - s) / half_life) x_s`` for ``x`` the cells
-        ([N, 80]), occurrences ([N, 20]), totals or observed indicators ([N])."""
+        """``sum_{s < t, observed} 0.5^((t - 1 - s) / half_life) x_s``, cached per ``(what, half_life)``.
+
+        Args:
+            what: ``"cells"`` ([N, 80]), ``"occ"`` (occurrences, [N, 20]), ``"total"`` or
+                ``"obs"`` (observed indicators, [N]).
+            half_life: half-life of the weights, in calendar days.
+            c: ``[N]`` country indices.
+            t: ``[N]`` target days.
+
+        Returns:
+            The weighted sums, ``[N, ...]``.
+        """
         key = (what, float(half_life))
         if key not in self._ewma:
             x = {"cells": self.cells, "occ": self.occ, "total": self.total,
@@ -247,8 +289,19 @@ def _panel(build: GdeltBuild) -> _Panel:
 
 
 def nb_occurrence(root: np.ndarray, mu: np.ndarray, alpha: np.ndarray | float | None) -> np.ndarray:
-    """``P(n_r > 0)`` [N, 20] when the total ``NB(mu, alpha)`` (Poisson: ``alpha`` None or 0)
-    is split multinomially with ``root`` [N, 20]: ``1 - (1 + alpha mu p_r)^(-1/alpha)``."""
+    """``P(n_r > 0)`` [N, 20] when the total ``NB(mu, alpha)`` is split multinomially with ``root``.
+
+    ``1 - (1 + alpha mu p_r)^(-1/alpha)``; Poisson (``1 - exp(-mu p_r)``) where ``alpha`` is
+    ``None`` or 0.
+
+    Args:
+        root: ``[N, 20]`` root-code probabilities ``p_r``.
+        mu: ``[N]`` mean totals.
+        alpha: NB dispersion, scalar or ``[N]``; ``None`` for Poisson.
+
+    Returns:
+        ``[N, 20]`` occurrence probabilities.
+    """
     lam = np.asarray(mu, dtype=np.float64)[:, None] * root
     if alpha is None:
         return -np.expm1(-lam)
@@ -301,8 +354,22 @@ def climatology(data: SequenceData | Targets, clim: dict, alpha: float | None = 
 
 def moving_average(data: SequenceData | Targets, clim: dict, window: int, smoothing: float,
                    name: str | None = None, alpha: float | None = None) -> Prediction:
-    """Counts of the last ``window`` observed days (1: persistence), smoothed towards
-    climatology; total their mean (climatology's without history)."""
+    """Counts of the last ``window`` observed days (1: persistence), smoothed towards climatology.
+
+    The total is their mean (climatology's without history).
+
+    Args:
+        data: the targets.
+        clim: :func:`climatology_tables` of the training days.
+        window: number of observed days pooled.
+        smoothing: pseudo-events ``s`` of the country's climatology added to the counts.
+        name: name of the prediction; by default ``"persistence"`` for ``window=1``, else
+            ``"moving_average_<window>"``.
+        alpha: NB dispersion of the total; ``None`` for Poisson.
+
+    Returns:
+        The :class:`Prediction`.
+    """
     b, c, t = _targets(data)
     pan = _panel(b)
     days, valid = pan.last_observed(c, t, window)
@@ -340,8 +407,10 @@ def ewma(data: SequenceData | Targets, clim: dict, half_life: float, smoothing: 
 
 
 def _level(pan: _Panel, clim: dict, half_life: float, c: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """The recent level of the total: the EWMA of the observed totals (climatology's mean
-    without history)."""
+    """The recent level of the total: the EWMA of the observed totals.
+
+    Climatology's mean where there is no history.
+    """
     w = pan.ewma("obs", half_life, c, t)
     s = pan.ewma("total", half_life, c, t)
     return np.where(w > 1e-12, s / np.maximum(w, 1e-300), clim["total"][c])
@@ -359,8 +428,20 @@ def _same_weekday_day(pan: _Panel, c: np.ndarray, t: np.ndarray, weeks: int = 4)
 
 def same_weekday(data: SequenceData | Targets, clim: dict, smoothing: float,
                  alpha: float | None = None, weeks: int = 4) -> Prediction:
-    """The cells and total of the latest observed same weekday of the last ``weeks`` weeks,
-    shrunk toward climatology (climatology without one)."""
+    """The cells and total of the latest observed same weekday of the last ``weeks`` weeks.
+
+    The cells are shrunk toward climatology; climatology stands in where no such day exists.
+
+    Args:
+        data: the targets.
+        clim: :func:`climatology_tables` of the training days.
+        smoothing: pseudo-events ``s`` of the country's climatology.
+        alpha: NB dispersion of the total; ``None`` for Poisson.
+        weeks: how many weeks back to look.
+
+    Returns:
+        The :class:`Prediction`.
+    """
     b, c, t = _targets(data)
     pan = _panel(b)
     day = _same_weekday_day(pan, c, t, weeks)
@@ -376,8 +457,10 @@ def same_weekday(data: SequenceData | Targets, clim: dict, smoothing: float,
 
 
 def _dm_loglik(n: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Dirichlet-multinomial log-likelihood of count rows ``n`` under parameters ``a``
-    (without the multinomial coefficient, which does not depend on ``a``)."""
+    """Dirichlet-multinomial log-likelihood of count rows ``n`` under parameters ``a``.
+
+    The multinomial coefficient, which does not depend on ``a``, is left out.
+    """
     from scipy.special import gammaln
 
     big_a = a.sum(-1)
@@ -389,9 +472,24 @@ def _dm_loglik(n: np.ndarray, a: np.ndarray) -> np.ndarray:
 def fit_concentration(n: np.ndarray, prior: np.ndarray, history: np.ndarray, country: np.ndarray,
                       n_countries: int, grid: Sequence[float] = KAPPA_GRID,
                       pool_days: float = 20.0) -> np.ndarray:
-    """Per-country ``kappa_c`` [C] maximising the Dirichlet-multinomial marginal likelihood of
-    the day counts ``n`` [N, 80] under ``Dir(kappa prior + history)`` on ``grid``; each
-    country's log-likelihood adds the pooled one with the weight of ``pool_days`` days."""
+    """Per-country ``kappa_c`` [C] maximising the Dirichlet-multinomial marginal likelihood.
+
+    The likelihood is that of the day counts ``n`` [N, 80] under ``Dir(kappa prior + history)``,
+    maximised over ``grid``; each country's log-likelihood adds the pooled one with the weight
+    of ``pool_days`` days.
+
+    Args:
+        n: ``[N, 80]`` cell counts of the fitting days.
+        prior: ``[N, 80]`` prior cell frequencies (the countries' climatology).
+        history: ``[N, 80]`` weighted history counts ``h_t``.
+        country: ``[N]`` country of each row.
+        n_countries: number of countries ``C``.
+        grid: candidate concentrations.
+        pool_days: weight, in days, of the pooled log-likelihood.
+
+    Returns:
+        ``[C]`` concentrations.
+    """
     ll = np.zeros((len(grid), n_countries))
     days = np.bincount(country, minlength=n_countries).astype(np.float64)
     for i, kap in enumerate(grid):
@@ -403,8 +501,21 @@ def fit_concentration(n: np.ndarray, prior: np.ndarray, history: np.ndarray, cou
 
 def dirichlet_eb(data: SequenceData | Targets, clim: dict, kappa: np.ndarray, half_life: float,
                  level_half_life: float, alpha: float | None = None) -> Prediction:
-    """Posterior mean ``(kappa_c clim_c + h_t) / (kappa_c + |h_t|)`` with ``h_t`` the
-    exponentially weighted history; total the EWMA level."""
+    """Posterior mean ``(kappa_c clim_c + h_t) / (kappa_c + |h_t|)``; total the EWMA level.
+
+    ``h_t`` is the exponentially weighted history of the cell counts.
+
+    Args:
+        data: the targets.
+        clim: :func:`climatology_tables` of the training days.
+        kappa: ``[C]`` concentrations (:func:`fit_concentration`).
+        half_life: half-life of the history's weights, in days.
+        level_half_life: half-life of the total's level, in days.
+        alpha: NB dispersion of the total; ``None`` for Poisson.
+
+    Returns:
+        The :class:`Prediction`.
+    """
     b, c, t = _targets(data)
     pan = _panel(b)
     h = pan.ewma("cells", half_life, c, t)
@@ -422,8 +533,22 @@ def _recurrency_occ(pan: _Panel, clim: dict, half_life: float, smoothing: float,
 
 def recurrency(data: SequenceData | Targets, clim: dict, half_life: float, smoothing: float,
                level_half_life: float, alpha: float | None = None) -> Prediction:
-    """Decayed frequency of each root code's past occurrences; the mix of the implied Poisson
-    rates ``-log(1 - P_r)``, split over QuadClasses as the country's climatology."""
+    """Decayed frequency of each root code's past occurrences.
+
+    The event mix follows the implied Poisson rates ``-log(1 - P_r)``, split over QuadClasses
+    as the country's climatology; the total is the EWMA level.
+
+    Args:
+        data: the targets.
+        clim: :func:`climatology_tables` of the training days.
+        half_life: half-life of the occurrence weights, in days.
+        smoothing: pseudo-days of the country's occurrence climatology.
+        level_half_life: half-life of the total's level, in days.
+        alpha: NB dispersion of the total; ``None`` for Poisson.
+
+    Returns:
+        The :class:`Prediction`.
+    """
     b, c, t = _targets(data)
     pan = _panel(b)
     occ = np.clip(_recurrency_occ(pan, clim, half_life, smoothing, c, t), 1e-9, 1 - 1e-9)
@@ -449,7 +574,17 @@ def count_features(build: GdeltBuild, country: np.ndarray, day: np.ndarray,
     the last 7, the last observed day, then ``fallback[country]`` or 0 without history); the
     offset is ``log(L + 0.5)`` and the features [N, 8] (:data:`NB_FEATURES`) are
     ``log((last + 0.5) / (L + 0.5))`` (the last observed total), ``log((mean7 + 0.5) / (L + 0.5))``
-    and weekday dummies of the target day (Monday the reference)."""
+    and weekday dummies of the target day (Monday the reference).
+
+    Args:
+        build: the GDELT build.
+        country: ``[N]`` country indices.
+        day: ``[N]`` target days.
+        fallback: ``[C]`` level used for a country without history (0 if ``None``).
+
+    Returns:
+        ``(offset [N], features [N, 8])``.
+    """
     pan = _panel(build)
     c, t = np.asarray(country, dtype=np.int64), np.asarray(day, dtype=np.int64)
     days, valid = pan.last_observed(c, t, 1)
@@ -472,8 +607,19 @@ def count_features(build: GdeltBuild, country: np.ndarray, day: np.ndarray,
 
 @dataclass
 class NBRegression:
-    """``log mu = offset + intercept[c] + x @ coef`` (:func:`count_features`), variance
-    ``mu + alpha mu^2``."""
+    """The fitted NB regression of the total (:func:`fit_nb_regression`).
+
+    ``log mu = offset + intercept[c] + x @ coef`` (:func:`count_features`), variance
+    ``mu + alpha mu^2``.
+
+    Attributes:
+        coef: ``[8]`` coefficients of the features.
+        intercept: ``[C]`` per-country intercepts.
+        alpha: NB dispersion.
+        nll: mean training negative log-likelihood.
+        n_iter: Newton iterations run.
+        fallback: ``[C]`` level standing in for a missing history.
+    """
 
     coef: np.ndarray  # [8]
     intercept: np.ndarray  # [C]
@@ -484,6 +630,7 @@ class NBRegression:
     fallback: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
 
     def mean(self, build: GdeltBuild, country: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """Predicted mean total ``mu`` [N] of the targets ``(country, day)`` of ``build``."""
         off, x = count_features(build, country, day, self.fallback)
         return np.exp(off + self.intercept[np.asarray(country)] + x @ self.coef)
 
@@ -497,9 +644,11 @@ def _nb_loglik(y: torch.Tensor, eta: torch.Tensor, log_a: torch.Tensor) -> torch
 
 
 def _nb_derivatives(y: torch.Tensor, eta: torch.Tensor, log_a: float) -> tuple[torch.Tensor, ...]:
-    """Per observation: the log-likelihood and its first and second derivatives in
-    ``(eta, log alpha)`` (autograd of the elementwise function: each term depends on its own
-    ``eta_i`` only, so a few backward passes give every derivative)."""
+    """Per observation: the log-likelihood and its first and second derivatives in ``(eta, log alpha)``.
+
+    Autograd of the elementwise function: each term depends on its own ``eta_i`` only, so a few
+    backward passes give every derivative.
+    """
     e = eta.detach().clone().requires_grad_(True)
     la = torch.full_like(e, log_a).requires_grad_(True)
     ll = _nb_loglik(y, e, la)
@@ -511,13 +660,26 @@ def _nb_derivatives(y: torch.Tensor, eta: torch.Tensor, log_a: float) -> tuple[t
 
 def fit_nb_regression(build: GdeltBuild, country: np.ndarray, day: np.ndarray,
                       fallback: np.ndarray, max_iter: int = 100, ridge: float = 1e-6) -> NBRegression:
-    """Maximum likelihood of the NB regression on the targets ``(country, day)`` (observed
-    days), pooled over countries with one intercept per country, the dispersion included
+    """Maximum likelihood of the NB regression on the targets ``(country, day)`` (observed days).
+
+    Pooled over countries with one intercept per country, the dispersion included
     (``log alpha`` kept in [-12, 5]): Newton steps with the exact Hessian (``J^T diag J`` of
     the per-day second derivatives, float64), Levenberg-damped where it is not positive
     definite, and a backtracking line search, until the gradient's largest entry is below
     1e-8.  ``fallback`` [C] (mean totals) stands in for a missing history; a country without
-    training targets gets the mean intercept; ``ridge`` penalises the coefficients."""
+    training targets gets the mean intercept; ``ridge`` penalises the coefficients.
+
+    Args:
+        build: the GDELT build.
+        country: ``[N]`` country of each training target.
+        day: ``[N]`` day of each training target.
+        fallback: ``[C]`` mean totals, standing in for a missing history.
+        max_iter: cap on the Newton iterations.
+        ridge: L2 penalty on the coefficients.
+
+    Returns:
+        The :class:`NBRegression`.
+    """
     c = np.asarray(country, dtype=np.int64)
     t = np.asarray(day, dtype=np.int64)
     n_c = build.n_countries
@@ -604,8 +766,10 @@ def oracle(data: SequenceData | Targets) -> Prediction | None:
 # all baselines, fitted on train and tuned on validation
 # ---------------------------------------------------------------------------------------
 def _observed_targets(data: SequenceData | Targets, max_targets: int = 0) -> Targets:
-    """The distinct observed ``(country, day)`` targets of ``data`` (evenly thinned to
-    ``max_targets`` when more)."""
+    """The distinct observed ``(country, day)`` targets of ``data``.
+
+    Evenly thinned to ``max_targets`` when there are more (0: no limit).
+    """
     b, c, t = _targets(data)
     inside = t < len(b.days)
     c, t = c[inside], t[inside]
@@ -627,7 +791,15 @@ class FittedBaselines:
 
     ``fitted[name]`` is a callable ``(SequenceData | Targets) -> Prediction``;
     :meth:`predict` returns ``{name: Prediction}`` for several; ``params[name]`` holds the
-    method's hyper-parameters (floats) and, for the record, its validation score."""
+    method's hyper-parameters (floats) and, for the record, its validation score.
+
+    Attributes:
+        clim: :func:`climatology_tables` of the training days.
+        params: hyper-parameters per baseline name.
+        kappa: ``[C]`` Dirichlet concentrations of ``dirichlet_eb`` (``None`` if not fitted).
+        nb: the NB regression of ``nb_regression`` (``None`` if not fitted).
+        names: the fitted baselines, in :data:`BASELINES` order.
+    """
 
     clim: dict
     params: dict[str, dict[str, float]]
@@ -645,6 +817,15 @@ class FittedBaselines:
 
     def predict(self, data: SequenceData | Targets,
                 names: Sequence[str] | None = None) -> dict[str, Prediction]:
+        """Forecasts of several baselines.
+
+        Args:
+            data: the targets.
+            names: the baselines to run; all fitted ones by default.
+
+        Returns:
+            ``{name: Prediction}``.
+        """
         return {n: self[n](data) for n in (names or self.names)}
 
     def _predict(self, name: str, data: SequenceData | Targets) -> Prediction:
@@ -676,12 +857,32 @@ def fit_baselines(train: SequenceData | Targets, val: SequenceData | Targets, cl
                   half_lives: Sequence[float] = HALF_LIVES,
                   smoothing_grid: Sequence[float] = SMOOTHING_GRID,
                   max_fit: int = 20000) -> FittedBaselines:
-    """Fit every baseline in ``names`` on the observed ``train`` targets (NB dispersions, the
-    Dirichlet concentrations, the NB regression) and tune its hyper-parameters on the observed
-    ``val`` targets: event-mix parameters by the mean per-event log loss, the level's
-    half-life by the NB NLL of the total, the recurrency's by the occurrence cross-entropy.
+    """Fit every baseline in ``names`` on ``train`` and tune its hyper-parameters on ``val``.
+
+    Fitted on the observed ``train`` targets: NB dispersions, the Dirichlet concentrations,
+    the NB regression.  Tuned on the observed ``val`` targets: event-mix parameters by the mean
+    per-event log loss, the level's half-life by the NB NLL of the total, the recurrency's by
+    the occurrence cross-entropy.
     Grids: ``windows``, ``half_lives`` (days), ``smoothing_grid`` (pseudo-events).  At most
-    ``max_fit`` train targets are used (evenly thinned)."""
+    ``max_fit`` train targets are used (evenly thinned).
+
+    Args:
+        train: the training targets.
+        val: the validation targets.
+        clim: :func:`climatology_tables` of the training days.
+        names: the baselines to fit (a subset of :data:`BASELINES`).
+        windows: candidate windows of ``moving_average``, in observed days.
+        half_lives: candidate half-lives, in days.
+        smoothing_grid: candidate smoothing strengths, in pseudo-events.
+        max_fit: cap on the training targets used.
+
+    Returns:
+        The :class:`FittedBaselines`.
+
+    Raises:
+        ValueError: If ``names`` holds an unknown baseline, or ``train`` or ``val`` has no
+            observed target.
+    """
     unknown = [n for n in names if n not in BASELINES]
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; known: {list(BASELINES)}")
@@ -775,9 +976,19 @@ def fit_baselines(train: SequenceData | Targets, val: SequenceData | Targets, cl
 
 def best_baseline(scores: Mapping[str, Mapping[str, float]], metric: str = "log_loss",
                   exclude: Sequence[str] = ("model", "oracle")) -> str:
-    """The method of ``scores`` (``{name: {metric: value}}``, e.g. from
-    :func:`wgf_cli.forecast.scores.score_all`) with the lowest ``metric``, leaving out
-    ``exclude`` (the model and the oracle); ties go to the first."""
+    """The method of ``scores`` with the lowest ``metric``; ties go to the first.
+
+    Args:
+        scores: ``{name: {metric: value}}``, e.g. from :func:`wgf_cli.forecast.scores.score_all`.
+        metric: the metric to minimise.
+        exclude: names left out (the model and the oracle).
+
+    Returns:
+        The name of the best method.
+
+    Raises:
+        ValueError: If no remaining method has a ``metric`` score.
+    """
     cand = [(float(s[metric]), n) for n, s in scores.items() if n not in exclude and metric in s]
     if not cand:
         raise ValueError(f"no baseline with a {metric!r} score among {list(scores)}")

@@ -1,5 +1,7 @@
-"""A fresh :class:`~wgf_cli.forecast.model.Forecaster` for a build, its output biases set
-from the training base rates (and, for a mixture head, its mixes from the training days)::
+"""A fresh :class:`~wgf_cli.forecast.model.Forecaster` for a build.
+
+Its output biases are set from the training base rates (and, for a mixture head, its mixes
+from the training days)::
 
     clim = climatology_tables(build, last_train_day)
     net = new_forecaster(build, clim, context=50, arch={"d_model": 64, "layers": 2}, seed=0)

@@ -38,7 +38,15 @@ SHRINKS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 300.0, 1000.0, 1e4
 
 @dataclass
 class PriorParams:
-    """The tuned constants of the prior (saved with a run, reused by ``gdelt-forecast``)."""
+    """The tuned constants of the prior (saved with a run, reused by ``gdelt-forecast``).
+
+    Attributes:
+        half_life: half-life ``h`` of the event-mix history, in observed days.
+        shrink: pseudo-events ``s`` of shrinkage toward the country's climatology.
+        total_half_life: half-life ``h_total`` of the total's level, in observed days.
+        alpha: negative-binomial dispersion of the total.
+        weekday_shrink: pseudo-days shrinking the weekday factors toward 1.
+    """
 
     half_life: float = 7.0
     shrink: float = 10.0
@@ -47,13 +55,20 @@ class PriorParams:
     weekday_shrink: float = 20.0
 
     def to_dict(self) -> dict:
+        """The constants as a plain dict (field name to value)."""
         return asdict(self)
 
 
 @dataclass
 class Prior:
-    """The prior's forecast of every (country, day): ``cells`` [C, D + 1, 80] probabilities,
-    ``mu`` [C, D + 1] mean totals, ``alpha`` the NB dispersion; row ``d`` uses days ``< d``."""
+    """The prior's forecast of every (country, day); row ``d`` uses days ``< d`` only.
+
+    Attributes:
+        cells: ``[C, D + 1, 80]`` cell probabilities (float32).
+        mu: ``[C, D + 1]`` mean totals (float32).
+        alpha: the NB dispersion of the totals.
+        params: the constants the prior was built with.
+    """
 
     cells: np.ndarray
     mu: np.ndarray
@@ -66,8 +81,9 @@ def _decay(half_life: float) -> float:
 
 
 def ewma_sums(x: np.ndarray, half_life: float) -> np.ndarray:
-    """Exponentially weighted sums of the past along axis 1: ``y[:, d] = sum_{s < d}
-    r^(d - 1 - s) x[:, s]`` with ``r = 2^(-1/h)``; every day ages the history.
+    """Exponentially weighted sums of the past along axis 1; every day ages the history.
+
+    ``y[:, d] = sum_{s < d} r^(d - 1 - s) x[:, s]`` with ``r = 2^(-1/h)``.
 
     Args:
         x: [C, D, ...] values per day (zero where nothing was observed).
@@ -75,7 +91,7 @@ def ewma_sums(x: np.ndarray, half_life: float) -> np.ndarray:
 
     Returns:
         float64 [C, D + 1, ...]: row ``d`` sums the days before ``d`` (row 0 is zero, row
-        ``D`` includes the last day).
+            ``D`` includes the last day).
     """
     from scipy.signal import lfilter
 
@@ -86,13 +102,23 @@ def ewma_sums(x: np.ndarray, half_life: float) -> np.ndarray:
 
 
 def weighted_history(x: np.ndarray, observed: np.ndarray, half_life: float) -> tuple[np.ndarray, np.ndarray]:
-    """Exponentially weighted sums of the observed past: ``S[:, d] = sum_{e < d, observed}
-    r^(n(d) - n(e)) x[:, e]`` with ``n`` counting observed days (missing days do not age the
-    history), ``r = 2^(-1/h)``, and the matching sum of weights ``W`` [C, D + 1].
-    ``x`` [C, D, ...]; returns arrays with one more day (the day after the last).
+    """Exponentially weighted sums of the observed past, and the matching sums of weights.
+
+    ``S[:, d] = sum_{e < d, observed} r^(n(d) - n(e)) x[:, e]`` with ``n`` counting observed
+    days (missing days do not age the history) and ``r = 2^(-1/h)``.
 
     This is :func:`ewma_sums` over each country's observed days only, held constant over
-    the days it did not observe."""
+    the days it did not observe.
+
+    Args:
+        x: [C, D, ...] values per day.
+        observed: [C, D] bool, the observed days.
+        half_life: ``h`` in observed days.
+
+    Returns:
+        ``(S, W)``: float64 [C, D + 1, ...] sums and [C, D + 1] sums of weights, with one more
+        day than ``x`` (the day after the last).
+    """
     c, d = observed.shape
     tail = x.shape[2:]
     s = np.zeros((c, d + 1, *tail), np.float64)
@@ -107,15 +133,37 @@ def weighted_history(x: np.ndarray, observed: np.ndarray, half_life: float) -> t
 
 
 def cell_forecast(hist: np.ndarray, clim: np.ndarray, shrink: float) -> np.ndarray:
-    """``(S + s clim) / (|S| + s)`` for weighted cell sums ``hist`` [C, D, 80]."""
+    """``(S + s clim) / (|S| + s)`` for weighted cell sums ``hist`` [C, D, 80].
+
+    Args:
+        hist: [C, D, 80] weighted cell sums ``S``.
+        clim: [C, 80] the countries' training cell frequencies.
+        shrink: pseudo-events ``s``.
+
+    Returns:
+        [C, D, 80] cell probabilities.
+    """
     tot = hist.sum(-1, keepdims=True)
     return (hist + shrink * clim[:, None, :]) / (tot + shrink)
 
 
 def weekday_factors(total: np.ndarray, observed: np.ndarray, weekday: np.ndarray, last_train: int,
                     shrink: float = 20.0) -> np.ndarray:
-    """[C, 7]: each country's training mean total on each weekday over its training mean,
-    shrunk toward 1 by ``shrink`` pseudo-days."""
+    """[C, 7]: each country's training mean total on each weekday over its training mean.
+
+    The factors are shrunk toward 1 by ``shrink`` pseudo-days; a country with no training
+    volume gets 1.
+
+    Args:
+        total: [C, D] daily totals.
+        observed: [C, D] bool, the observed days.
+        weekday: [D (+ 1)] weekday of each day, Monday 0.
+        last_train: index of the last training day.
+        shrink: pseudo-days of shrinkage toward 1.
+
+    Returns:
+        [C, 7] weekday factors.
+    """
     obs = observed[:, : last_train + 1]
     tot = total[:, : last_train + 1].astype(np.float64) * obs
     mean = tot.sum(1) / np.maximum(obs.sum(1), 1)
@@ -134,7 +182,16 @@ def _level(total: np.ndarray, observed: np.ndarray, half_life: float, fallback: 
 
 
 def nb_nll(y: np.ndarray, mu: np.ndarray, alpha: float) -> np.ndarray:
-    """Negative-binomial NLL (mean ``mu``, variance ``mu + alpha mu^2``), elementwise."""
+    """Negative-binomial NLL (mean ``mu``, variance ``mu + alpha mu^2``), elementwise.
+
+    Args:
+        y: observed counts.
+        mu: predicted means (floored at 1e-9), broadcast against ``y``.
+        alpha: dispersion (``> 0``).
+
+    Returns:
+        The NLL of each count, in nats.
+    """
     from scipy.special import gammaln
 
     mu = np.maximum(mu, 1e-9)
@@ -151,9 +208,21 @@ def _dispersion(y: np.ndarray, mu: np.ndarray) -> float:
 
 def build_prior(counts: np.ndarray, total: np.ndarray, observed: np.ndarray, weekday: np.ndarray,
                 clim: np.ndarray, clim_total: np.ndarray, params: PriorParams, last_train: int) -> Prior:
-    """The prior of every (country, day) with ``params``.  ``counts`` [C, D, 80] cells,
-    ``total`` [C, D], ``observed`` [C, D], ``weekday`` [D + 1] (Monday 0, including the day
-    after the last), ``clim`` [C, 80] and ``clim_total`` [C] the training base rates."""
+    """The prior of every (country, day) with ``params``.
+
+    Args:
+        counts: [C, D, 80] cell counts.
+        total: [C, D] daily totals.
+        observed: [C, D] bool, the observed days.
+        weekday: [D + 1] weekday of each day (Monday 0), including the day after the last.
+        clim: [C, 80] training cell frequencies.
+        clim_total: [C] training mean totals (the level without history).
+        params: the prior's constants.
+        last_train: index of the last training day (for the weekday factors).
+
+    Returns:
+        The :class:`Prior`.
+    """
     hist, _ = weighted_history(counts.astype(np.float64), observed, params.half_life)
     cells = cell_forecast(hist, clim, params.shrink)
     fac = weekday_factors(total, observed, weekday, last_train, params.weekday_shrink)
@@ -165,9 +234,27 @@ def build_prior(counts: np.ndarray, total: np.ndarray, observed: np.ndarray, wee
 def tune(counts: np.ndarray, total: np.ndarray, observed: np.ndarray, weekday: np.ndarray,
          clim: np.ndarray, clim_total: np.ndarray, last_train: int, val_days: np.ndarray,
          half_lives=HALF_LIVES, shrinks=SHRINKS) -> PriorParams:
-    """Half-life and shrinkage by the validation log loss of the event mix (observed target
+    """Tune the prior's constants over grids.
+
+    Half-life and shrinkage by the validation log loss of the event mix (observed target
     days in ``val_days`` with events), the total's half-life by the validation NB NLL; the
-    dispersion by moments on the training days."""
+    dispersion by moments on the training days.  ``weekday_shrink`` keeps its default.
+
+    Args:
+        counts: [C, D, 80] cell counts.
+        total: [C, D] daily totals.
+        observed: [C, D] bool, the observed days.
+        weekday: [D + 1] weekday of each day (Monday 0).
+        clim: [C, 80] training cell frequencies.
+        clim_total: [C] training mean totals.
+        last_train: index of the last training day.
+        val_days: day indices of the validation targets.
+        half_lives: candidate half-lives (both the event mix's and the total's).
+        shrinks: candidate shrinkages.
+
+    Returns:
+        The tuned :class:`PriorParams`.
+    """
     c, d = total.shape
     val = np.zeros((c, d), bool)
     val[:, val_days] = True
@@ -203,8 +290,9 @@ def tune(counts: np.ndarray, total: np.ndarray, observed: np.ndarray, weekday: n
 
 def fit_prior(build: GdeltBuild, clim_cells: np.ndarray, clim_total: np.ndarray, last_train: int,
               val_days: np.ndarray) -> Prior:
-    """The prior of every (country, day) of ``build``, its constants tuned (:func:`tune`) on
-    the validation days.
+    """The prior of every (country, day) of ``build``, its constants tuned on the validation days.
+
+    The constants come from :func:`tune`.
 
     Args:
         build: the build (cell counts, totals, observed days, weekdays).

@@ -28,8 +28,17 @@ from wgf_cli.forecast.train import TrainConfig, fine_tune, predict
 
 def rolling_targets(build: GdeltBuild, first_day: int, context: int, last_day: int | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Every (country, day) with ``first_day <= day <= last_day`` (default: the build's last),
-    ``day >= context`` and the day observed, in day order: (country indices, days)."""
+    """Every observed (country, day) with ``first_day <= day <= last_day`` and ``day >= context``.
+
+    Args:
+        build: the GDELT build.
+        first_day: first day index.
+        context: days of history a target needs (earlier days are skipped).
+        last_day: last day index; the build's last day by default.
+
+    Returns:
+        ``(country indices, days)``, int64, in day order.
+    """
     last = len(build.days) - 1 if last_day is None else last_day
     days = np.arange(max(first_day, context), last + 1)
     c, d = np.nonzero(build.observed[:, days])

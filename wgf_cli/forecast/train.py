@@ -44,6 +44,40 @@ from wgf_cli.ot.pointcloud import sinkhorn_divergence
 
 @dataclass
 class TrainConfig:
+    """Hyper-parameters of :class:`Trainer` (the comments on the fields give their units).
+
+    Attributes:
+        epochs: epochs of the main phase.
+        batch_size: sequences per batch (per rank under DDP).
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        betas: AdamW betas.
+        warmup: linear warm-up, as a fraction of all steps.
+        min_lr: final learning rate of the cosine, relative to ``lr``.
+        grad_clip: gradient-norm clipping (0: none).
+        patience: early stopping: epochs without improvement (0: never stop).
+        monitor: ``"val_loss"`` or ``"val_log_loss"``, for early stopping and the best weights.
+        cloud_epochs: up to this many epochs of the cloud branch alone afterwards (0: none).
+        cloud_lr: the cloud phase's constant learning rate.
+        min_delta: smallest decrease of the monitored value that counts as improvement.
+        w_events: weight of the per-event cross entropy.
+        w_total: weight of the total's NLL.
+        w_cloud: weight of the Sinkhorn divergence of the clouds.
+        blur: Sinkhorn blur (the final ``eps`` is ``blur^2``), in embedding units.
+        scaling: epsilon-scaling factor of the Sinkhorn solver.
+        iters: Sinkhorn iterations at the final eps (after epsilon-scaling).
+        all_positions: train on the next day of every context day, not the target day only.
+        cloud_stride: positions between cloud losses, back from the last (0: last only).
+        amp: bf16 autocast (CUDA).
+        compile: ``torch.compile`` (CUDA).
+        workers: DataLoader workers (0: batches built in the main process).
+        seed: seed of the epoch order and the workers.
+        stop_after: stop this invocation after this many epochs (0: run to the end).
+        max_val: validation sequences used per epoch (0: all).
+        per_epoch: training sequences per epoch, a fresh random subset (0: all).
+        ema: decay of an exponential moving average of the weights (0: none).
+    """
+
     epochs: int = 10
     batch_size: int = 64
     lr: float = 2e-3
@@ -77,6 +111,23 @@ class TrainConfig:
 
 @dataclass
 class TrainState:
+    """Progress of a :class:`Trainer`, checkpointed with it.
+
+    Attributes:
+        epoch: epochs run so far (both phases).
+        best_val: best monitored validation value of the main phase.
+        best_epoch: epoch that reached ``best_val``.
+        bad_epochs: main-phase epochs since the last improvement.
+        stopped_early: whether the main phase stopped on ``patience``.
+        best_state: CPU copy of the best weights (``None`` before the first validation).
+        history: one row of metrics per epoch.
+        phase: ``"main"`` or ``"cloud"`` (the cloud branch alone, from the best main weights).
+        cloud_epoch: epochs run in the cloud phase.
+        cloud_best: best validation Sinkhorn divergence of the cloud phase.
+        cloud_best_epoch: epoch that reached ``cloud_best``.
+        cloud_bad: cloud-phase epochs since the last improvement.
+    """
+
     epoch: int = 0
     best_val: float = math.inf
     best_epoch: int = 0
@@ -103,6 +154,16 @@ def _dtype(model: nn.Module) -> torch.dtype:
 
 
 def cloud_positions(length: int, stride: int, device) -> torch.Tensor:
+    """Positions of a sequence of ``length`` days where the cloud loss is taken.
+
+    Args:
+        length: context length.
+        stride: positions between cloud losses, back from the last; ``<= 0``: the last only.
+        device: device of the result.
+
+    Returns:
+        Increasing int64 positions, always ending at ``length - 1``.
+    """
     if stride <= 0:
         return torch.tensor([length - 1], device=device)
     return torch.arange(length - 1, -1, -stride, device=device).flip(0)
@@ -110,8 +171,20 @@ def cloud_positions(length: int, stride: int, device) -> torch.Tensor:
 
 def cloud_loss(x: torch.Tensor, logw: torch.Tensor, batch: dict[str, torch.Tensor],
                pos: torch.Tensor, tc: TrainConfig) -> torch.Tensor:
-    """Mean debiased Sinkhorn divergence between the forecast clouds (``x`` [B, P, K, E], log
-    weights [B, P, K]) and the actual clouds of the days after positions ``pos``."""
+    """Mean debiased Sinkhorn divergence between the forecast and the actual clouds.
+
+    Days without events (zero cloud weight) are left out; with none left the loss is 0.
+
+    Args:
+        x: [B, P, K, E] forecast cloud points.
+        logw: [B, P, K] their log weights.
+        batch: the batch (``y_points``, ``y_weights``).
+        pos: [P] positions; the actual clouds are those of the days after them.
+        tc: the configuration (``blur``, ``scaling``, ``iters``).
+
+    Returns:
+        The mean divergence, a 0-d tensor.
+    """
     yw = batch["y_weights"][:, pos].to(x.dtype)
     yx = batch["y_points"][:, pos].to(x.dtype)
     ok = yw.sum(-1) > 0
@@ -198,8 +271,10 @@ class Trainer:
         self.ema_model = copy.deepcopy(self.model) if tc.ema > 0 else None
 
     def _update_ema(self) -> None:
-        """``ema <- d ema + (1 - d) w`` with ``d = min(ema, (1 + s) / (10 + s))`` at step ``s``
-        (a short average early on, so the start does not linger)."""
+        """``ema <- d ema + (1 - d) w`` with ``d = min(ema, (1 + s) / (10 + s))`` at step ``s``.
+
+        A short average early on, so the start does not linger.
+        """
         step = self.sched.last_epoch
         d = min(self.tc.ema, (1 + step) / (10 + step))
         with torch.no_grad():
@@ -234,6 +309,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
+        """Everything a resumed run needs to continue exactly.
+
+        Returns:
+            Model, optimizer, scheduler, CPU (and CUDA) RNG states and the :class:`TrainState`
+            fields; the weight average and the cloud optimizer when present.
+        """
         rng = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -247,6 +328,11 @@ class Trainer:
         return out
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` (the cloud branch is attached first if it had one).
+
+        Args:
+            state: a dict from :meth:`state_dict`.
+        """
         if state["train_state"].get("phase") == "cloud" and self.model.cloud_branch is None:
             self.model.attach_cloud_branch()
         self.model.load_state_dict(state["model"])
@@ -281,8 +367,10 @@ class Trainer:
                                            generator=torch.Generator().manual_seed(self.tc.seed))
 
     def _cloud_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The cloud phase's step: the cloud branch (features and cloud head) on the Sinkhorn
-        term (its gradients averaged over the DDP ranks by hand)."""
+        """The cloud phase's step: the cloud branch (features and cloud head) on the Sinkhorn term.
+
+        Its gradients are averaged over the DDP ranks by hand.
+        """
         branch = self.model.cloud_branch
         length = batch["feats"].shape[1]
         pos = cloud_positions(length, self.tc.cloud_stride if self.tc.all_positions else 0,
@@ -304,8 +392,17 @@ class Trainer:
         return {"loss": nan, "events": nan, "total": nan, "cloud": cloud}
 
     def train_epoch(self, on_step: Callable[[dict], None] | None = None) -> dict:
-        """One epoch: all weights on the weighted loss, or in the cloud phase the cloud branch
-        on the Sinkhorn term (:meth:`_cloud_step`; ``train_loss`` / ``_events`` / ``_total`` are NaN)."""
+        """One epoch: all weights on the weighted loss, or in the cloud phase the cloud branch on the Sinkhorn term.
+
+        In the cloud phase (:meth:`_cloud_step`) ``train_loss`` / ``_events`` / ``_total`` are NaN.
+
+        Args:
+            on_step: called after every step with the step's loss terms (floats).
+
+        Returns:
+            ``train_loss``, ``train_events``, ``train_total``, ``train_cloud`` (means over the
+            epoch's sequences), ``sequences_per_s`` (all ranks) and ``epoch_s``.
+        """
         self.net.train()
         cloud = self.state.phase == "cloud"
         epoch = self.state.epoch
@@ -341,6 +438,13 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict:
+        """The loss terms of the validation sequences' target days, averaged over all ranks.
+
+        Uses :attr:`eval_model` and at most ``max_val`` sequences.
+
+        Returns:
+            ``val_loss``, ``val_log_loss``, ``val_total_nll`` and ``val_sinkhorn``.
+        """
         self.net.eval()
         model = self.eval_model
         model.eval()
@@ -375,8 +479,10 @@ class Trainer:
 
     def _cloud_val_terms(self, model: Forecaster, batch: dict[str, torch.Tensor], events: torch.Tensor,
                          total: torch.Tensor) -> dict[str, torch.Tensor]:
-        """:func:`losses` of the target day in the cloud phase from the kept event and count
-        terms: only the cloud branch runs (the same numbers as the whole forward)."""
+        """:func:`losses` of the target day in the cloud phase from the kept event and count terms.
+
+        Only the cloud branch runs (the same numbers as the whole forward).
+        """
         branch, tc = model.cloud_branch, self.tc
         pos = cloud_positions(batch["feats"].shape[1], 0, batch["feats"].device)
         with self._autocast():
@@ -387,9 +493,18 @@ class Trainer:
 
     def fit(self, on_epoch: Callable[[int, dict], None] | None = None,
             on_step: Callable[[dict], None] | None = None) -> TrainState:
-        """Train from ``state.epoch`` to ``tc.epochs`` (or ``stop_after`` more, or early stop),
-        then the cloud phase (``tc.cloud_epochs``); ``on_epoch(epoch, row)`` after each epoch
-        (log and checkpoint there)."""
+        """Train from ``state.epoch`` to ``tc.epochs`` (or ``stop_after`` more, or early stop), then the cloud phase.
+
+        The cloud phase runs up to ``tc.cloud_epochs`` epochs.
+
+        Args:
+            on_epoch: called as ``on_epoch(epoch, row)`` after each epoch (log and checkpoint
+                there).
+            on_step: called after every step with its loss terms.
+
+        Returns:
+            The :class:`TrainState` (also ``self.state``).
+        """
         st, tc = self.state, self.tc
         done_now = 0
         while not self.finished():
@@ -428,12 +543,14 @@ class Trainer:
         return st
 
     def finished(self) -> bool:
+        """Whether both phases are done (the cloud phase counted only when ``cloud_epochs``)."""
         st, tc = self.state, self.tc
         if st.phase == "cloud":
             return st.cloud_epoch >= tc.cloud_epochs or 0 < tc.patience <= st.cloud_bad
         return (st.epoch >= tc.epochs or st.stopped_early) and tc.cloud_epochs == 0
 
     def load_best(self) -> None:
+        """Load the best kept weights into the model (nothing before the first validation)."""
         if self.state.best_state is not None:
             self.model.load_state_dict(self.state.best_state)
 
@@ -441,8 +558,19 @@ class Trainer:
 @torch.no_grad()
 def predict(model: Forecaster, data: SequenceData, batch_size: int = 256,
             device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
-    """Forecasts of every sequence's target day: root / quad / occurrence probabilities,
-    total mean and dispersion, the cloud (points, weights)."""
+    """Forecasts of every sequence's target day.
+
+    Args:
+        model: the forecaster.
+        data: the sequences.
+        batch_size: sequences per forward pass.
+        device: device to run on.
+
+    Returns:
+        Arrays over the N sequences: ``root_probs`` [N, 20], ``quad_probs`` [N, 4],
+        ``occur_probs`` [N, 20], ``total_mean`` [N], ``alpha`` [N] (``None`` for Poisson
+        counts), ``cloud_x`` [N, K, E] and ``cloud_w`` [N, K].
+    """
     model.eval()
     dev = torch.device(device)
     keys = ("root_probs", "quad_probs", "occur_probs", "total_mean", "alpha", "cloud_x", "cloud_w")
@@ -470,12 +598,27 @@ SHRINK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 @torch.no_grad()
 def calibrate_shrink(model: Forecaster, data: SequenceData, device: str | torch.device = "cpu",
                      grid: tuple[float, ...] = SHRINK_GRID, batch_size: int = 256) -> dict[str, float]:
-    """Choose how much of a prior-based model's residuals to keep (``model.shrink``): the
-    fraction of the cell residuals with the lowest per-event log loss and the fraction of the
+    """Choose how much of a prior-based model's residuals to keep (``model.shrink``).
+
+    Picks the fraction of the cell residuals with the lowest per-event log loss and the fraction of the
     total's residual with the lowest count NLL on ``data`` (target days; days with events for
     the log loss, observed days for the NLL), each from ``grid`` (0 keeps the prior alone, so
-    on ``data`` the model is never worse than its prior).  Sets ``model.shrink`` and returns
-    the chosen fractions and their scores."""
+    on ``data`` the model is never worse than its prior).  Sets ``model.shrink``.
+
+    Args:
+        model: a forecaster with a prior (``ModelConfig.prior``).
+        data: the calibration sequences (e.g. validation).
+        device: device to run on.
+        grid: candidate fractions.
+        batch_size: sequences per forward pass.
+
+    Returns:
+        ``shrink_cells`` and ``shrink_total`` (the chosen fractions), and the log loss and
+        count NLL of the prior alone and of the kept fractions.
+
+    Raises:
+        ValueError: If the model has no prior.
+    """
     if not model.cfg.prior:
         raise ValueError("calibrate_shrink needs a model with a prior (ModelConfig.prior)")
     model.eval()
@@ -510,9 +653,23 @@ def calibrate_shrink(model: Forecaster, data: SequenceData, device: str | torch.
 
 def fine_tune(model: Forecaster, data: SequenceData, tc: TrainConfig, *, steps: int, lr: float,
               device: str | torch.device = "cpu", seed: int = 0) -> float:
-    """``steps`` AdamW steps (constant ``lr``, no weight decay) of the event and count terms
-    of the loss on ``data`` (the cloud is not refitted): a rolling evaluation's refit on the
-    newest days.  Returns the mean loss of the steps."""
+    """``steps`` AdamW steps of the event and count terms of the loss on ``data``.
+
+    Constant ``lr``, no weight decay; the cloud is not refitted.  This is a rolling
+    evaluation's refit on the newest days.
+
+    Args:
+        model: the forecaster, updated in place (left in eval mode).
+        data: the sequences to fit.
+        tc: the loss configuration (``w_cloud`` is set to 0).
+        steps: number of optimizer steps.
+        lr: the constant learning rate.
+        device: device to run on.
+        seed: seed of the batch order.
+
+    Returns:
+        The mean loss of the steps (NaN when ``steps <= 0`` or ``data`` is empty).
+    """
     if steps <= 0 or len(data) == 0:
         return math.nan
     dev = torch.device(device)
