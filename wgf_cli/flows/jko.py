@@ -124,7 +124,7 @@ def energy_decrease(energies: np.ndarray, entropy: np.ndarray, diffusion: float,
 
     Returns:
         ``energy_monotone``, ``energy_increase_max`` (0 if monotone), ``diffusion_effective``
-        and ``energy_effective_monotone``.
+            and ``energy_effective_monotone``.
     """
     energies = np.asarray(energies)
     incr = np.diff(energies) / max(float(np.abs(energies).max()), 1e-300)
@@ -269,7 +269,7 @@ class EntropicJKO:
 
         Returns:
             The step's diagnostics with ``rho_{k+1}`` (``step`` and ``t`` left at 0: the
-            caller, e.g. :meth:`run`, numbers it).
+                caller, e.g. :meth:`run`, numbers it).
         """
         t0 = time.perf_counter()
         self.energy.begin_step(rho)
@@ -301,8 +301,8 @@ class EntropicJKO:
 
         Returns:
             A dict with the warm start ``(f, g)`` (tensors as they are; move them to the CPU to
-            save), the over-relaxation ``omega``, whether the last step ran in the log domain,
-            and the kernel band per axis.
+                save), the over-relaxation ``omega``, whether the last step ran in the log domain,
+                and the kernel band per axis.
         """
         return {"warm_start": self.warm_start, "omega": self.omega, "last_log": self._last_log,
                 "band": list(self.geom.band)}

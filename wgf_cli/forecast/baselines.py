@@ -159,9 +159,9 @@ def climatology_tables(build: GdeltBuild, last_train_day: int, cloud_days: int =
 
     Returns:
         A dict with ``"cells"`` [C, 80] smoothed cell frequencies, ``"total"`` [C] mean
-        totals, ``"occur"`` [C, 20] root-code occurrence frequencies, ``"cloud_x"``
-        [C, cloud_days * K, E] and ``"cloud_w"`` [C, cloud_days * K] the pooled clouds, and
-        ``"last_train_day"``.
+            totals, ``"occur"`` [C, 20] root-code occurrence frequencies, ``"cloud_x"``
+            [C, cloud_days * K, E] and ``"cloud_w"`` [C, cloud_days * K] the pooled clouds, and
+            ``"last_train_day"``.
     """
     n_c = build.n_countries
     cells = build.counts.reshape(n_c, -1, N_CELLS)[:, : last_train_day + 1].astype(np.float64)

@@ -24,7 +24,7 @@ def setup_distributed(device: str) -> tuple[int, int, str]:
 
     Returns:
         ``(rank, world size, device)``: ``(0, 1, device)`` in a single process; under
-        torchrun on CUDA the device becomes ``cuda:<LOCAL_RANK>`` (and is made current).
+            torchrun on CUDA the device becomes ``cuda:<LOCAL_RANK>`` (and is made current).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:

@@ -117,7 +117,7 @@ def weighted_history(x: np.ndarray, observed: np.ndarray, half_life: float) -> t
 
     Returns:
         ``(S, W)``: float64 [C, D + 1, ...] sums and [C, D + 1] sums of weights, with one more
-        day than ``x`` (the day after the last).
+            day than ``x`` (the day after the last).
     """
     c, d = observed.shape
     tail = x.shape[2:]

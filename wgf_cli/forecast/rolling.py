@@ -90,7 +90,7 @@ def predict_rolling(models: Mapping[str, Forecaster], build: GdeltBuild, test: S
 
     Returns:
         One :class:`~wgf_cli.forecast.baselines.Prediction` per network, rows in ``test``'s
-        order.
+            order.
     """
     refit = refit or Refit()
     every = int(refit.every)

@@ -313,7 +313,7 @@ class Trainer:
 
         Returns:
             Model, optimizer, scheduler, CPU (and CUDA) RNG states and the :class:`TrainState`
-            fields; the weight average and the cloud optimizer when present.
+                fields; the weight average and the cloud optimizer when present.
         """
         rng = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
@@ -401,7 +401,7 @@ class Trainer:
 
         Returns:
             ``train_loss``, ``train_events``, ``train_total``, ``train_cloud`` (means over the
-            epoch's sequences), ``sequences_per_s`` (all ranks) and ``epoch_s``.
+                epoch's sequences), ``sequences_per_s`` (all ranks) and ``epoch_s``.
         """
         self.net.train()
         cloud = self.state.phase == "cloud"
@@ -568,8 +568,8 @@ def predict(model: Forecaster, data: SequenceData, batch_size: int = 256,
 
     Returns:
         Arrays over the N sequences: ``root_probs`` [N, 20], ``quad_probs`` [N, 4],
-        ``occur_probs`` [N, 20], ``total_mean`` [N], ``alpha`` [N] (``None`` for Poisson
-        counts), ``cloud_x`` [N, K, E] and ``cloud_w`` [N, K].
+            ``occur_probs`` [N, 20], ``total_mean`` [N], ``alpha`` [N] (``None`` for Poisson
+            counts), ``cloud_x`` [N, K, E] and ``cloud_w`` [N, K].
     """
     model.eval()
     dev = torch.device(device)
@@ -614,7 +614,7 @@ def calibrate_shrink(model: Forecaster, data: SequenceData, device: str | torch.
 
     Returns:
         ``shrink_cells`` and ``shrink_total`` (the chosen fractions), and the log loss and
-        count NLL of the prior alone and of the kept fractions.
+            count NLL of the prior alone and of the kept fractions.
 
     Raises:
         ValueError: If the model has no prior.

@@ -213,7 +213,7 @@ def detect_oscillation(times: np.ndarray, series: np.ndarray, *, window: float =
 
     Returns:
         The :class:`Oscillation` (not periodic, zero amplitude, when the window has fewer
-        than 8 points).
+            than 8 points).
     """
     t = np.asarray(times, dtype=np.float64)
     x = np.asarray(series, dtype=np.float64)

@@ -111,7 +111,7 @@ class ProtocolConfig:
 
         Returns:
             The headline generator (``None``: the trained one, ``k``: ``GANTrainer.G_ema[k]``) and
-            the others by key prefix (``raw_``, ``ema<decay>_``).
+                the others by key prefix (``raw_``, ``ema<decay>_``).
         """
         head = 0 if self.ema_decay > 0 else None
         others: dict[str, int | None] = {"raw_": None} if self.ema_decay > 0 else {}

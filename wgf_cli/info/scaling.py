@@ -104,10 +104,10 @@ def entropy_scaling(config: ScalingConfig, alpha: float, device: str = "cpu",
 
     Returns:
         One row per size (increasing): ``size``, ``sigma``, ``fast_bits``, ``fast_s``,
-        ``error_estimate``, ``deflated``, ``top_mass``, ``fast_exact``, ``probes``, ``steps``,
-        ``blocks``; with the exact reference also ``exact_bits``, ``eigvalsh_s``,
-        ``rel_error``, ``speedup`` and ``within_3_sigma`` (``|fast - exact| <= 3`` error
-        estimates).
+            ``error_estimate``, ``deflated``, ``top_mass``, ``fast_exact``, ``probes``, ``steps``,
+            ``blocks``; with the exact reference also ``exact_bits``, ``eigvalsh_s``,
+            ``rel_error``, ``speedup`` and ``within_3_sigma`` (``|fast - exact| <= 3`` error
+            estimates).
     """
     rows = []
     for size in sorted(int(s) for s in config.sizes):

@@ -139,7 +139,7 @@ class MeanFieldGrid:
 
         Returns:
             ``(2, n_w, n_b)`` masses: the density at the cell centres, normalised on the grid
-            to ``sign_mass[s]`` for sign ``s``.
+                to ``sign_mass[s]`` for sign ``s``.
         """
         sq = (self.points * self.points).sum(-1)
         dens = torch.exp(-0.5 * sq / std**2)

@@ -145,7 +145,7 @@ class ParticleTrainer:
 
         Returns:
             The squared distance of ``self.distance`` (0-d tensor): exact ``W2^2``, twice the
-            debiased Sinkhorn divergence, or the squared sliced W2.
+                debiased Sinkhorn divergence, or the squared sliced W2.
         """
         if groups is not None:
             m = P.shape[0]

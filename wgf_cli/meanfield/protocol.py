@@ -179,7 +179,7 @@ def run_particles(trainer: ParticleTrainer, W: Tensor, alpha: Tensor, T: float, 
 
     Returns:
         The :class:`~wgf_cli.meanfield.particles.ParticleResult` and the inner iterations of
-        every step.
+            every step.
     """
     steps = round(T / trainer.dt)
     inner: list[int] = []

@@ -336,7 +336,7 @@ def benamou_brenier(rho0: Tensor, rho1: Tensor, spacing: tuple[float, ...], *, t
 
     Returns:
         A :class:`BenamouBrenierResult`: the space-time density and momentum, ``w2sq`` and the
-        convergence diagnostics.
+            convergence diagnostics.
     """
     if rho0.shape != rho1.shape:
         raise ValueError(f"rho0 and rho1 need the same shape, got {tuple(rho0.shape)} and {tuple(rho1.shape)}")

@@ -651,7 +651,7 @@ class AbsorbedKernel:
 
         Returns:
             ``log K exp(g)``, or ``None`` if ``g`` drifted beyond ``bound`` from the reference
-            or its support (finite entries) differs.
+                or its support (finite entries) differs.
         """
         diff = torch.where(self.supp, g - self.ref, torch.zeros_like(g))
         lo, hi = torch.aminmax(diff)

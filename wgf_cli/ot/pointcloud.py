@@ -75,7 +75,7 @@ def pot_directions(dim: int, n: int, seed: int = 0) -> np.ndarray:
 
     Returns:
         ``(dim, n)`` float64 array, one unit vector per column (the ``projections`` layout of
-        :func:`sliced_w2`).
+            :func:`sliced_w2`).
     """
     import ot
 
