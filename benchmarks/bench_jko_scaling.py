@@ -1,4 +1,4 @@
-"""Scaling of ``wgf jko`` (issue 20): threads, banded/absorbed kernels, iterations vs n.
+"""Scaling of ``wgf jko``: threads, banded/absorbed kernels, iterations vs n.
 
 All ratios are measured in this one run (same machine, same load):
 

@@ -103,6 +103,13 @@ def test_resume_on_a_build_with_another_embedding(straight, tmp_path):
     _one_line_exit_2(res, "embedding", "minilm", "hash")
 
 
+def test_resume_with_another_model_is_refused_before_any_work(straight, tmp_path):
+    res = _run(*TINY, "model.d_model=32", "model.heads=4", f"resume={straight}",
+               f"hydra.run.dir={tmp_path / 'r'}")
+    _one_line_exit_2(res, "resume", "d_model=16", "d_model=32")
+    assert not (tmp_path / "r").exists()
+
+
 def test_bad_values(tmp_path):
     _one_line_exit_2(_run(*TINY, "model.heads=3"), "model.heads")
     _one_line_exit_2(_run(*TINY, f"resume={tmp_path}"), "resume")

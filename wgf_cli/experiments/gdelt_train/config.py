@@ -127,6 +127,14 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"resume: no checkpoint at {ck} (give the folder of a gdelt-train run)")
         meta = checkpoint_meta(ck)
         embedding = (meta.get("embedding"), meta.get("embedding_dim"))
+        saved = meta.get("model_config", {})
+        wanted = {**model_arch(cfg), "context": context}
+        diff = [k for k, v in wanted.items() if k in saved and saved[k] != v]
+        if diff:
+            raise ConfigError(
+                f"resume: the checkpoint's model has {', '.join(f'{k}={saved[k]}' for k in diff)}, this config "
+                f"{', '.join(f'{k}={wanted[k]}' for k in diff)}; resume with the model options of the run "
+                f"({rdir / 'config.yaml'})")
     try:
         check_build(Path(str(C.get(cfg, "data.build_dir"))).expanduser(), context, embedding)
     except BuildError as exc:
