@@ -302,3 +302,23 @@ def test_problem_is_frozen_and_prox_sinkhorn_is_the_solver():
     assert torch.equal(a.rho, b.rho) and a.errors == b.errors and a.omega == b.omega
     with pytest.raises(ValueError):
         ProxSinkhorn(overrelax=2.0)
+
+
+def test_auto_omega_ignores_a_cold_start_jump_but_backs_off_on_growth():
+    """The automatic over-relaxation keeps its omega through one jump of a cold start's huge
+    errors (measured at 1024^2, gamma = dx^2: 6e109 -> 5e117 -> 7e80 -> ... -> 1e-9), backs off
+    at the first clear growth once the relative error is below 1, and at the second growth in a
+    row above 1 (a diverging iteration)."""
+    from wgf_cli.ot.sinkhorn import _Omega
+
+    def final(errors, omega=1.871):
+        om = _Omega(omega, auto=True)
+        for e in errors:
+            om.observe(e, 10)
+        return om.omega
+
+    assert final([6.0e109, 5.0e117, 7.1e80, 2.2e43, 1.3e16, 1.7, 0.82, 0.63]) == 1.871
+    assert final([0.1, 0.05, 0.2]) == pytest.approx(1.0 + 0.8 * 0.871)  # growth below 1
+    assert final([5.0, 20.0]) == 1.871  # one jump above 1: kept
+    assert final([5.0, 20.0, 80.0]) == pytest.approx(1.0 + 0.8 * 0.871)  # two in a row
+    assert final([0.1, 0.3], omega=1.0) == 1.0  # unrelaxed: nothing to back off

@@ -381,7 +381,9 @@ class _Omega:
     """The over-relaxation parameter, fixed or (``auto``) estimated.
 
     In ``auto`` mode it is estimated once from the decay of the unrelaxed iterations and then
-    held (backed off if the error clearly grows).
+    held, backed off when the error clearly grows: at one check once the relative error is
+    below 1, at two checks in a row above it (a cold start's first errors can jump by many
+    orders of magnitude once before they fall, which says nothing about omega).
     """
 
     def __init__(self, omega: float, auto: bool, tol: float = 1e-9) -> None:
@@ -389,6 +391,7 @@ class _Omega:
         self.near = max(1e-5, 100.0 * tol)
         self.estimated = omega > 1.0  # a carried-over omega is used as it is
         self.prev: float | None = None
+        self.grew = False  # the error grew clearly at the previous check
 
     def observe(self, err: float, iters: int) -> None:
         if not self.auto:
@@ -398,8 +401,10 @@ class _Omega:
             return
         rho = (err / prev) ** (1.0 / iters)
         w = self.omega
-        if w > 1.0 and err > 2.0 * prev:  # clearly growing: back off towards the plain scheme
-            self.omega = 1.0 + 0.8 * (w - 1.0)
+        grew = err > 2.0 * prev
+        grew_before, self.grew = self.grew, grew
+        if w > 1.0 and grew and (prev < 1.0 or grew_before):
+            self.omega = 1.0 + 0.8 * (w - 1.0)  # clearly growing: back off towards the plain scheme
             return
         # the unrelaxed rate lam, once near the fixed point (where the linear picture holds and
         # the fast modes have died out)
