@@ -64,8 +64,8 @@ def _resume(cfg: DictConfig, run, trainer, meta: dict) -> None:
                           f"({got[1]}-d), the build uses {meta['embedding']} "
                           f"({meta['embedding_dim']}-d)")
     if ck["meta"]["model_config"] != meta["model_config"]:  # validate() compares the options first
-        raise ConfigError("resume: the checkpoint's model differs from this config's "
-                          f"({ck['meta']['model_config']} vs {meta['model_config']})")
+        raise ValueError("resume: the checkpoint's model differs from this config's "
+                         f"({ck['meta']['model_config']} vs {meta['model_config']})")
     trainer.load_state_dict(ck["trainer"])
     if rdir is None:
         run.truncate_metrics(int(ck["epoch"]))
