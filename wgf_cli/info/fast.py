@@ -11,8 +11,8 @@ squared Frobenius norm (both exact), so it also runs matrix-free
    and Rayleigh-Ritz give the top Ritz pairs ``(theta_i, q_i)``; those that converged
    (residual ``<= ritz_tol * theta_i``) are counted exactly, ``sum_i g(theta_i)``.  The depth
    is chosen from the spectrum seen so far: it grows while each step still converges a
-   worthwhile number of new pairs (``>= block / 4``) and the remaining spectrum is not flat
-   (largest unconverged Ritz value ``> 3x`` the mean remaining eigenvalue).  Flat spectra
+   worthwhile number of new pairs (``>= block / 8`` from the fourth block on) and the remaining spectrum is not flat
+   (largest unconverged Ritz value ``> FLAT_RATIO`` = 20 times the mean remaining eigenvalue).  Flat spectra
    (narrow kernels, high dimension) stop after two steps; steep ones (wide kernels) go deep.
 2. **Expansion around the tail's mean.**  On ``B = P A P`` (``P = I - Q Q^T``) the moments
    ``tr B`` and ``||B||_F^2`` are exact (from ``tr A``, ``||A||_F^2`` and the Ritz pairs), so
