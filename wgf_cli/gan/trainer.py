@@ -185,19 +185,12 @@ class GANTrainer:
     @torch.no_grad()
     def update_ema(self) -> None:
         """One EMA update of every generator average (called after each generator step)."""
-        if not self.G_ema:
-            return
         t = self.iteration
-        params = [p.detach() for p in self.G.parameters()]
-        buffers = list(self.G.buffers())
         for decay, avg in zip(self.cfg.ema, self.G_ema, strict=True):
             beta = min(decay, (1.0 + t) / (10.0 + t))
-            # one fused call per operation over all parameters: the same elementwise
-            # p_avg * beta + (1 - beta) * p as a per-parameter mul_/add_ loop, bit for bit
-            avg_params = list(avg.parameters())
-            torch._foreach_mul_(avg_params, beta)
-            torch._foreach_add_(avg_params, params, alpha=1.0 - beta)
-            for ba, b in zip(avg.buffers(), buffers, strict=True):
+            for pa, p in zip(avg.parameters(), self.G.parameters(), strict=True):
+                pa.mul_(beta).add_(p.detach(), alpha=1.0 - beta)
+            for ba, b in zip(avg.buffers(), self.G.buffers(), strict=True):
                 ba.copy_(b)
 
     # -- steps ----------------------------------------------------------------------
