@@ -74,3 +74,24 @@ def test_clipped_cycle_closed_form_by_hand():
     assert D.clipped_cycle(0.2, 0.1, 0.5) == (math.hypot(0.2, 0.1), 0.0)
     with pytest.raises(ValueError, match="outside"):
         D.clipped_cycle(0.0, 1.0, 0.5)
+
+
+def test_compare_puts_the_flows_next_to_the_closed_forms():
+    starts = [(1.0, 0.0), (2.0, -0.5), (0.3, 0.2)]  # two outside the box c = 0.6, one inside
+    res = D.compare(starts, clip=0.6, h=0.1, steps=50, flow_h=1e-3, extra_time=2.0)
+    assert res.clipped.theta.shape[1] == 3 and len(res.rows()) == 3
+    # the same numbers as the single functions
+    np.testing.assert_array_equal(res.measured, D.time_to_cycle(res.clipped))
+    assert res.cycle == [D.clipped_cycle(a, b, 0.6) for a, b in starts]
+    row = res.rows()[1]
+    assert row["start"] == 1 and row["clip_radius_closed_form"] == 0.6
+    assert row["simultaneous_closed_form"] == D.simultaneous_radius(math.hypot(2.0, -0.5), 0.1, 50)
+    err = res.errors()
+    # the flows agree with the closed forms (RK4 at 1e-3; the slide's end is interpolated)
+    assert err["conserved_drift"] < 1e-9 and err["simultaneous_rel_error"] < 1e-12
+    assert err["alternating_invariant_drift"] < 1e-12
+    assert err["clip_radius_error"] < 1e-6 and err["clip_time_error"] < 1e-3
+    # inside the box only: no limit-cycle errors to report
+    inside = D.compare([(0.3, 0.2)], clip=0.6, h=0.1, steps=5, flow_h=1e-2, extra_time=1.0).errors()
+    assert inside["clip_radius_error"] is None and inside["clip_time_error"] is None
+    assert inside["clip_time_to_cycle"] == 0.0

@@ -43,3 +43,19 @@ def test_trained_critics_match_the_closed_forms(theta):
 def test_bad_kind():
     with pytest.raises(ValueError, match="kind"):
         P.train_critic(1.0, "lsgan", steps=1)
+
+
+def test_vanishing_study_rows_and_errors():
+    calls = []
+    rows = P.vanishing_study([0.0, 1.0], lam=10.0, steps=200, seed=3, on_critic=lambda: calls.append(1))
+    assert len(calls) == 4 and [r["theta"] for r in rows] == [0.0, 1.0]
+    # the k-th theta trains with seed + k: the same critic as train_critic with that seed
+    one = P.train_critic(1.0, "wgan_gp", steps=200, lam=10.0, seed=4)
+    assert rows[1]["wgan_gp_estimate"] == one.estimate and rows[1]["wgan_gp_grad"] == one.generator_grad
+    assert rows[1]["js"] == pytest.approx(math.log(2)) and rows[0]["js"] == 0.0
+    err = P.vanishing_errors(rows)
+    assert err["js_trained_max_error"] < 1e-3 and err["gan_grad_max"] < 1e-3
+    assert err["w1_trained_max_rel_error"] < 0.05 and err["wgan_grad_max_rel_error"] < 0.05
+    assert err["js_trained_at_zero"] == rows[0]["gan_estimate"] and err["js_trained_at_zero"] < 0.1
+    with pytest.raises(ValueError, match="theta != 0"):
+        P.vanishing_errors(rows[:1])

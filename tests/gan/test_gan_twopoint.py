@@ -87,3 +87,22 @@ def test_slide_time_by_hand_and_inside_starts():
 def test_bad_input(args, match):
     with pytest.raises(ValueError, match=match):
         T.time_to_limit(*args)
+
+
+def test_compare_puts_the_flows_next_to_the_closed_forms():
+    starts = [(1.0, 0.3), (-1.5, 0.0), (0.1, 0.05)]  # two outside the limit orbit (c = 0.3), one inside
+    calls = []
+    res = T.compare(starts, p=0.5, clip=0.3, flow_h=2e-3, extra_time=2.0, on_start=lambda: calls.append(1))
+    assert len(calls) == 3
+    assert list(res.outside) == [True, True, False]
+    assert res.closed == [T.time_to_limit(a, b, 0.3, 0.5) for a, b in starts]
+    np.testing.assert_array_equal(res.measured, T.measured_time_to_limit(res.clipped, 0.5))
+    rows = res.rows()
+    assert [r["outside"] for r in rows] == [True, True, False] and rows[0]["H_closed_form"] == res.level
+    err = res.errors()
+    assert err["starts_outside"] == 2 and err["theta_star"] == 0.0
+    assert err["twopoint_integral_drift"] < 1e-9 and err["twopoint_inside_drift"] < 1e-9
+    assert err["twopoint_limit_error"] < 1e-6 and err["twopoint_time_error"] < 1e-3
+    # the Dirac-GAN beside it starts at (θ0 - θ*, ω0) and keeps its own clip
+    np.testing.assert_array_equal(res.dirac.theta[0], [1.0, -1.5, 0.1])
+    assert (np.abs(res.dirac.psi) <= 0.3 + 1e-15).all()

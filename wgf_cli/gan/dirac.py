@@ -173,3 +173,117 @@ def time_to_cycle(traj: Trajectory) -> np.ndarray:
         dt = traj.t[1] - traj.t[0]
         out[j] = traj.t[hit[0] - 1 + k] + dt * th[k] / (th[k] - th[k + 1])
     return out
+
+
+@dataclass
+class DiracComparison:
+    """The Dirac-GAN flows from several starts next to their closed forms (:func:`compare`).
+
+    Attributes:
+        clip: the critic's clipping bound ``c``.
+        h: step of the discrete simultaneous / alternating updates.
+        steps: number of discrete updates.
+        theta0: the starts' ``θ0`` ``(m,)``.
+        psi0: the starts' ``ψ0`` ``(m,)``.
+        free: the unclipped flow (conserves the radius).
+        clipped: the flow with ``ψ ∈ [−c, c]``.
+        simultaneous: simultaneous gradient steps.
+        alternating: alternating gradient steps.
+        cycle: :func:`clipped_cycle` of every start: (limit radius, time to reach it).
+        measured: :func:`time_to_cycle` of the clipped flow ``(m,)``.
+    """
+
+    clip: float
+    h: float
+    steps: int
+    theta0: np.ndarray
+    psi0: np.ndarray
+    free: Trajectory
+    clipped: Trajectory
+    simultaneous: Trajectory
+    alternating: Trajectory
+    cycle: list[tuple[float, float]]
+    measured: np.ndarray
+
+    @property
+    def r0(self) -> np.ndarray:
+        """Initial radius ``sqrt(θ0² + ψ0²)`` of every start."""
+        return np.hypot(self.theta0, self.psi0)
+
+    @property
+    def cycle_time(self) -> np.ndarray:
+        """Closed-form time to reach the limit cycle of every start ``(m,)``."""
+        return np.array([t for _, t in self.cycle])
+
+    def rows(self) -> list[dict]:
+        """One row per start: the measured radii and times next to their closed forms."""
+        r0, sim, alt = self.r0, self.simultaneous, self.alternating
+        return [{"start": j, "theta0": self.theta0[j], "psi0": self.psi0[j], "r0": r0[j],
+                 "flow_radius_final": self.free.radius[-1, j],
+                 "simultaneous_radius": sim.radius[-1, j],
+                 "simultaneous_closed_form": simultaneous_radius(r0[j], self.h, self.steps),
+                 "alternating_radius_max": alt.radius[:, j].max(),
+                 "clip_radius_final": self.clipped.radius[-1, j], "clip_radius_closed_form": self.cycle[j][0],
+                 "clip_time": self.measured[j], "clip_time_closed_form": self.cycle[j][1]}
+                for j in range(len(self.theta0))]
+
+    def errors(self) -> dict[str, float | None]:
+        """The scalar checks: drifts of the conserved quantities, errors against the closed forms.
+
+        ``conserved_drift``: max relative drift of ``θ² + ψ²`` along the free flow;
+        ``simultaneous_rel_error``: of the simultaneous radius against ``r0 (1 + h²)^(N/2)``;
+        ``alternating_invariant_drift``: of ``θ² + ψ² + hθψ`` along the alternating steps;
+        ``clip_radius_error`` / ``clip_time_error``: of the limit cycle over the starts outside
+        the box (None when every start is inside); the ``*_radius``/``*_time`` keys are those of
+        the first start.
+        """
+        c, h, N = self.clip, self.h, self.steps
+        r0, free, sim, alt, clipped = self.r0, self.free, self.simultaneous, self.alternating, self.clipped
+        outside = r0 > c
+        r2 = free.theta**2 + free.psi**2
+        inv = alternating_invariant(alt.theta, alt.psi, h)
+        sim_ratio = sim.radius[-1] / np.array([simultaneous_radius(r, h, N) for r in r0])
+        if outside.any():
+            rad_err = float(np.max(np.abs(clipped.radius[-1, outside] - c) / c))
+            time_err = float(np.max(np.abs(self.measured[outside] - self.cycle_time[outside])))
+        else:
+            rad_err, time_err = None, None
+        return {
+            "conserved_drift": float(np.max(np.abs(r2 / r2[0] - 1))),
+            "simultaneous_radius": float(sim.radius[-1, 0]),
+            "simultaneous_closed_form": simultaneous_radius(float(r0[0]), h, N),
+            "simultaneous_rel_error": float(np.max(np.abs(sim_ratio - 1))),
+            "alternating_invariant_drift": float(np.max(np.abs(inv / inv[0] - 1))),
+            "alternating_radius_max": float(alt.radius[:, 0].max()),
+            "clip_final_radius": float(clipped.radius[-1, 0]),
+            "clip_time_to_cycle": float(self.measured[0]),
+            "clip_time_closed_form": float(self.cycle[0][1]),
+            "clip_radius_error": rad_err,
+            "clip_time_error": time_err,
+        }
+
+
+def compare(starts, clip: float, h: float, steps: int, flow_h: float, extra_time: float) -> DiracComparison:
+    """Integrate the Dirac-GAN from every start: free, clipped, simultaneous and alternating.
+
+    Args:
+        starts: ``(θ0, ψ0)`` pairs with ``|ψ0| <= clip``.
+        clip: the critic's clipping bound ``c > 0``.
+        h: step of the discrete updates.
+        steps: number of discrete updates.
+        flow_h: RK4 step of the continuous flows.
+        extra_time: how long the flows run past the latest closed-form time to reach the cycle.
+
+    Returns:
+        The trajectories and the closed forms, side by side.
+    """
+    starts = [(float(a), float(b)) for a, b in starts]
+    th0 = np.array([s[0] for s in starts])
+    ps0 = np.array([s[1] for s in starts])
+    cycle = [clipped_cycle(a, b, clip) for a, b in starts]
+    T = extra_time + max(t for _, t in cycle)
+    free = flow(th0, ps0, T=T, h=flow_h)
+    clipped = flow(th0, ps0, T=T, h=flow_h, clip=clip)
+    sim = simultaneous(th0, ps0, h, steps)
+    alt = alternating(th0, ps0, h, steps)
+    return DiracComparison(clip, h, steps, th0, ps0, free, clipped, sim, alt, cycle, time_to_cycle(clipped))

@@ -19,7 +19,9 @@ reaches ``E_P f − E_Q f = k|θ|`` with the slope ``k = 1 + |θ| / (2λ)`` that
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -125,3 +127,68 @@ def train_critic(theta: float, kind: str, steps: int = 500, batch: int = 256, hi
         estimate = float(value.detach())
     (grad,) = torch.autograd.grad(objective, th)
     return TrainedCritic(float(theta), kind, estimate, float(grad), float(value.detach()))
+
+
+def vanishing_study(thetas, lam: float = 10.0, steps: int = 500, batch: int = 256, hidden: int = 64,
+                    lr: float = 1e-3, seed: int = 0,
+                    on_critic: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """Closed-form JS and W1 next to a trained GAN discriminator and WGAN-GP critic, per ``θ``.
+
+    Args:
+        thetas: distances between the lines.
+        lam: WGAN-GP penalty weight.
+        steps: Adam steps per critic (:func:`train_critic`).
+        batch: samples per line and step.
+        hidden: width of the critic's hidden layers.
+        lr: Adam's learning rate.
+        seed: the ``k``-th ``θ`` trains its two critics with seed ``seed + k``.
+        on_critic: called after each trained critic (a progress hook).
+
+    Returns:
+        One row per ``θ``: ``theta, js, w1, w1_gp_value, w1_gp_slope`` (closed forms; the slope
+        signed) and, for ``kind`` in ``gan``, ``wgan_gp``, ``<kind>_estimate`` and ``<kind>_grad``.
+    """
+    rows = []
+    for k, th in enumerate(float(t) for t in thetas):
+        row: dict[str, Any] = {"theta": th, "js": float(js_divergence(th)), "w1": float(w1_distance(th)),
+                               "w1_gp_value": float(w1_gp_value(th, lam)),
+                               "w1_gp_slope": float(np.sign(th) * w1_gp_slope(th, lam))}
+        for kind in ("gan", "wgan_gp"):
+            r = train_critic(th, kind, steps=steps, batch=batch, hidden=hidden, lr=lr, lam=lam, seed=seed + k)
+            row[f"{kind}_estimate"], row[f"{kind}_grad"] = r.estimate, r.generator_grad
+            if on_critic is not None:
+                on_critic()
+        rows.append(row)
+    return rows
+
+
+def vanishing_errors(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The checks of :func:`vanishing_study`'s rows against the closed forms.
+
+    ``js_trained_max_error``: max ``|JS estimate − log 2|`` over ``θ ≠ 0``; ``js_trained_at_zero``:
+    the estimate at ``θ = 0`` (None without it); ``gan_grad_max``: the largest generator gradient of
+    the GAN discriminators (``θ ≠ 0``); ``w1_trained_max_rel_error`` / ``wgan_grad_max_rel_error``:
+    relative errors of the WGAN-GP value and gradient against :func:`w1_gp_value` / :func:`w1_gp_slope`;
+    ``wgan_grad_min``: the smallest WGAN-GP generator gradient.
+
+    Raises:
+        ValueError: when no row has ``θ ≠ 0``.
+    """
+    nz = [r for r in rows if r["theta"] != 0]
+    zero = [r for r in rows if r["theta"] == 0]
+    if not nz:
+        raise ValueError("vanishing_errors needs a row with theta != 0")
+
+    def col(key: str) -> np.ndarray:
+        return np.array([r[key] for r in nz], dtype=float)
+
+    value, slope = col("w1_gp_value"), col("w1_gp_slope")
+    # nanmax / nanmin: a diverged critic (NaN) does not hide the others
+    return {
+        "js_trained_max_error": float(np.nanmax(np.abs(col("gan_estimate") - LOG2))),
+        "js_trained_at_zero": float(zero[0]["gan_estimate"]) if zero else None,
+        "gan_grad_max": float(np.nanmax(np.abs(col("gan_grad")))),
+        "w1_trained_max_rel_error": float(np.nanmax(np.abs((col("wgan_gp_estimate") - value) / value))),
+        "wgan_grad_max_rel_error": float(np.nanmax(np.abs((col("wgan_gp_grad") - slope) / slope))),
+        "wgan_grad_min": float(np.nanmin(np.abs(col("wgan_gp_grad")))),
+    }

@@ -39,9 +39,12 @@ where ``ω' > 0``) or ``ω = −c`` (at ``θ < θ*``), slides along it with ``θ
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from wgf_cli.gan import dirac as _dirac
 from wgf_cli.gan.dirac import Trajectory, projected_rk4
 
 
@@ -182,6 +185,126 @@ def measured_time_to_limit(traj: Trajectory, p: float = 0.5) -> np.ndarray:
         k = cross[0]
         out[j] = traj.t[hit[0] - 1 + k] + dt * d[k] / (d[k] - d[k + 1])
     return out
+
+
+@dataclass
+class TwoPointComparison:
+    """The two-point GAN from several starts next to its closed forms (:func:`compare`).
+
+    Attributes:
+        p: data weight on ``δ₋₁``.
+        clip: the critic's clipping bound ``c``.
+        flow_h: RK4 step of the flows.
+        theta0: the starts' ``θ0`` ``(m,)``.
+        omega0: the starts' ``ω0`` ``(m,)``.
+        closed: :func:`time_to_limit` of every start: (final level of ``H``, time to reach it).
+        free: the unclipped flow (conserves ``H``).
+        clipped: the flow with ``ω ∈ [−c, c]``.
+        measured: :func:`measured_time_to_limit` of the clipped flow ``(m,)``.
+        dirac: the Dirac-GAN beside it: same clip, the starts shifted to ``(θ0 − θ*, ω0)``.
+    """
+
+    p: float
+    clip: float
+    flow_h: float
+    theta0: np.ndarray
+    omega0: np.ndarray
+    closed: list[tuple[float, float]]
+    free: Trajectory
+    clipped: Trajectory
+    measured: np.ndarray
+    dirac: Trajectory
+
+    @property
+    def H0(self) -> np.ndarray:
+        """First integral of every start ``(m,)``."""
+        return first_integral(self.theta0, self.omega0, self.p)
+
+    @property
+    def level(self) -> float:
+        """``H`` on the limit orbit (:func:`limit_level`)."""
+        return limit_level(self.clip, self.p)
+
+    @property
+    def outside(self) -> np.ndarray:
+        """Whether each start lies outside the limit orbit (``H0 > H_c``) ``(m,)``."""
+        return self.H0 > self.level
+
+    @property
+    def closed_time(self) -> np.ndarray:
+        """Closed-form time to reach the limit orbit of every start ``(m,)``."""
+        return np.array([t for _, t in self.closed])
+
+    def rows(self) -> list[dict]:
+        """One row per start: the measured level and time next to their closed forms."""
+        H0, outside, t_closed = self.H0, self.outside, self.closed_time
+        Hc = first_integral(self.clipped.theta, self.clipped.psi, self.p)
+        return [{"start": j, "theta0": self.theta0[j], "omega0": self.omega0[j], "H0": H0[j],
+                 "outside": bool(outside[j]), "H_final": Hc[-1, j], "H_closed_form": self.closed[j][0],
+                 "time": self.measured[j], "time_closed_form": t_closed[j]}
+                for j in range(len(self.theta0))]
+
+    def errors(self) -> dict:
+        """The scalar checks against the closed forms.
+
+        ``twopoint_integral_drift``: max relative drift of ``H`` along the free flow;
+        ``twopoint_limit_error``: max ``|H − H_c|`` of the clipped orbits that started outside,
+        from ten steps after their closed-form time on; ``twopoint_time_error``: max error of the
+        time to reach the limit orbit; ``twopoint_inside_drift``: max drift of ``H`` of the starts
+        inside (None where no start qualifies); the ``*_time_*`` keys are those of the first start.
+        """
+        p, h = self.p, self.flow_h
+        H0, level_c, outside, t_closed = self.H0, self.level, self.outside, self.closed_time
+        Hf = first_integral(self.free.theta, self.free.psi, p)
+        Hc = first_integral(self.clipped.theta, self.clipped.psi, p)
+        after = self.clipped.t[:, None] >= t_closed[None, :] + 10 * h
+        measured = self.measured
+        lim_err = float(np.max(np.abs(Hc - level_c)[after & outside[None, :]])) if outside.any() else None
+        time_err = float(np.max(np.abs(measured[outside] - t_closed[outside]))) if outside.any() else None
+        inside_drift = float(np.max(np.abs(Hc[:, ~outside] - H0[~outside]))) if (~outside).any() else None
+        orbit_th, _ = limit_orbit(self.clip, p)
+        return {
+            "starts_outside": int(outside.sum()), "theta_star": theta_star(p),
+            "twopoint_integral_drift": float(np.max(np.abs(Hf / Hf[0] - 1))),
+            "twopoint_limit_level": level_c,
+            "twopoint_limit_error": lim_err,
+            "twopoint_time_error": time_err,
+            "twopoint_inside_drift": inside_drift,
+            "twopoint_time_to_limit": float(measured[0]),
+            "twopoint_time_closed_form": float(t_closed[0]),
+            "twopoint_limit_theta_range": [float(orbit_th.min()), float(orbit_th.max())],
+        }
+
+
+def compare(starts, p: float, clip: float, flow_h: float, extra_time: float,
+            on_start: Callable[[], None] | None = None) -> TwoPointComparison:
+    """Integrate the two-point GAN from every start, free and clipped, beside the Dirac-GAN.
+
+    Args:
+        starts: ``(θ0, ω0)`` pairs.
+        p: data weight on ``δ₋₁``, in (0, 1).
+        clip: the critic's clipping bound ``c > 0``.
+        flow_h: RK4 step of the flows (the Dirac-GAN's is ``max(flow_h, 1e-3)``).
+        extra_time: how long the flows run past the latest closed-form time to the limit orbit.
+        on_start: called after each start's closed form (a progress hook).
+
+    Returns:
+        The trajectories and the closed forms, side by side.
+    """
+    starts = [(float(a), float(b)) for a, b in starts]
+    th0 = np.array([s[0] for s in starts])
+    om0 = np.array([s[1] for s in starts])
+    closed = []
+    for a, b in starts:
+        closed.append(time_to_limit(a, b, clip, p))
+        if on_start is not None:
+            on_start()
+    T = extra_time + float(np.array([t for _, t in closed]).max())
+    free = flow(th0, om0, T=T, h=flow_h, p=p)
+    clipped = flow(th0, om0, T=T, h=flow_h, p=p, clip=clip)
+    measured = measured_time_to_limit(clipped, p)
+    dirac = _dirac.flow(th0 - theta_star(p), om0, T=T, h=max(flow_h, 1e-3), clip=clip)
+    return TwoPointComparison(p, clip, flow_h, th0, om0, closed, free, clipped, measured, dirac)
 
 
 def _check_p(p: float) -> None:

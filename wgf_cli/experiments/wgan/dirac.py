@@ -80,6 +80,7 @@ def validate_dirac(cfg: DictConfig) -> None:
 # Dirac-GAN
 # ----------------------------------------------------------------------------------------
 def run_dirac(cfg: DictConfig, run) -> dict[str, Any]:
+    """The Dirac-GAN flows against their closed forms (:func:`wgf_cli.gan.dirac.compare`)."""
     from wgf_cli.experiments.wgan import plots as wgan_plots
     from wgf_cli.gan import dirac as Dg
 
@@ -87,57 +88,20 @@ def run_dirac(cfg: DictConfig, run) -> dict[str, Any]:
     d = cfg.dirac
     c, h, N = float(d.clip), float(d.h), int(d.steps)
     starts = [(float(d.theta0), float(d.psi0))] + [(float(a), float(b)) for a, b in d.starts]
-    th0 = np.array([s[0] for s in starts])
-    ps0 = np.array([s[1] for s in starts])
-    r0 = np.hypot(th0, ps0)
-    closed = [Dg.clipped_cycle(a, b, c) for a, b in starts]
-    T = float(d.time) + max(t for _, t in closed)
-    free = Dg.flow(th0, ps0, T=T, h=float(d.flow_h))
-    clipped = Dg.flow(th0, ps0, T=T, h=float(d.flow_h), clip=c)
-    sim = Dg.simultaneous(th0, ps0, h, N)
-    alt = Dg.alternating(th0, ps0, h, N)
-    measured = Dg.time_to_cycle(clipped)
-    outside = r0 > c
-    r2 = free.theta**2 + free.psi**2
-    inv = Dg.alternating_invariant(alt.theta, alt.psi, h)
-    sim_ratio = sim.radius[-1] / np.array([Dg.simultaneous_radius(r, h, N) for r in r0])
+    res = Dg.compare(starts, c, h, N, float(d.flow_h), float(d.time))
     with run.progress(len(starts), "dirac") as bar:
-        for j in range(len(starts)):
-            row = {"start": j, "theta0": th0[j], "psi0": ps0[j], "r0": r0[j],
-                   "flow_radius_final": free.radius[-1, j],
-                   "simultaneous_radius": sim.radius[-1, j],
-                   "simultaneous_closed_form": Dg.simultaneous_radius(r0[j], h, N),
-                   "alternating_radius_max": alt.radius[:, j].max(),
-                   "clip_radius_final": clipped.radius[-1, j], "clip_radius_closed_form": closed[j][0],
-                   "clip_time": measured[j], "clip_time_closed_form": closed[j][1]}
+        for j, row in enumerate(res.rows()):
             run.log_metrics(j, **row)
             bar.advance(1)
-    if outside.any():
-        rad_err = float(np.max(np.abs(clipped.radius[-1, outside] - c) / c))
-        time_err = float(np.max(np.abs(measured[outside] - np.array([t for _, t in closed])[outside])))
-    else:
-        rad_err, time_err = None, None
-    summary = {
-        "task": "dirac", "clip": c, "h": h, "steps": N, "flow_h": float(d.flow_h), "starts": len(starts),
-        "conserved_drift": float(np.max(np.abs(r2 / r2[0] - 1))),
-        "simultaneous_radius": float(sim.radius[-1, 0]),
-        "simultaneous_closed_form": Dg.simultaneous_radius(float(r0[0]), h, N),
-        "simultaneous_rel_error": float(np.max(np.abs(sim_ratio - 1))),
-        "alternating_invariant_drift": float(np.max(np.abs(inv / inv[0] - 1))),
-        "alternating_radius_max": float(alt.radius[:, 0].max()),
-        "clip_final_radius": float(clipped.radius[-1, 0]),
-        "clip_time_to_cycle": float(measured[0]),
-        "clip_time_closed_form": float(closed[0][1]),
-        "clip_radius_error": rad_err,
-        "clip_time_error": time_err,
-        "wall_s": round(time.perf_counter() - t_start, 3),
-    }
+    summary = {"task": "dirac", "clip": c, "h": h, "steps": N, "flow_h": float(d.flow_h), "starts": len(starts),
+               **res.errors(), "wall_s": round(time.perf_counter() - t_start, 3)}
+    free, clipped, sim, alt = res.free, res.clipped, res.simultaneous, res.alternating
     every = max(1, len(free.t) // 4000)
     run.save_arrays("dirac", t=free.t[::every], flow_theta=free.theta[::every], flow_psi=free.psi[::every],
                     clip_theta=clipped.theta[::every], clip_psi=clipped.psi[::every],
                     sim_theta=sim.theta, sim_psi=sim.psi, alt_theta=alt.theta, alt_psi=alt.psi,
-                    clip_time=measured, clip_time_closed_form=np.array([t for _, t in closed]))
-    wgan_plots.phase_portrait(run, c, h, free, clipped, sim, alt, measured, every)
+                    clip_time=res.measured, clip_time_closed_form=res.cycle_time)
+    wgan_plots.phase_portrait(run, c, h, free, clipped, sim, alt, res.measured, every)
     run.save_summary(summary)
     return summary
 
@@ -146,62 +110,28 @@ def run_dirac(cfg: DictConfig, run) -> dict[str, Any]:
 # the two-point GAN
 # ----------------------------------------------------------------------------------------
 def run_twopoint(cfg: DictConfig, run) -> dict[str, Any]:
+    """The two-point GAN against its closed forms (:func:`wgf_cli.gan.twopoint.compare`)."""
     from wgf_cli.experiments.wgan import plots as wgan_plots
-    from wgf_cli.gan import dirac as Dg
     from wgf_cli.gan import twopoint as Tp
 
     t_start = time.perf_counter()
     d = cfg.twopoint
     p, c, h = float(d.p), float(d.clip), float(d.flow_h)
     starts = [(float(a), float(b)) for a, b in d.starts]
-    th0 = np.array([s[0] for s in starts])
-    om0 = np.array([s[1] for s in starts])
-    H0 = Tp.first_integral(th0, om0, p)
-    level_c = Tp.limit_level(c, p)
-    outside = H0 > level_c
-    closed = []
     with run.progress(len(starts), "twopoint closed forms") as bar:
-        for a, b in starts:
-            closed.append(Tp.time_to_limit(a, b, c, p))
-            bar.advance(1)
-    t_closed = np.array([t for _, t in closed])
-    T = float(d.time) + float(t_closed.max())
-    free = Tp.flow(th0, om0, T=T, h=h, p=p)
-    clipped = Tp.flow(th0, om0, T=T, h=h, p=p, clip=c)
-    measured = Tp.measured_time_to_limit(clipped, p)
-    Hf = Tp.first_integral(free.theta, free.psi, p)
-    Hc = Tp.first_integral(clipped.theta, clipped.psi, p)
-    for j in range(len(starts)):
-        run.log_metrics(j, start=j, theta0=th0[j], omega0=om0[j], H0=H0[j], outside=bool(outside[j]),
-                        H_final=Hc[-1, j], H_closed_form=closed[j][0], time=measured[j],
-                        time_closed_form=t_closed[j])
-    after = clipped.t[:, None] >= t_closed[None, :] + 10 * h
-    lim_err = float(np.max(np.abs(Hc - level_c)[after & outside[None, :]])) if outside.any() else None
-    time_err = float(np.max(np.abs(measured[outside] - t_closed[outside]))) if outside.any() else None
-    inside_drift = float(np.max(np.abs(Hc[:, ~outside] - H0[~outside]))) if (~outside).any() else None
+        res = Tp.compare(starts, p, c, h, float(d.time), on_start=lambda: bar.advance(1))
+    for j, row in enumerate(res.rows()):
+        run.log_metrics(j, **row)
+    summary = {"task": "twopoint", "p": p, "clip": c, "flow_h": h, "starts": len(starts),
+               **res.errors(), "wall_s": round(time.perf_counter() - t_start, 3)}
+    free, clipped = res.free, res.clipped
     orbit_th, orbit_om = Tp.limit_orbit(c, p)
-    # the Dirac-GAN beside it: same clip, the same starts' (θ0, ω0) as (θ0 - θ*, ψ0)
-    ts = Tp.theta_star(p)
-    dirac = Dg.flow(th0 - ts, om0, T=T, h=max(h, 1e-3), clip=c)
-    summary = {
-        "task": "twopoint", "p": p, "clip": c, "flow_h": h, "starts": len(starts),
-        "starts_outside": int(outside.sum()), "theta_star": ts,
-        "twopoint_integral_drift": float(np.max(np.abs(Hf / Hf[0] - 1))),
-        "twopoint_limit_level": level_c,
-        "twopoint_limit_error": lim_err,
-        "twopoint_time_error": time_err,
-        "twopoint_inside_drift": inside_drift,
-        "twopoint_time_to_limit": float(measured[0]),
-        "twopoint_time_closed_form": float(t_closed[0]),
-        "twopoint_limit_theta_range": [float(orbit_th.min()), float(orbit_th.max())],
-        "wall_s": round(time.perf_counter() - t_start, 3),
-    }
     every = max(1, len(free.t) // 4000)
     run.save_arrays("twopoint", t=free.t[::every], flow_theta=free.theta[::every], flow_omega=free.psi[::every],
                     clip_theta=clipped.theta[::every], clip_omega=clipped.psi[::every],
-                    limit_theta=orbit_th, limit_omega=orbit_om, time=measured, time_closed_form=t_closed,
-                    H0=H0, level=np.array(level_c))
-    wgan_plots.twopoint_portrait(run, p, c, clipped, dirac, orbit_th, orbit_om, outside, every)
+                    limit_theta=orbit_th, limit_omega=orbit_om, time=res.measured, time_closed_form=res.closed_time,
+                    H0=res.H0, level=np.array(res.level))
+    wgan_plots.twopoint_portrait(run, p, c, clipped, res.dirac, orbit_th, orbit_om, res.outside, every)
     run.save_summary(summary)
     return summary
 
@@ -210,6 +140,7 @@ def run_twopoint(cfg: DictConfig, run) -> dict[str, Any]:
 # the vanishing gradient: JS vs W1 on parallel lines
 # ----------------------------------------------------------------------------------------
 def run_vanishing(cfg: DictConfig, run) -> dict[str, Any]:
+    """Trained critics between parallel lines against JS and W1 (:mod:`wgf_cli.gan.parallel_lines`)."""
     import pandas as pd
     import torch
 
@@ -223,34 +154,16 @@ def run_vanishing(cfg: DictConfig, run) -> dict[str, Any]:
     v = cfg.vanishing
     lam = float(v.gp_lambda)
     thetas = [float(t) for t in v.thetas]
-    rows = []
     with run.progress(2 * len(thetas), "vanishing: critics") as bar:
-        for k, th in enumerate(thetas):
-            row: dict[str, Any] = {"theta": th, "js": float(Pl.js_divergence(th)), "w1": float(Pl.w1_distance(th)),
-                                   "w1_gp_value": float(Pl.w1_gp_value(th, lam)),
-                                   "w1_gp_slope": float(np.sign(th) * Pl.w1_gp_slope(th, lam))}
-            for kind in ("gan", "wgan_gp"):
-                r = Pl.train_critic(th, kind, steps=int(v.steps), batch=int(v.batch), hidden=int(v.hidden),
-                                    lr=float(v.lr), lam=lam, seed=int(cfg.seed) + k)
-                row[f"{kind}_estimate"], row[f"{kind}_grad"] = r.estimate, r.generator_grad
-                bar.advance(1)
-            rows.append(row)
-            run.log_metrics(k, **row)
+        rows = Pl.vanishing_study(thetas, lam, steps=int(v.steps), batch=int(v.batch), hidden=int(v.hidden),
+                                  lr=float(v.lr), seed=int(cfg.seed), on_critic=lambda: bar.advance(1))
+    for k, row in enumerate(rows):
+        run.log_metrics(k, **row)
     df = pd.DataFrame(rows)
     atomic_write(run.dir / "vanishing.csv", df.to_csv(index=False))
-    nz = df[df.theta != 0]
-    zero = df[df.theta == 0]
-    summary = {
-        "task": "vanishing", "thetas": thetas, "gp_lambda": lam, "steps": int(v.steps),
-        "js_closed_form": Pl.LOG2,
-        "js_trained_max_error": float((nz.gan_estimate - Pl.LOG2).abs().max()),
-        "js_trained_at_zero": float(zero.gan_estimate.iloc[0]) if len(zero) else None,
-        "gan_grad_max": float(nz.gan_grad.abs().max()),
-        "w1_trained_max_rel_error": float(((nz.wgan_gp_estimate - nz.w1_gp_value) / nz.w1_gp_value).abs().max()),
-        "wgan_grad_max_rel_error": float(((nz.wgan_gp_grad - nz.w1_gp_slope) / nz.w1_gp_slope).abs().max()),
-        "wgan_grad_min": float(nz.wgan_gp_grad.abs().min()),
-        "wall_s": round(time.perf_counter() - t_start, 3),
-    }
+    summary = {"task": "vanishing", "thetas": thetas, "gp_lambda": lam, "steps": int(v.steps),
+               "js_closed_form": Pl.LOG2, **Pl.vanishing_errors(rows),
+               "wall_s": round(time.perf_counter() - t_start, 3)}
     wgan_plots.vanishing_plot(run, df, lam)
     run.save_summary(summary)
     return summary
