@@ -329,3 +329,22 @@ def test_cross_check_rejects_wrong_densities(cross_check):
     dist_b = particle_grid_distance(grid, blurred.rho, cloud.x)
     err_b = sampling_error(grid, blurred.rho, XC_N, repeats=20, generator=gen)
     assert not agrees(dist_b, err_b), (dist_b, err_b.threshold)
+
+
+def test_cross_check_of_the_heat_kernel_is_deterministic_and_discriminating():
+    from wgf_cli.flows import langevin
+
+    grid = Grid.regular(200, dim=1)
+    D, t, h = 0.1, 0.05, 5e-3
+    p0 = initial.gaussian(grid, [0.5], 0.05)
+    exact = initial.gaussian(grid, [0.5], math.sqrt(0.05**2 + 2 * D * t))  # walls >= 3.5 std away
+    kw = dict(particles=500, substeps=5, repeats=10, projections=8, seed=1)
+    res = langevin.cross_check(Heat(grid, D), p0, exact, t, h, **kw)
+    assert res.x0.shape == res.x.shape == (500, 1) and res.error.count == 500
+    assert res.agrees, (res.distance, res.error.threshold)
+    # one generator, seeded: the same cloud, distance and null distribution again
+    again = langevin.cross_check(Heat(grid, D), p0, exact, t, h, **kw)
+    assert torch.equal(again.x, res.x) and again.distance == res.distance
+    assert again.error.distances == res.error.distances
+    # the initial density is far outside the sampling error of the evolved cloud
+    assert not langevin.cross_check(Heat(grid, D), p0, p0, t, h, **kw).agrees

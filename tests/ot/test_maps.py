@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import ot
+import pytest
 import torch
 from numpy.testing import assert_allclose
 
@@ -128,3 +129,25 @@ def test_kantorovich_primal_equals_dual_and_c_transforms():
     d1 = M.dual_value(plan.a, u, plan.b, v)
     d2 = M.dual_value(plan.a, u, plan.b, M.c_transform_bar(u, c))
     assert d1 <= d2 + 1e-12 <= plan.cost + 1e-12
+
+
+def test_dual_ascent_climbs_to_the_primal_cost_from_below():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(40, 2, generator=gen, dtype=torch.float64)
+    y = torch.rand(30, 2, generator=gen, dtype=torch.float64) + 0.2
+    a = torch.full((40,), 1 / 40, dtype=torch.float64)
+    b = torch.full((30,), 1 / 30, dtype=torch.float64)
+    plan = M.exact_plan(a, x, b, y)
+    c = M.sqdist(x, y)
+    ascent = M.dual_ascent(plan.a, plan.b, c, 5)
+    values = [val for pair in ascent for val in pair]
+    assert len(ascent) == 5
+    # never decreasing, never above the primal (weak duality)
+    assert all(v1 <= v2 + 1e-12 for v1, v2 in zip(values, values[1:], strict=False))
+    assert max(values) <= plan.cost + 1e-12
+    # the first half-step from v = 0 is <a, min_j C_ij>
+    assert_allclose(ascent[0][0], float((plan.a * c.min(dim=1).values).sum()), rtol=1e-14)
+    # from the optimal potential the ascent stays at the optimum
+    assert_allclose(M.dual_ascent(plan.a, plan.b, c, 1, v0=plan.v)[0][1], plan.cost, rtol=1e-10)
+    with pytest.raises(ValueError, match="rounds"):
+        M.dual_ascent(plan.a, plan.b, c, 0)

@@ -480,25 +480,19 @@ def _log_step(run, k, t, parts, rho, mass0, grid, ref, grid_w2, R, state, st, en
 
 
 def _langevin(cfg, grid, energy, rho0, rho_final, t_final, h, run) -> dict[str, Any]:
+    """The Lagrangian cross-check (:func:`wgf_cli.flows.langevin.cross_check`) on a float64 CPU copy."""
     import torch
 
     from wgf_cli.flows import langevin as L
 
     s = cfg.solver
-    gen = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
-    g64 = grid.to(dtype=torch.float64, device="cpu")
-    energy_cpu = _build_energy(cfg, g64)
-    x0 = L.sample_grid_measure(g64, rho0.to("cpu", torch.float64), int(s.particles), gen)
-    dt = h / int(s.substeps)
-    res = L.simulate_langevin(energy_cpu, x0, diffusion=energy_cpu.diffusion, dt=dt,
-                              steps=round(t_final / dt), generator=gen)
-    p = rho_final.to("cpu", torch.float64)
-    dist = L.particle_grid_distance(g64, p, res.x, n_projections=int(s.projections),
-                                    seed=int(cfg.seed))
-    err = L.sampling_error(g64, p, int(s.particles), repeats=int(s.repeats), generator=gen,
-                           n_projections=int(s.projections), seed=int(cfg.seed))
-    run.save_arrays("particles", x=res.x.numpy(), x0=x0.numpy())
-    return {"langevin_particles": int(s.particles), "langevin_distance": dist,
+    energy_cpu = _build_energy(cfg, grid.to(dtype=torch.float64, device="cpu"))
+    res = L.cross_check(energy_cpu, rho0, rho_final, t_final, h, particles=int(s.particles),
+                        substeps=int(s.substeps), repeats=int(s.repeats), projections=int(s.projections),
+                        seed=int(cfg.seed))
+    run.save_arrays("particles", x=res.x.numpy(), x0=res.x0.numpy())
+    err = res.error
+    return {"langevin_particles": int(s.particles), "langevin_distance": res.distance,
             "langevin_sampling_mean": err.mean, "langevin_sampling_q95": err.q95,
             "langevin_sampling_threshold": err.threshold,
-            "langevin_agrees": bool(L.agrees(dist, err))}
+            "langevin_agrees": res.agrees}

@@ -572,16 +572,11 @@ def _duality(cfg: DictConfig, run, device, dtype) -> dict[str, Any]:
     dual = M.dual_value(a, plan.u, b, plan.v)
     ctr = float((M.c_transform(plan.v, c) - plan.u).abs().max())
     # dual ascent by alternating c-transforms from v = 0
-    v = torch.zeros(len(y), dtype=torch.float64)
-    values, weak = [], True
-    for k in range(int(d.rounds)):
-        u = M.c_transform(v, c)
-        val_u = M.dual_value(a, u, b, v)
-        v = M.c_transform_bar(u, c)
-        val_v = M.dual_value(a, u, b, v)
-        weak &= val_u <= plan.cost + 1e-12 and val_v <= plan.cost + 1e-12
-        values += [val_u, val_v]
+    ascent = M.dual_ascent(a, b, c, int(d.rounds))
+    for k, (val_u, val_v) in enumerate(ascent):
         run.log_metrics(k, dual_after_u=val_u, dual_after_v=val_v, primal=plan.cost)
+    values = [val for pair in ascent for val in pair]
+    weak = all(val <= plan.cost + 1e-12 for val in values)
     out = {"grid_dim": grid.dim, "points_source": len(x), "points_target": len(y), "primal": plan.cost,
            "dual": dual, "duality_gap": abs(plan.cost - dual), "w2sq": plan.cost,
            "c_transform_residual": ctr, "ascent_dual_final": values[-1],

@@ -328,3 +328,73 @@ def agrees(distance: float, err: SamplingError) -> bool:
     ``seed``.  See the module docstring for why ``mean + 3 std`` and not ``q95``.
     """
     return bool(distance <= err.threshold)
+
+
+@dataclass
+class CrossCheck:
+    """A Langevin cloud against a grid density (:func:`cross_check`).
+
+    Attributes:
+        x0: the particles' start, drawn from the initial density ``(N, dim)``.
+        x: the particles at the final time ``(N, dim)``.
+        distance: :func:`particle_grid_distance` of ``x`` to the final density.
+        error: the sampling error of a cloud of ``N`` particles (:func:`sampling_error`).
+    """
+
+    x0: Tensor
+    x: Tensor
+    distance: float
+    error: SamplingError
+
+    @property
+    def agrees(self) -> bool:
+        """Whether the cloud agrees with the density within its sampling error (:func:`agrees`)."""
+        return agrees(self.distance, self.error)
+
+
+def cross_check(
+    energy: Energy,
+    rho0: Tensor,
+    rho_final: Tensor,
+    t_final: float,
+    h: float,
+    *,
+    particles: int,
+    substeps: int,
+    repeats: int,
+    projections: int,
+    seed: int,
+) -> CrossCheck:
+    """Simulate Langevin particles from ``rho0`` to ``t_final`` and judge them against ``rho_final``.
+
+    One ``torch.Generator`` seeded with ``seed`` draws, in this order, the ``particles``
+    starting points from ``rho0``, the Brownian increments and the clouds of the sampling
+    error; the distances use ``projections`` directions drawn with ``seed``.
+
+    Args:
+        energy: an energy with ``supports_particles``, bound to its grid (float64 on the CPU
+            for reproducible particles).
+        rho0: the initial grid measure (cell masses) on ``energy.grid``.
+        rho_final: the grid measure the flow reached at ``t_final``.
+        t_final: the final time.
+        h: the flow's time step; the particles take ``substeps`` Euler-Maruyama steps per ``h``
+            (``round(t_final / (h / substeps))`` in all).
+        particles: cloud size ``N``.
+        substeps: Euler-Maruyama steps per flow step.
+        repeats: exact clouds in the sampling error.
+        projections: directions of the sliced distance (2-D and 3-D).
+        seed: seed of the generator and of the projections.
+
+    Returns:
+        The clouds, their distance to ``rho_final`` and the sampling error it is judged by.
+    """
+    grid = energy.grid
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x0 = sample_grid_measure(grid, rho0.to("cpu", torch.float64), particles, gen)
+    dt = h / substeps
+    res = simulate_langevin(energy, x0, diffusion=energy.diffusion, dt=dt, steps=round(t_final / dt),
+                            generator=gen)
+    p = rho_final.to("cpu", torch.float64)
+    dist = particle_grid_distance(grid, p, res.x, n_projections=projections, seed=seed)
+    err = sampling_error(grid, p, particles, repeats=repeats, generator=gen, n_projections=projections, seed=seed)
+    return CrossCheck(x0, res.x, dist, err)

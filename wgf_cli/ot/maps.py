@@ -360,3 +360,32 @@ def c_transform_bar(u: Tensor, c: Tensor) -> Tensor:
 def dual_value(a: Tensor, u: Tensor, b: Tensor, v: Tensor) -> float:
     """The Kantorovich dual objective ``<a, u> + <b, v>``."""
     return float((a * u).sum() + (b * v).sum())
+
+
+def dual_ascent(a: Tensor, b: Tensor, c: Tensor, rounds: int, v0: Tensor | None = None) -> list[tuple[float, float]]:
+    """Ascent on the Kantorovich dual by alternating c-transforms.
+
+    Each round sets ``u = v^c`` (:func:`c_transform`), then ``v = u^c`` (:func:`c_transform_bar`);
+    neither step lowers the dual value, and every pair is dual feasible, so the values stay
+    below the optimal cost (weak duality).
+
+    Args:
+        a: source masses ``(n,)``.
+        b: target masses ``(m,)``.
+        c: cost matrix ``(n, m)``.
+        rounds: number of rounds (>= 1).
+        v0: the starting target potential (default: zeros in ``c``'s dtype and device).
+
+    Returns:
+        One ``(dual value after u, dual value after v)`` pair per round.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    v = torch.zeros(c.shape[1], dtype=c.dtype, device=c.device) if v0 is None else v0
+    out = []
+    for _ in range(rounds):
+        u = c_transform(v, c)
+        val_u = dual_value(a, u, b, v)
+        v = c_transform_bar(u, c)
+        out.append((val_u, dual_value(a, u, b, v)))
+    return out
