@@ -5,7 +5,9 @@ is imported before the input is validated)."""
 
 from __future__ import annotations
 
+import inspect
 import sys
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -125,31 +127,107 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+@dataclass(frozen=True)
+class _Flag:
+    """A typed flag of a subcommand: its parameter, option names, type, help and config key(s)."""
+
+    param: str
+    decls: tuple[str, ...]
+    type: type
+    help: str
+    #: the config key(s) it sets (in this order); ``--help`` shows the first one and its default
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """A subcommand's typed flags (in the order they become overrides), its ``--help`` examples,
+    the order ``--help`` lists the flags in (default: the table's) and whether it can resume."""
+
+    flags: tuple[_Flag, ...]
+    examples: str
+    shown: tuple[str, ...] = ()
+    resume: bool = True
+
+
+def _flag(param: str, decls: str | tuple[str, ...], kind: type, help: str, *keys: str) -> _Flag:
+    return _Flag(param, (decls,) if isinstance(decls, str) else decls, kind, help, keys or (param,))
+
+
+#: every subcommand of :data:`wgf_cli.commands.COMMANDS`: its typed flags and the examples of its
+#: ``--help`` (whose first line is the command's title)
+_SPECS: dict[str, _Spec] = {
+    "renyi-mi": _Spec((
+        _flag("task", "--task", str, "infoplane | ntk | scaling | estimate"),
+        _flag("alpha", "--alpha", float, "Rényi order (> 0; 1: von Neumann)"),
+        _flag("epochs", "--epochs", int, "Training epochs (train.epochs).", "train.epochs"),
+        _flag("width", "--width", str, "Kernel width rule: silverman | dimnorm | knn:K | align | fixed:V",
+              "kernel.width"),
+        _flag("method", "--method", str, "Entropy: auto | eig | frobenius (alpha=2) | fast", "entropy.method"),
+    ), """Examples: `wgf renyi-mi` (information plane of an MLP on digits);
+`wgf renyi-mi experiment=ntk`; `wgf renyi-mi experiment=scaling`;
+`wgf renyi-mi -m alpha=1.01,2 kernel.scale=0.5,1,2`."""),
+    "meanfield": _Spec((
+        _flag("mode", "--mode", str, "train | compare | width"),
+        _flag("method", "--method", str, "gd | sgd | jko_grid | wprox (mode=train)"),
+        _flag("width", ("--width", "-w"), int, "Neurons m (model.width).", "model.width"),
+        _flag("time", "--time", float, "Final mean-field time T."),
+    ), """Examples: `wgf meanfield --method jko_grid`; `wgf meanfield experiment=compare`;
+`wgf meanfield experiment=width`; `wgf meanfield -m model.width=64,256,1024`."""),
+    "wgan": _Spec((
+        _flag("data", "--data", str, "gauss2_1d | ring8 | grid25 | swissroll | ring8_pacgan | grid25_pacgan"),
+        _flag("loss", "--loss", str, "gan | gan_ns | wgan_clip | wgan_gp | sinkhorn"),
+        _flag("iterations", "--iterations", int, "Generator iterations."),
+    ), """Examples: `wgf wgan --data ring8 --loss wgan_gp`; `wgf wgan loss=wgan_clip loss.clip=0.01`;
+`wgf wgan experiment=dirac`; `wgf wgan experiment=wgan_ring8_pacgan seeds=[0,1,2,3,4]`."""),
+    "gdelt-build": _Spec((
+        _flag("source", "--source", str, "synthetic | dir | download"),
+        _flag("input", "--input", str, "source=dir: folder of GDELT files."),
+        _flag("output_dir", "--output-dir", str, "Build folder (default: the run folder)."),
+        _flag("workers", "--workers", int, "Parallel processes."),
+        _flag("force", "--force", bool, "Rebuild inputs already in the manifest."),
+    ), """Examples: `wgf gdelt-build` (synthetic); `wgf gdelt-build source=dir input=PATH`;
+`wgf gdelt-build source=download source.start=2015-06-01 source.end=2015-06-30`."""),
+    "gdelt-train": _Spec((
+        _flag("build", "--build", str, "A gdelt-build folder (data.build_dir).", "data.build_dir"),
+        _flag("epochs", "--epochs", int, "Training epochs (train.epochs).", "train.epochs"),
+    ), """Examples: `wgf gdelt-train experiment=gdelt_train`; `wgf gdelt-train --build PATH
+--epochs 20`; `wgf gdelt-train --resume outputs/2026-01-01/12-00-00 --epochs 40`."""),
+    "gdelt-forecast": _Spec((
+        _flag("run", "--run", str, "A finished gdelt-train run folder (run)."),
+        _flag("build", "--build", str, "A gdelt-build folder (build; default: the run's)."),
+    ), """Examples: `wgf gdelt-forecast run=outputs/2026-01-01/12-00-00`; `wgf gdelt-forecast
+run=RUN build=NEW_BUILD 'countries=[NI,LY]'`.""", resume=False),
+    "jko": _Spec((
+        _flag("grid", "--grid", int, "Cells per axis (grid.size).", "grid.size"),
+        _flag("energy", "--energy", str, "heat | fokker_planck | porous_medium | crowd | aggregation | keller_segel"),
+        # --steps sets the steps run and the energy's default for them: one value in --show-config
+        _flag("steps", "--steps", int, "JKO steps.", "steps", "energy.steps"),
+    ), """Examples: `wgf jko --grid 128`; `wgf jko energy=porous_medium initial=barenblatt`;
+`wgf jko -m solver.gamma_factor=0.5,1,2`.""", shown=("grid", "steps", "energy")),
+    "ot": _Spec((
+        _flag("task", "--task", str, "geodesic | plans | map | duality"),
+        _flag("grid", "--grid", int, "Cells per axis (grid.size).", "grid.size"),
+    ), """Examples: `wgf ot` (Benamou-Brenier geodesic between two Gaussians);
+`wgf ot target=gaussian_mixture solver=entropic`; `wgf ot task=plans eps='[0.1,1,10]'`;
+`wgf ot task=map`; `wgf ot task=duality`."""),
+}
 #: the config key(s) behind each typed flag of each subcommand (its parameter name -> keys);
 #: ``--help`` shows each flag's key and its default from the config
 _FLAG_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
-    "jko": {"grid": ("grid.size",), "energy": ("energy",),
-            # --steps sets the steps run and the energy's default for them: one value in --show-config
-            "steps": ("steps", "energy.steps")},
-    "meanfield": {"mode": ("mode",), "method": ("method",), "width": ("model.width",), "time": ("time",)},
-    "wgan": {"data": ("data",), "loss": ("loss",), "iterations": ("iterations",)},
-    "renyi-mi": {"task": ("task",), "alpha": ("alpha",), "epochs": ("train.epochs",),
-                 "width": ("kernel.width",), "method": ("entropy.method",)},
-    "gdelt-build": {"source": ("source",), "input": ("input",), "output_dir": ("output_dir",),
-                    "workers": ("workers",), "force": ("force",)},
-    "gdelt-train": {"build": ("data.build_dir",), "epochs": ("train.epochs",)},
-    "gdelt-forecast": {"run": ("run",), "build": ("build",)},
-    "ot": {"task": ("task",), "grid": ("grid.size",)},
-}
+    name: {f.param: f.keys for f in spec.flags} for name, spec in _SPECS.items()}
 _COMMON_FLAGS = {"device": ("device",), "seed": ("seed",)}
 
 
 def _flags(name: str, values: dict[str, Any]) -> dict[str, Any]:
     """``{config key: value}`` of the typed flags of subcommand ``name`` that were given."""
     out: dict[str, Any] = {}
+    bools = {f.param for f in _SPECS[name].flags if f.type is bool}
     for param, keys in {**_FLAG_KEYS[name], **_COMMON_FLAGS}.items():
-        for key in keys:
-            out[key] = values.get(param)
+        value = values.get(param)
+        for key in keys:  # a switch sets its key only when given
+            out[key] = ("true" if value else None) if param in bools else value
     return out
 
 
@@ -300,163 +378,6 @@ def _report(result, quiet: bool, headline: list[str]) -> None:
         _err(f"run failed: {job.error} (see {job.run_dir}/status.json)")
 
 
-@app.command("renyi-mi", cls=_Command, context_settings=PASS_THROUGH)
-def renyi_mi(
-    overrides: Overrides = None,
-    task: Annotated[str | None, typer.Option("--task", help="infoplane | ntk | scaling | estimate",
-                                             show_default=False)] = None,
-    alpha: Annotated[float | None, typer.Option("--alpha", help="Rényi order (> 0; 1: von Neumann)",
-                                                show_default=False)] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs (train.epochs).",
-                                               show_default=False)] = None,
-    width: Annotated[str | None, typer.Option(
-        "--width", help="Kernel width rule: silverman | dimnorm | knn:K | align | fixed:V",
-        show_default=False)] = None,
-    method: Annotated[str | None, typer.Option(
-        "--method", help="Entropy: auto | eig | frobenius (alpha=2) | fast", show_default=False)] = None,
-    device: Device = None,
-    seed: Seed = None,
-    multirun: Multirun = False,
-    show_config: ShowConfig = False,
-    quiet: Quiet = False,
-    resume: Resume = None,
-) -> None:
-    """Matrix-based Rényi entropy and mutual information of network layers (bits).
-
-    Examples: `wgf renyi-mi` (information plane of an MLP on digits);
-    `wgf renyi-mi experiment=ntk`; `wgf renyi-mi experiment=scaling`;
-    `wgf renyi-mi -m alpha=1.01,2 kernel.scale=0.5,1,2`.
-    """
-    flags = _flags("renyi-mi", locals())
-    _dispatch("renyi-mi", flags, overrides, multirun, show_config, quiet, resume)
-
-
-@app.command(cls=_Command, context_settings=PASS_THROUGH)
-def meanfield(
-    overrides: Overrides = None,
-    mode: Annotated[str | None, typer.Option(
-        "--mode", help="train | compare | width", show_default=False)] = None,
-    method: Annotated[str | None, typer.Option(
-        "--method", help="gd | sgd | jko_grid | wprox (mode=train)", show_default=False)] = None,
-    width: Annotated[int | None, typer.Option("--width", "-w", help="Neurons m (model.width).",
-                                              show_default=False)] = None,
-    time: Annotated[float | None, typer.Option("--time", help="Final mean-field time T.",
-                                               show_default=False)] = None,
-    device: Device = None,
-    seed: Seed = None,
-    multirun: Multirun = False,
-    show_config: ShowConfig = False,
-    quiet: Quiet = False,
-    resume: Resume = None,
-) -> None:
-    """Two-layer ReLU networks in the mean-field limit: particle gd vs the Wasserstein flow.
-
-    Examples: `wgf meanfield --method jko_grid`; `wgf meanfield experiment=compare`;
-    `wgf meanfield experiment=width`; `wgf meanfield -m model.width=64,256,1024`.
-    """
-    flags = _flags("meanfield", locals())
-    _dispatch("meanfield", flags, overrides, multirun, show_config, quiet, resume)
-
-
-@app.command(cls=_Command, context_settings=PASS_THROUGH)
-def wgan(
-    overrides: Overrides = None,
-    data: Annotated[str | None, typer.Option(
-        "--data", help="gauss2_1d | ring8 | grid25 | swissroll | ring8_pacgan | grid25_pacgan",
-        show_default=False)] = None,
-    loss: Annotated[str | None, typer.Option(
-        "--loss", help="gan | gan_ns | wgan_clip | wgan_gp | sinkhorn", show_default=False)] = None,
-    iterations: Annotated[int | None, typer.Option("--iterations", help="Generator iterations.",
-                                                   show_default=False)] = None,
-    device: Device = None,
-    seed: Seed = None,
-    multirun: Multirun = False,
-    show_config: ShowConfig = False,
-    quiet: Quiet = False,
-    resume: Resume = None,
-) -> None:
-    """GAN / Wasserstein-GAN training dynamics on toy distributions, and the Dirac-GAN pendulum.
-
-    Examples: `wgf wgan --data ring8 --loss wgan_gp`; `wgf wgan loss=wgan_clip loss.clip=0.01`;
-    `wgf wgan experiment=dirac`; `wgf wgan experiment=wgan_ring8_pacgan seeds=[0,1,2,3,4]`.
-    """
-    flags = _flags("wgan", locals())
-    _dispatch("wgan", flags, overrides, multirun, show_config, quiet, resume)
-
-
-@app.command("gdelt-build", cls=_Command, context_settings=PASS_THROUGH)
-def gdelt_build(
-    overrides: Overrides = None,
-    source: Annotated[str | None, typer.Option("--source", help="synthetic | dir | download",
-                                               show_default=False)] = None,
-    input: Annotated[str | None, typer.Option("--input", help="source=dir: folder of GDELT files.",
-                                              show_default=False)] = None,
-    output_dir: Annotated[str | None, typer.Option("--output-dir", help="Build folder (default: the run folder).",
-                                                   show_default=False)] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Parallel processes.", show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Rebuild inputs already in the manifest.")] = False,
-    device: Device = None,
-    seed: Seed = None,
-    multirun: Multirun = False,
-    show_config: ShowConfig = False,
-    quiet: Quiet = False,
-    resume: Resume = None,
-) -> None:
-    """Raw GDELT event files -> clean events, daily descriptors and training sequences.
-
-    Examples: `wgf gdelt-build` (synthetic); `wgf gdelt-build source=dir input=PATH`;
-    `wgf gdelt-build source=download source.start=2015-06-01 source.end=2015-06-30`.
-    """
-    flags = _flags("gdelt-build", {**locals(), "force": "true" if force else None})
-    _dispatch("gdelt-build", flags, overrides, multirun, show_config, quiet, resume)
-
-
-@app.command("gdelt-train", cls=_Command, context_settings=PASS_THROUGH)
-def gdelt_train(
-    overrides: Overrides = None,
-    build: Annotated[str | None, typer.Option("--build", help="A gdelt-build folder (data.build_dir).",
-                                              show_default=False)] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs (train.epochs).",
-                                               show_default=False)] = None,
-    device: Device = None,
-    seed: Seed = None,
-    multirun: Multirun = False,
-    show_config: ShowConfig = False,
-    quiet: Quiet = False,
-    resume: Resume = None,
-) -> None:
-    """Forecast a country's next-day GDELT events with a causal transformer over days.
-
-    Examples: `wgf gdelt-train experiment=gdelt_train`; `wgf gdelt-train --build PATH
-    --epochs 20`; `wgf gdelt-train --resume outputs/2026-01-01/12-00-00 --epochs 40`.
-    """
-    flags = _flags("gdelt-train", locals())
-    _dispatch("gdelt-train", flags, overrides, multirun, show_config, quiet, resume)
-
-
-@app.command("gdelt-forecast", cls=_Command, context_settings=PASS_THROUGH)
-def gdelt_forecast(
-    overrides: Overrides = None,
-    run: Annotated[str | None, typer.Option("--run", help="A finished gdelt-train run folder (run).",
-                                            show_default=False)] = None,
-    build: Annotated[str | None, typer.Option("--build", help="A gdelt-build folder (build; default: the run's).",
-                                              show_default=False)] = None,
-    device: Device = None,
-    seed: Seed = None,
-    multirun: Multirun = False,
-    show_config: ShowConfig = False,
-    quiet: Quiet = False,
-) -> None:
-    """Forecast the day after a build's last day with a trained gdelt-train run.
-
-    Examples: `wgf gdelt-forecast run=outputs/2026-01-01/12-00-00`; `wgf gdelt-forecast
-    run=RUN build=NEW_BUILD 'countries=[NI,LY]'`.
-    """
-    flags = _flags("gdelt-forecast", locals())
-    _dispatch("gdelt-forecast", flags, overrides, multirun, show_config, quiet, None)
-
-
-@app.command()
 def presets(
     command: Annotated[str | None, typer.Argument(help="A subcommand (default: all).", show_default=False)] = None,
 ) -> None:
@@ -479,7 +400,6 @@ def presets(
         typer.echo("")
 
 
-@app.command()
 def report(
     runs_dir: Annotated[str, typer.Argument(
         help="A `make reproduce` folder, a run or sweep folder, or any folder above run folders.")
@@ -507,7 +427,6 @@ def report(
         raise typer.Exit(1)
 
 
-@app.command()
 def summarize(
     dirs: Annotated[list[str], typer.Argument(help="Run folders, sweep folders or any folder above them.")],
     keys: Annotated[str | None, typer.Option(
@@ -548,53 +467,52 @@ def summarize(
         _err(f"key {k!r} is in no summary.json")
 
 
-@app.command(cls=_Command, context_settings=PASS_THROUGH)
-def jko(
-    overrides: Overrides = None,
-    grid: Annotated[int | None, typer.Option("--grid", help="Cells per axis (grid.size).",
-                                             show_default=False)] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="JKO steps.", show_default=False)] = None,
-    energy: Annotated[str | None, typer.Option(
-        "--energy", help="heat | fokker_planck | porous_medium | crowd | aggregation | keller_segel",
-        show_default=False)] = None,
-    device: Device = None,
-    seed: Seed = None,
-    multirun: Multirun = False,
-    show_config: ShowConfig = False,
-    quiet: Quiet = False,
-    resume: Resume = None,
-) -> None:
-    """Entropic JKO Wasserstein gradient flow of a free energy on a grid.
-
-    Examples: `wgf jko --grid 128`; `wgf jko energy=porous_medium initial=barenblatt`;
-    `wgf jko -m solver.gamma_factor=0.5,1,2`.
-    """
-    flags = _flags("jko", locals())
-    _dispatch("jko", flags, overrides, multirun, show_config, quiet, resume)
+def _typed(flag: _Flag) -> tuple[Any, Any]:
+    """The Typer annotation and default of a typed flag (a switch defaults to False, the rest to None)."""
+    if flag.type is bool:
+        return Annotated[bool, typer.Option(*flag.decls, help=flag.help)], False
+    return Annotated[flag.type | None, typer.Option(*flag.decls, help=flag.help, show_default=False)], None
 
 
-@app.command(cls=_Command, context_settings=PASS_THROUGH)
-def ot(
-    overrides: Overrides = None,
-    task: Annotated[str | None, typer.Option("--task", help="geodesic | plans | map | duality",
-                                             show_default=False)] = None,
-    grid: Annotated[int | None, typer.Option("--grid", help="Cells per axis (grid.size).",
-                                             show_default=False)] = None,
-    device: Device = None,
-    seed: Seed = None,
-    multirun: Multirun = False,
-    show_config: ShowConfig = False,
-    quiet: Quiet = False,
-    resume: Resume = None,
-) -> None:
-    """Optimal transport between densities: W2 geodesics, maps, entropic plans, duality.
+def _register(name: str) -> None:
+    """Add subcommand ``name`` to the app: Hydra overrides, its typed flags, then the common options."""
+    from wgf_cli.commands import COMMANDS
 
-    Examples: `wgf ot` (Benamou-Brenier geodesic between two Gaussians);
-    `wgf ot target=gaussian_mixture solver=entropic`; `wgf ot task=plans eps='[0.1,1,10]'`;
-    `wgf ot task=map`; `wgf ot task=duality`.
-    """
-    flags = _flags("ot", locals())
-    _dispatch("ot", flags, overrides, multirun, show_config, quiet, resume)
+    spec = _SPECS[name]
+    by_param = {f.param: f for f in spec.flags}
+    shown = [by_param[p] for p in spec.shown] if spec.shown else list(spec.flags)
+    common: list[tuple[str, Any, Any]] = [("device", Device, None), ("seed", Seed, None), ("multirun", Multirun, False),
+                                          ("show_config", ShowConfig, False), ("quiet", Quiet, False)]
+    if spec.resume:
+        common.append(("resume", Resume, None))
+    params = [inspect.Parameter("overrides", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                annotation=Overrides)]
+    for f in shown:
+        annotation, default = _typed(f)
+        params.append(inspect.Parameter(f.param, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                                        annotation=annotation))
+    params += [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d, annotation=a)
+               for p, a, d in common]
+
+    def command(**values: Any) -> None:
+        _dispatch(name, _flags(name, values), values["overrides"], values["multirun"], values["show_config"],
+                  values["quiet"], values.get("resume"))
+
+    command.__name__ = command.__qualname__ = name.replace("-", "_")
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {}
+    command.__doc__ = f"{COMMANDS[name].title}\n\n{spec.examples}"  # the help: title, then examples
+    app.command(name, cls=_Command, context_settings=PASS_THROUGH)(command)
+
+
+#: ``wgf --help`` lists the subcommands in this order
+for _name in ("renyi-mi", "meanfield", "wgan", "gdelt-build", "gdelt-train", "gdelt-forecast"):
+    _register(_name)
+app.command()(presets)
+app.command()(report)
+app.command()(summarize)
+for _name in ("jko", "ot"):
+    _register(_name)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -2,8 +2,8 @@
 
 The CLI, :mod:`wgf_cli.launch` and the reporting layer (``make reproduce``, ``wgf report``,
 ``wgf summarize``) all read this table; it imports neither Typer nor Hydra.  A new
-subcommand adds one line here, one Typer command in :mod:`wgf_cli.cli` (whose help starts
-with the title given here), a primary config in ``conf/`` and an experiment module with
+subcommand adds one line here, one entry of ``_SPECS`` in :mod:`wgf_cli.cli` (its typed flags
+and examples; its help starts with the title given here), a primary config in ``conf/`` and an experiment module with
 ``validate(cfg)``, ``run(cfg, run)`` and ``PRESETS``.
 """
 
