@@ -210,3 +210,23 @@ def test_block_tridiagonal_product_equals_band_masked_dense(shape):
         ref = torch.movedim(torch.tensordot(mat, torch.movedim(ref, k, 0), dims=([1], [0])), 0, k)
     got = geom.apply_kernel(x)
     assert float((got - ref).abs().max() / ref.abs().max()) < 1e-14
+
+
+def test_transport_cost_operators_are_cached_per_band():
+    """The cost-weighted block-tridiagonal operators are built once per band: the same cost as a
+    fresh geometry's, bit for bit, and a widened copy builds its own."""
+    grid = Grid((300, 64), [0.0, 0.0], [1.0, 1.0], dtype=torch.float64)
+    geom = GridGeometry(grid, 2e-4)
+    assert type(geom.plain_matrix[0]).__name__ == "_BlockBand"
+    gen = torch.Generator().manual_seed(3)
+    f = torch.rand(300, 64, dtype=torch.float64, generator=gen).log()
+    g = torch.rand(300, 64, dtype=torch.float64, generator=gen).log()
+    first = geom.transport_cost(f, g)
+    block = geom._cost_operators(0)[0][0]
+    assert type(block).__name__ == "_BlockBand" and block is not geom.plain_matrix[0]
+    assert geom.transport_cost(f, g) == first and geom._cost_operators(0)[0][0] is block
+    assert GridGeometry(grid, 2e-4).transport_cost(f, g) == first
+    wide = geom.widened()
+    assert wide.band != geom.band and wide._cost_ops == {}
+    assert wide.transport_cost(f, g) == GridGeometry(grid, 2e-4).widened().transport_cost(f, g)
+    assert geom._cost_operators(0)[0][0] is block  # the original keeps its own

@@ -236,6 +236,9 @@ class GridGeometry:
                 idx = torch.arange(n, device=kern.device)
                 kern = torch.where((idx[:, None] - idx[None, :]).abs() <= w, kern, torch.zeros_like(kern))
             self.plain_matrix.append(kern)
+        # transport_cost's cost-weighted block-tridiagonal operators and taps, built on first use
+        # for this band (the dense cost-weighted matrices are not kept: n x n each)
+        self._cost_ops: dict[int, tuple[list[Tensor | _BlockBand | None], list[list[float]]]] = {}
 
     @property
     def is_banded(self) -> bool:
@@ -425,11 +428,9 @@ class GridGeometry:
         total = 0.0
         for k in range(d):
             if plain:
-                taps = [t if j != k else [x * c for x, c in zip(t, self.cost_taps[j], strict=True)]
-                        for j, t in enumerate(self.taps)]
-                mats = [m if (j != k or m is None) else
-                        _BlockBand(taps[j], m.n, m.diag.dtype, m.diag.device) if isinstance(m, _BlockBand)
-                        else m * self.cost_1d[j] for j, m in enumerate(self.plain_matrix)]
+                mats, taps = self._cost_operators(k)
+                mats = [m * self.cost_1d[j] if (j == k and isinstance(m, Tensor)) else m
+                        for j, m in enumerate(mats)]
                 total += float((a * self._plain(b, mats, taps)).sum())
                 continue
             out = g
@@ -448,6 +449,23 @@ class GridGeometry:
                     out = _lse_contract(logm, out, axis)
             total += float(torch.exp(f + out).sum())
         return total
+
+    def _cost_operators(self, k: int) -> tuple[list[Tensor | _BlockBand | None], list[list[float]]]:
+        """The plain operators of :meth:`transport_cost`'s axis-``k`` term: axis ``k`` weighted by
+        its cost ``C_k * K_k``, the other axes ``K_j``.
+
+        Cached for the current band (:meth:`_set_taps` starts a new cache).  A dense axis ``k`` is
+        returned unweighted (its ``n x n`` product with ``cost_1d[k]`` is not kept): the caller
+        multiplies it.
+        """
+        ops = self._cost_ops.get(k)
+        if ops is None:
+            taps = [t if j != k else [x * c for x, c in zip(t, self.cost_taps[j], strict=True)]
+                    for j, t in enumerate(self.taps)]
+            mats = [_BlockBand(taps[j], m.n, m.diag.dtype, m.diag.device)
+                    if (j == k and isinstance(m, _BlockBand)) else m for j, m in enumerate(self.plain_matrix)]
+            ops = self._cost_ops[k] = (mats, taps)
+        return ops
 
     # -- diagnostics ----------------------------------------------------------------
     def dense_kernel(self) -> Tensor:
