@@ -451,10 +451,10 @@ class GridGeometry:
         return total
 
     def _cost_operators(self, k: int) -> tuple[list[Tensor | _BlockBand | None], list[list[float]]]:
-        """The plain operators of :meth:`transport_cost`'s axis-``k`` term: axis ``k`` weighted by
-        its cost ``C_k * K_k``, the other axes ``K_j``.
+        """The plain operators of :meth:`transport_cost`'s axis-``k`` term.
 
-        Cached for the current band (:meth:`_set_taps` starts a new cache).  A dense axis ``k`` is
+        Axis ``k`` is weighted by its cost (``C_k * K_k``), the other axes are ``K_j``.  Cached
+        for the current band (:meth:`_set_taps` starts a new cache).  A dense axis ``k`` is
         returned unweighted (its ``n x n`` product with ``cost_1d[k]`` is not kept): the caller
         multiplies it.
         """
