@@ -159,6 +159,21 @@ def test_threads_auto_and_aggregation_energy_explained(tmp_path):
     assert summary["energy_monotone"] is True and summary["diffusion_effective"] == 0.002
 
 
+def test_steps_that_stop_before_tol_are_said(tmp_path):
+    """A run whose steps stop at inner_max says so in one warning line of its log (how many,
+    the worst marginal error, what to raise); a converged run says nothing."""
+    run_dir = tmp_path / "capped"
+    res = wgf(*TINY, "energy=porous_medium", "solver.inner_max=10", f"hydra.run.dir={run_dir}")
+    assert res.exit_code == 0, res.output
+    said = [ln for ln in (run_dir / "jko.log").read_text().splitlines() if "stopped before" in ln]
+    assert len(said) == 1 and "WARNING" in said[0] and "4 of 4 steps" in said[0]
+    assert "solver.inner_max" in said[0]
+    assert json.loads((run_dir / "summary.json").read_text())["converged_fraction"] == 0.0
+    run_dir = tmp_path / "fine"
+    res = wgf(*TINY, f"hydra.run.dir={run_dir}")
+    assert res.exit_code == 0 and "stopped before" not in (run_dir / "jko.log").read_text()
+
+
 def test_device_cuda_without_gpu(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     res = runner.invoke(app, ["jko", "--device", "cuda"])

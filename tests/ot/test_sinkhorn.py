@@ -322,3 +322,28 @@ def test_auto_omega_ignores_a_cold_start_jump_but_backs_off_on_growth():
     assert final([5.0, 20.0]) == 1.871  # one jump above 1: kept
     assert final([5.0, 20.0, 80.0]) == pytest.approx(1.0 + 0.8 * 0.871)  # two in a row
     assert final([0.1, 0.3], omega=1.0) == 1.0  # unrelaxed: nothing to back off
+
+
+def test_auto_omega_is_estimated_once_the_unrelaxed_decay_is_steady():
+    """Without a starting omega, the automatic over-relaxation reads the unrelaxed rate ``lam``
+    off STEADY_CHECKS checks in a row that agree (here at a relative error near 1e-2, where
+    waiting for 1e-5 would cost ~1/(1 - lam) more iterations) and moves to the SOR optimum."""
+    import math
+
+    from wgf_cli.ot.sinkhorn import STEADY_CHECKS, _Omega
+
+    lam, every = 0.995, 10
+    om = _Omega(1.0, auto=True)
+    errs = [5.0, 0.9] + [0.9 * lam ** (every * k) for k in range(1, STEADY_CHECKS + 1)]
+    for e in errs[:-1]:
+        om.observe(e, every)
+    assert om.omega == 1.0  # one steady rate short
+    om.observe(errs[-1], every)
+    assert om.omega == pytest.approx(2.0 / (1.0 + math.sqrt(1.0 - lam)), rel=1e-9)
+    # rates that still drift (fast modes dying out) are not steady: no estimate
+    om = _Omega(1.0, auto=True)
+    e = 0.9
+    for k in range(12):
+        e *= (0.5 + 0.04 * k) ** every
+        om.observe(e, every)
+    assert om.omega == 1.0

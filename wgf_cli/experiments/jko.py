@@ -428,6 +428,12 @@ def run(cfg: DictConfig, run) -> dict[str, Any]:
         summary["gibbs_l1_final"] = R.relative_l1(state["rho"], R.gibbs(energy.V, energy.diffusion))
     summary.update(extra)
     summary["wall_s"] = round(wall, 3)
+    if state["conv"] and not all(state["conv"]):
+        worst = max(r["marginal_error"] for r in run.read_metrics() if "marginal_error" in r)
+        log.warning("%d of %d steps stopped before solver.tol=%g (largest marginal error %.2g): "
+                    "raise solver.inner_max or solver.gamma_factor, or see docs/known-limits.md",
+                    len(state["conv"]) - sum(state["conv"]), len(state["conv"]),
+                    float(cfg.solver.tol), worst)
 
     from wgf_cli.experiments import jko_plots
 

@@ -146,6 +146,9 @@ class ProxSinkhornResult:
             pass it to the next solve to keep the wider band).
         stalled: the last iterations stopped because the error stalled (the rounding floor
             of the dtype), not at ``tol`` or ``inner_max``.
+        at_band_edge: the iterations stopped early because the plan reached the edge of a
+            banded geometry's band (:meth:`ProxSinkhorn.solve` then widens the band and goes
+            on; never set on a result it returns).
     """
 
     rho: Tensor
@@ -160,6 +163,7 @@ class ProxSinkhornResult:
     widened: int = 0
     geom: object = None
     stalled: bool = False
+    at_band_edge: bool = False
 
 
 def _safe_log(x: Tensor) -> Tensor:
@@ -215,16 +219,17 @@ class ProxSinkhorn:
         overrelax: ``omega`` in ``[1, 2)``; each update becomes ``f <- (1 - omega) f + omega
             f_new`` (over-relaxed scaling iterations, Thibault et al. 2017); ``1`` is the plain
             scheme.  The fixed point is the same; a last exact ``b``-update keeps the second
-            marginal, hence the mass, exact.  ``"auto"``: run unrelaxed until the error is
-            below max(1e-5, 100 tol), read the linear rate ``lam`` off the error decay and
-            switch to the SOR optimum ``omega = 2 / (1 + sqrt(1 - lam))`` (capped at
-            :data:`OMEGA_MAX`; backed off when the error clearly grows).  Iterations then
-            grow like ``1/sqrt(1 - lam)`` instead of ``1/(1 - lam)``.
+            marginal, hence the mass, exact.  ``"auto"``: run unrelaxed until the error
+            decays at a steady linear rate ``lam`` (see :class:`_Omega`), then switch to the
+            SOR optimum ``omega = 2 / (1 + sqrt(1 - lam))`` (capped at :data:`OMEGA_MAX`;
+            backed off when the error clearly grows).  Iterations then grow like
+            ``1/sqrt(1 - lam)`` instead of ``1/(1 - lam)``.
         omega_init: with ``overrelax="auto"``, an omega > 1 (e.g. the previous solve's) is
             used from the start instead of being estimated again.
         edge_tol: with a banded geometry (``geom.is_banded``), the plan mass on the band's
-            outermost offsets must be ``<= edge_tol * sum(q)`` at the end; otherwise the band
-            widens (in a copy, ``result.geom``) and the solve continues from the result
+            outermost offsets must be ``<= edge_tol * sum(q)`` at the end, and is checked
+            once before, when the error first reaches :data:`BAND_CHECK_ERROR`; otherwise the
+            band widens (in a copy, ``result.geom``) and the solve continues from there
             (``widened`` counts it).
         warn: warn (:class:`SinkhornNotConverged`) when ``inner_max`` is reached before ``tol``.
 
@@ -271,8 +276,8 @@ class ProxSinkhorn:
         res = self._attempt(problem, f0, g0, omega0, plain=self.log_domain is not True)
         geom = problem.geom
         res.geom = geom
-        while (getattr(geom, "is_banded", False)
-               and geom.band_edge_mass(res.f, res.g) > self.edge_tol * problem.mass):
+        while getattr(geom, "is_banded", False) and (
+                res.at_band_edge or geom.band_edge_mass(res.f, res.g) > self.edge_tol * problem.mass):
             geom = geom.widened()
             problem = problem.on(geom)
             more = self._attempt(problem, res.f, res.g, res.omega, plain=not res.log_domain)
@@ -298,18 +303,21 @@ class ProxSinkhorn:
         if plain:
             try:
                 return self._iterate(_PlainDomain(problem, f0, g0), problem,
-                                     _Omega(omega, auto, self.tol))
+                                     _Omega(omega, auto))
             except FloatingPointError:
                 if self.log_domain is False:
                     raise
-        return self._iterate(_LogDomain(problem, f0, g0), problem, _Omega(omega, auto, self.tol))
+        return self._iterate(_LogDomain(problem, f0, g0), problem, _Omega(omega, auto))
 
     def _iterate(self, dom: _PlainDomain | _LogDomain, problem: ProxProblem, om: _Omega
                  ) -> ProxSinkhornResult:
         """The one iteration loop; ``dom`` holds the scalings and does the domain-specific work."""
         tol, inner_max, check_every, mass = self.tol, self.inner_max, self.check_every, problem.mass
         omega = om.omega
-        relaxed = stalled = False
+        relaxed = stalled = at_edge = False
+        # a banded geometry's edge is checked once early, so that a band too narrow is widened
+        # before the iterations converge on it (the widening restarts the slow modes)
+        edge_check = bool(getattr(problem.geom, "is_banded", False))
         errors: list[float] = []
         err = float("inf")
         it = 0
@@ -328,12 +336,17 @@ class ProxSinkhorn:
                 if _stalled(errors):
                     stalled = True
                     break
+                if edge_check and err <= BAND_CHECK_ERROR:
+                    edge_check = False
+                    if problem.geom.band_edge_mass(*dom.log_scalings()) > self.edge_tol * mass:
+                        at_edge = True
+                        break
                 om.observe(err, check_every)
                 relaxed = relaxed or omega != 1.0
                 omega = om.omega
         rho, f, g = dom.finish(exact_second=relaxed or omega != 1.0)
         return ProxSinkhornResult(rho, f, g, it, err, err <= tol, dom.log_domain, errors, omega,
-                                  stalled=stalled)
+                                  stalled=stalled, at_band_edge=at_edge)
 
 
 def prox_sinkhorn(
@@ -377,19 +390,30 @@ def prox_sinkhorn(
     return solver.solve(ProxProblem(geom, q, prox_log), init)
 
 
+#: relative marginal error at which a banded solve checks the plan mass on the band's edge
+BAND_CHECK_ERROR = 1e-4
+
+#: checks in a row whose unrelaxed rates must agree before ``overrelax="auto"`` estimates omega
+STEADY_CHECKS = 4
+
+
 class _Omega:
     """The over-relaxation parameter, fixed or (``auto``) estimated.
 
-    In ``auto`` mode it is estimated once from the decay of the unrelaxed iterations and then
-    held, backed off when the error clearly grows: at one check once the relative error is
-    below 1, at two checks in a row above it (a cold start's first errors can jump by many
-    orders of magnitude once before they fall, which says nothing about omega).
+    In ``auto`` mode it is estimated once from the decay of the unrelaxed iterations, as soon
+    as that decay is steady: :data:`STEADY_CHECKS` checks in a row below a relative error of 1
+    whose rates ``lam`` agree to a tenth of ``1 - lam`` (the slow mode dominates; waiting for
+    the error to come near ``tol`` instead costs ``~1/(1 - lam)`` iterations, thousands on
+    fine grids).  It is then held, backed off when the error clearly grows: at one check once
+    the relative error is below 1, at two checks in a row above it (a cold start's first
+    errors can jump by many orders of magnitude once before they fall, which says nothing
+    about omega).
     """
 
-    def __init__(self, omega: float, auto: bool, tol: float = 1e-9) -> None:
+    def __init__(self, omega: float, auto: bool) -> None:
         self.omega, self.auto = omega, auto
-        self.near = max(1e-5, 100.0 * tol)
         self.estimated = omega > 1.0  # a carried-over omega is used as it is
+        self.rates: list[float] = []  # per-iteration rates of the unrelaxed checks in a steady run
         self.prev: float | None = None
         self.grew = False  # the error grew clearly at the previous check
 
@@ -406,9 +430,16 @@ class _Omega:
         if w > 1.0 and grew and (prev < 1.0 or grew_before):
             self.omega = 1.0 + 0.8 * (w - 1.0)  # clearly growing: back off towards the plain scheme
             return
-        # the unrelaxed rate lam, once near the fixed point (where the linear picture holds and
-        # the fast modes have died out)
-        if not self.estimated and w == 1.0 and err < self.near and prev < 10 * self.near and rho < 1.0:
+        if self.estimated or w != 1.0:
+            return
+        # the unrelaxed rate lam, once the decay is steady (the fast modes have died out and
+        # the slowest one sets the rate)
+        if not (err < 1.0 and rho < 1.0 and err < prev):
+            self.rates.clear()
+            return
+        self.rates.append(rho)
+        last = self.rates[-STEADY_CHECKS:]
+        if len(last) == STEADY_CHECKS and max(last) - min(last) <= 0.1 * (1.0 - max(last)):
             self.omega = min(2.0 / (1.0 + math.sqrt(1.0 - rho)), OMEGA_MAX)
             self.estimated = True
 
@@ -497,6 +528,11 @@ class _PlainDomain:
         self.log_b = _relax_finite_new(old, torch.where(self.q_pos, self.log_q - torch.log(ka), -math.inf), omega)
         self.b = torch.exp(self.log_b)
 
+    def log_scalings(self) -> tuple[Tensor, Tensor]:
+        """The current ``(log a, log b)``."""
+        return (_safe_log(self.a) if self.log_a is None else self.log_a,
+                _safe_log(self.b) if self.log_b is None else self.log_b)
+
     def read_check(self, residual: Tensor) -> float:
         """The residual and the largest scalings in one host read; raises on overflow."""
         err, amax, bmax = torch.stack([residual, self.a.max(), self.b.max()]).tolist()
@@ -573,6 +609,10 @@ class _LogDomain:
         """``g <- log q - log K^T e^f`` (over-relaxed when ``omega != 1``)."""
         g_new = torch.where(self.q > 0, self.log_q - log_ka, self.neg_inf)
         self.g = g_new if omega == 1.0 else _relax(self.g, g_new, omega)
+
+    def log_scalings(self) -> tuple[Tensor, Tensor]:
+        """The current ``(f, g)``."""
+        return self.f, self.g
 
     def read_check(self, residual: Tensor) -> float:
         """The residual, read once."""
