@@ -39,8 +39,8 @@ PROFILES = ("quick", "full")
 EXPECTED_S = {
     "heat": 9, "heat_convergence": 3, "ornstein_uhlenbeck": 9, "porous_medium": 13, "crowd": 14,
     "aggregation": 3, "double_well_langevin": 4, "compare": 55, "width": 23, "infoplane": 25,
-    "ntk": 2, "scaling": 10, "dirac": 1, "wgan_ring8_gp": 66, "wgan_ring8_pacgan": 200,
-    "wgan_grid25_pacgan": 330, "wgan_ring8_pacgan_vanilla": 69, "wgan_clip_boundary": 28,
+    "ntk": 2, "scaling": 10, "dirac": 1, "wgan_ring8_gp": 66, "wgan_ring8_pacgan": 115,
+    "wgan_grid25_pacgan": 220, "wgan_ring8_pacgan_vanilla": 35, "wgan_clip_boundary": 28,
     "wgan_gauss2_vanilla": 7, "wgan_ring8_sinkhorn": 27, "wgan_grid25_gan": 52,
     "wgan_grid25_clip": 41, "wgan_grid25_sinkhorn": 48, "gdelt_synthetic": 20, "gdelt_train": 600,
     "heat_512": 20, "gdelt_westafrica": 35, "gdelt_westafrica_train": 265,
