@@ -280,7 +280,8 @@ class ProxSinkhorn:
                 res.at_band_edge or geom.band_edge_mass(res.f, res.g) > self.edge_tol * problem.mass):
             geom = geom.widened()
             problem = problem.on(geom)
-            more = self._attempt(problem, res.f, res.g, res.omega, plain=not res.log_domain)
+            more = self._attempt(problem, res.f, res.g, res.omega, plain=not res.log_domain,
+                                 widened=True)
             more.n_iters += res.n_iters
             more.errors = res.errors + more.errors
             more.widened, more.geom = res.widened + 1, geom
@@ -293,13 +294,18 @@ class ProxSinkhorn:
         return res
 
     def _attempt(self, problem: ProxProblem, f0: Tensor, g0: Tensor, omega: float, *,
-                 plain: bool) -> ProxSinkhornResult:
+                 plain: bool, widened: bool = False) -> ProxSinkhornResult:
         """One solve from ``(f0, g0)``: the plain path when ``plain``, else the log path.
 
         The plain path falls back to the log domain on overflow unless ``log_domain=False``;
-        each try starts a fresh over-relaxation state.
+        each try starts a fresh over-relaxation state.  After a band widening (``widened``) the
+        new kernel entries meet scalings not adapted to them and an over-relaxed start can
+        diverge (measured: porous medium at 512^2, omega 1.92, errors 6e24 -> inf), so an
+        automatic omega is estimated again, unrelaxed first.
         """
         auto = self.overrelax == "auto"
+        if widened and auto:
+            omega = 1.0
         if plain:
             try:
                 return self._iterate(_PlainDomain(problem, f0, g0), problem,
@@ -319,6 +325,7 @@ class ProxSinkhorn:
         # before the iterations converge on it (the widening restarts the slow modes)
         edge_check = bool(getattr(problem.geom, "is_banded", False))
         errors: list[float] = []
+        since = 0  # where the stall window starts
         err = float("inf")
         it = 0
         while it < inner_max:
@@ -333,7 +340,7 @@ class ProxSinkhorn:
                 errors.append(err)
                 if err <= tol:
                     break
-                if _stalled(errors):
+                if _stalled(errors[since:]):
                     stalled = True
                     break
                 if edge_check and err <= BAND_CHECK_ERROR:
@@ -343,6 +350,8 @@ class ProxSinkhorn:
                         break
                 om.observe(err, check_every)
                 relaxed = relaxed or omega != 1.0
+                if om.omega != omega:  # a new omega starts a new stall window (its transient
+                    since = len(errors)  # may raise the error above the best before it)
                 omega = om.omega
         rho, f, g = dom.finish(exact_second=relaxed or omega != 1.0)
         return ProxSinkhornResult(rho, f, g, it, err, err <= tol, dom.log_domain, errors, omega,
