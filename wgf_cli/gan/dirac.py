@@ -22,6 +22,7 @@ which conserves ``θ² + ψ²``: every orbit is a circle around the equilibrium 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -263,7 +264,8 @@ class DiracComparison:
         }
 
 
-def compare(starts, clip: float, h: float, steps: int, flow_h: float, extra_time: float) -> DiracComparison:
+def compare(starts: Iterable[tuple[float, float]], clip: float, h: float, steps: int, flow_h: float,
+            extra_time: float) -> DiracComparison:
     """Integrate the Dirac-GAN from every start: free, clipped, simultaneous and alternating.
 
     Args:

@@ -19,7 +19,7 @@ reaches ``E_P f − E_Q f = k|θ|`` with the slope ``k = 1 + |θ| / (2λ)`` that
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +129,7 @@ def train_critic(theta: float, kind: str, steps: int = 500, batch: int = 256, hi
     return TrainedCritic(float(theta), kind, estimate, float(grad), float(value.detach()))
 
 
-def vanishing_study(thetas, lam: float = 10.0, steps: int = 500, batch: int = 256, hidden: int = 64,
+def vanishing_study(thetas: Iterable[float], lam: float = 10.0, steps: int = 500, batch: int = 256, hidden: int = 64,
                     lr: float = 1e-3, seed: int = 0,
                     on_critic: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """Closed-form JS and W1 next to a trained GAN discriminator and WGAN-GP critic, per ``θ``.

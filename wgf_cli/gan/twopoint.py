@@ -39,7 +39,7 @@ where ``ω' > 0``) or ``ω = −c`` (at ``θ < θ*``), slides along it with ``θ
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -276,7 +276,7 @@ class TwoPointComparison:
         }
 
 
-def compare(starts, p: float, clip: float, flow_h: float, extra_time: float,
+def compare(starts: Iterable[tuple[float, float]], p: float, clip: float, flow_h: float, extra_time: float,
             on_start: Callable[[], None] | None = None) -> TwoPointComparison:
     """Integrate the two-point GAN from every start, free and clipped, beside the Dirac-GAN.
 
